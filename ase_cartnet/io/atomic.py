@@ -1,0 +1,71 @@
+"""Atomic file output: write to a temporary file beside the target, then rename over it.
+
+A reader never sees a half-written file, and an interrupted write leaves the old file intact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+from ase_cartnet.errors import InputError
+
+
+def ensure_not_input(output: str | os.PathLike, *inputs: str | os.PathLike | None) -> Path:
+    """Return ``output`` as a Path; raise ``InputError`` if it is one of ``inputs`` (same file)."""
+    out = Path(output)
+    for inp in inputs:
+        if inp is None:
+            continue
+        src = Path(inp)
+        same = out.resolve() == src.resolve()
+        if not same and out.exists() and src.exists():
+            same = os.path.samefile(out, src)
+        if same:
+            raise InputError(f"refusing to overwrite the input file {src} with output; choose another path")
+    return out
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs) -> Iterator[IO]:
+    """Open a temporary file next to ``path``; on success rename it to ``path`` (atomic on POSIX).
+
+    ``mode`` is "w" (text) or "wb" (binary). On an exception the temporary file is removed and
+    ``path`` is left as it was.
+    """
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_write supports modes 'w' and 'wb', not {mode!r}")
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, mode, **open_kwargs) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path`` for writers that want a file name (matplotlib,
+    torch.save, ase.io.write); it is renamed to ``path`` on success and removed on failure."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=target.suffix, dir=target.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp_name)
+        os.replace(tmp_name, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
