@@ -1,0 +1,246 @@
+"""ASE calculator for CartNet anisotropic displacement parameters (thermal ellipsoids)."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.calculators.calculator import Calculator, all_changes
+
+from ase_cartnet.adp import u_cart_to_u_cif, u_equiv
+from ase_cartnet.errors import InputError
+from ase_cartnet.graph import atoms_to_graph, batch_graphs
+from ase_cartnet.hydrogen import HYDROGEN_POLICIES, riding_hydrogen_adps
+from ase_cartnet.io.checkpoint import load_cartnet
+from ase_cartnet.models.so3 import averaging_rotations
+from ase_cartnet.validation import resolve_temperature, validate_structure
+from ase_cartnet.weights import default_cartnet_checkpoint
+
+FROM_CHECKPOINT = "checkpoint"
+
+
+class CartNetADP(Calculator):
+    """Anisotropic displacement parameters U (Å²) of every atom of a structure at a temperature.
+
+    Properties: ``"adps"`` (N, 3, 3) Cartesian U in the frame of ``atoms.positions``;
+    ``"u_cif"`` (N, 3, 3) the crystallographic U^ij (IUCr, N = diag(a*, b*, c*)); ``"u_equiv"``
+    (N,) U_eq = tr(U)/3. The model predicts non-hydrogen atoms; H rows follow ``hydrogen``:
+    "nan" (NaN rows) or "riding" (isotropic 1.2 × U_eq of the bonded atom, 1.5 for methyl and
+    hydroxyl H, as refinement programs constrain them).
+
+    Parameters:
+        checkpoint: an official CartNet checkpoint (``model_state``) or an ase-cartnet one; None
+            loads the embedded default weights.
+        temperature: K. None takes ``atoms.info["temperature"]``; without either, an error.
+            Changing ``atoms.info["temperature"]`` triggers a new calculation.
+        device, dtype: where and in which precision the model runs (float32 default; float64 for
+            reference-quality numbers).
+        hydrogen: "nan" or "riding".
+        max_neighbours: neighbour cap per atom: "checkpoint" uses the checkpoint's own setting (64
+            for official checkpoints, like the official app; none for ase-cartnet checkpoints,
+            like training), an int caps, None keeps every neighbour within the cutoff.
+        rotations: test-time rotation averaging: U = (1/K) Σ_k R_kᵀ f(R_k·x) R_k over K fixed
+            rotations (identity first). CartNet is only approximately rotation-equivariant (it
+            learns equivariance from SO(3) augmentation, paper section 4.2); K > 1 reduces the
+            equivariance error at K times the cost.
+        store_in_arrays: also put the results in ``atoms.arrays`` ("adps", "u_equiv") so that
+            writers that drop calculator results keep them.
+
+    Not meant for: structures far from the training domain. The model card of the checkpoint
+    states the domain; a warning is raised for elements the checkpoint was not trained on.
+    """
+
+    implemented_properties = ["adps", "u_cif", "u_equiv"]
+    default_parameters: dict[str, Any] = {}
+
+    def __init__(
+        self,
+        checkpoint: str | os.PathLike | None = None,
+        temperature: float | None = None,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        hydrogen: Literal["nan", "riding"] = "nan",
+        max_neighbours: int | None | Literal["checkpoint"] = FROM_CHECKPOINT,
+        rotations: int = 1,
+        store_in_arrays: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        if hydrogen not in HYDROGEN_POLICIES:
+            raise InputError(f"hydrogen must be one of {HYDROGEN_POLICIES}, got {hydrogen!r}")
+        if not isinstance(rotations, int) or rotations < 1:
+            raise InputError(f"rotations must be an integer >= 1, got {rotations!r}")
+        if max_neighbours not in (FROM_CHECKPOINT, None) and (
+            not isinstance(max_neighbours, int) or max_neighbours < 1
+        ):
+            raise InputError(f"max_neighbours must be 'checkpoint', None or an int >= 1, got {max_neighbours!r}")
+        if temperature is not None:
+            resolve_temperature(temperature, Atoms())  # validates the value early
+        super().__init__(temperature=temperature, **kwargs)
+        self.checkpoint_path = Path(checkpoint) if checkpoint is not None else default_cartnet_checkpoint()
+        self.model, self.metadata = load_cartnet(self.checkpoint_path, dtype=dtype, device=device)
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.hydrogen = hydrogen
+        self.max_neighbours = (
+            self.model.config.max_neighbours if max_neighbours == FROM_CHECKPOINT else max_neighbours
+        )
+        self.rotations = averaging_rotations(rotations, dtype=dtype).to(self.device)
+        self.store_in_arrays = store_in_arrays
+        trained = self.metadata.get("elements")
+        self.trained_elements = frozenset(int(z) for z in trained) if trained else None
+
+    # -- ASE calculator protocol -------------------------------------------------------------
+
+    def check_state(self, atoms: Atoms, tol: float = 1e-15) -> list[str]:
+        """ASE's checks plus the temperature in ``atoms.info`` (state outside positions)."""
+        changes = super().check_state(atoms, tol)
+        if self.atoms is not None and atoms.info.get("temperature") != self.atoms.info.get("temperature"):
+            changes.append("temperature")
+        return changes
+
+    def calculate(
+        self,
+        atoms: Atoms | None = None,
+        properties: Sequence[str] = ("adps",),
+        system_changes: Sequence[str] = all_changes,
+    ) -> None:
+        super().calculate(atoms, properties, system_changes)
+        temperature = resolve_temperature(self.parameters.get("temperature"), self.atoms)
+        (adps,) = self.predict_many([self.atoms], temperatures=[temperature], batch_size=1)
+        self.results = self._results_for(self.atoms, adps)
+        if self.store_in_arrays and atoms is not None:
+            atoms.arrays["adps"] = adps.copy()
+            atoms.arrays["u_equiv"] = self.results["u_equiv"].copy()
+
+    def _results_for(self, atoms: Atoms, adps: np.ndarray) -> dict[str, np.ndarray]:
+        results = {"adps": adps, "u_equiv": u_equiv(adps)}
+        if atoms.pbc.all():
+            results["u_cif"] = u_cart_to_u_cif(adps, atoms.cell[:])
+        return results
+
+    def get_property(self, name: str, atoms: Atoms | None = None, allow_calculation: bool = True):
+        if name == "u_cif":
+            target = atoms if atoms is not None else self.atoms
+            if target is not None and not np.asarray(target.pbc).all():
+                raise InputError("u_cif needs a crystal periodic along a, b and c (it is defined by the cell)")
+        return super().get_property(name, atoms, allow_calculation)
+
+    # -- batch prediction --------------------------------------------------------------------
+
+    def predict_many(
+        self,
+        structures: Sequence[Atoms],
+        *,
+        temperatures: Sequence[float] | float | None = None,
+        batch_size: int = 16,
+    ) -> list[np.ndarray]:
+        """ADPs (N_k, 3, 3) in Å² for each structure, batched through the model.
+
+        ``temperatures`` (K): one per structure, one for all, or None (this calculator's
+        temperature parameter, else each structure's ``atoms.info["temperature"]``).
+        """
+        if batch_size < 1:
+            raise InputError(f"batch_size must be >= 1, got {batch_size}")
+        structures = list(structures)
+        if temperatures is None or np.isscalar(temperatures):
+            given = self.parameters.get("temperature") if temperatures is None else temperatures
+            temps = [resolve_temperature(given, a) for a in structures]
+        else:
+            if len(temperatures) != len(structures):
+                raise InputError(f"{len(temperatures)} temperatures for {len(structures)} structures")
+            temps = [resolve_temperature(t, a) for t, a in zip(temperatures, structures, strict=True)]
+        for atoms in structures:
+            validate_structure(atoms)
+            self._warn_untrained_elements(atoms)
+        out: list[np.ndarray] = []
+        for start in range(0, len(structures), batch_size):
+            chunk = structures[start : start + batch_size]
+            graphs = []
+            for atoms, t in zip(chunk, temps[start : start + batch_size], strict=True):
+                g = atoms_to_graph(
+                    atoms, self.model.config.cutoff, max_neighbours=self.max_neighbours, dtype=self.dtype
+                )
+                g.temperature = torch.tensor([t], dtype=self.dtype)
+                graphs.append(g)
+            batch = batch_graphs(graphs).to(self.device)
+            u = self._predict_batch(batch).cpu().double().numpy()
+            offsets = np.cumsum([0] + [len(a) for a in chunk])
+            for k, atoms in enumerate(chunk):
+                out.append(self._apply_hydrogen_policy(atoms, u[offsets[k] : offsets[k + 1]]))
+        return out
+
+    @torch.inference_mode()
+    def _predict_batch(self, batch) -> torch.Tensor:
+        """Rotation-averaged model output U (N, 3, 3): (1/K) Σ Rᵀ f(R·x) R, positions and cells
+        rotated together so every edge vector rotates (the identity alone for K = 1)."""
+        total = None
+        for rotation in self.rotations:
+            rotated = batch.clone()
+            rotated.pos = batch.pos @ rotation.T
+            rotated.cell = batch.cell @ rotation.T
+            u = self.model(rotated)
+            u = rotation.T @ u @ rotation
+            total = u if total is None else total + u
+        return total / len(self.rotations)
+
+    def _apply_hydrogen_policy(self, atoms: Atoms, adps: np.ndarray) -> np.ndarray:
+        adps = adps.copy()
+        adps[atoms.numbers == 1] = np.nan
+        if self.hydrogen == "riding":
+            adps = riding_hydrogen_adps(atoms, adps)
+        return adps
+
+    def _warn_untrained_elements(self, atoms: Atoms) -> None:
+        if self.trained_elements is None:
+            return
+        from ase.data import chemical_symbols
+
+        unseen = sorted(set(int(z) for z in atoms.numbers if z != 1) - self.trained_elements)
+        if unseen:
+            warnings.warn(
+                "structure contains elements outside the model's training set: "
+                + ", ".join(chemical_symbols[z] for z in unseen)
+                + "; predictions for them are extrapolations",
+                stacklevel=3,
+            )
+
+    # -- outputs -----------------------------------------------------------------------------
+
+    def write_cif(self, path: str | os.PathLike, atoms: Atoms | None = None) -> Path:
+        """Write ``atoms`` (default: the last calculated structure) with predicted ADPs to a CIF
+        (aniso loop, U_eq, temperature), atomically and never over the structure's source file."""
+        from ase_cartnet.io.cif import write_cif
+
+        atoms = self._atoms_with_results(atoms)
+        temperature = resolve_temperature(self.parameters.get("temperature"), atoms)
+        return write_cif(path, atoms, self.results["adps"], temperature=temperature)
+
+    def plot_ellipsoids(
+        self,
+        path: str | os.PathLike,
+        reference: np.ndarray | None = None,
+        atoms: Atoms | None = None,
+        probability: float = 0.5,
+    ) -> Path:
+        """ORTEP-style PNG of the predicted ellipsoids at ``probability`` (default 50 %), overlaid
+        on ``reference`` (N, 3, 3) Cartesian U, e.g. experimental ADPs, when given."""
+        from ase_cartnet.plot import plot_ellipsoids
+
+        atoms = self._atoms_with_results(atoms)
+        return plot_ellipsoids(
+            path, atoms, self.results["adps"], reference=reference, probability=probability
+        )
+
+    def _atoms_with_results(self, atoms: Atoms | None) -> Atoms:
+        if atoms is not None:
+            self.get_property("adps", atoms)
+            return atoms
+        if self.atoms is None or "adps" not in self.results:
+            raise InputError("nothing calculated yet: attach the calculator to atoms or pass atoms=...")
+        return self.atoms

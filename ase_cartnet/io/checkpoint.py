@@ -1,0 +1,179 @@
+"""Checkpoint loading and saving — the one place that reads or writes model weights.
+
+Two formats are read, always with ``torch.load(..., weights_only=True)`` (a checkpoint can never
+run code):
+
+* the **official CartNet format**: a dict with top-level ``"model_state"`` (a state_dict) and
+  possibly ``"optimizer_state"`` (ignored). The architecture is inferred from tensor shapes; the
+  temperature statistics are the released model's (192.1785 K, 81.2135 K).
+* **ase-cartnet checkpoints**: the same ``"model_state"`` plus ``"format": "ase-cartnet"``,
+  ``"model"`` (e.g. "cartnet"), ``"config"`` (the model's config dict) and optional ``"metadata"``
+  (training statistics, model card fields). Training checkpoints may also hold optimizer and
+  scheduler states and the epoch, which loaders of weights ignore.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ase_cartnet.errors import CheckpointError
+from ase_cartnet.io.atomic import atomic_path
+from ase_cartnet.models.cartnet import CartNet, CartNetConfig
+
+FORMAT_TAG = "ase-cartnet"
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load a checkpoint dict safely (``weights_only=True``, CPU). Raises ``CheckpointError``."""
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint file not found: {p}")
+    try:
+        payload = torch.load(p, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"cannot read checkpoint {p}: the file is truncated, corrupt or not a torch checkpoint "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from exc
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"refusing checkpoint {p}: it is not a torch zip checkpoint, or it holds objects other "
+            "than tensors and plain containers (only weights_only=True loading is allowed)"
+        ) from exc
+    if not isinstance(payload, dict) or "model_state" not in payload:
+        keys = sorted(payload)[:8] if isinstance(payload, dict) else type(payload).__name__
+        raise CheckpointError(
+            f"checkpoint {p} has no top-level 'model_state' (found {keys}); expected the official "
+            "CartNet format or an ase-cartnet checkpoint"
+        )
+    state = payload["model_state"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"checkpoint {p}: 'model_state' is not a state_dict of tensors")
+    return payload
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: torch.nn.Module,
+    *,
+    model_name: str,
+    config: dict[str, Any],
+    metadata: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write an ase-cartnet checkpoint atomically. ``extra`` may hold training state (optimizer,
+    scheduler, epoch); everything must be tensors or plain Python containers/numbers/strings."""
+    payload: dict[str, Any] = {
+        "format": FORMAT_TAG,
+        "model": model_name,
+        "config": dict(config),
+        "metadata": dict(metadata or {}),
+        "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
+    if extra:
+        payload.update(extra)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return Path(path)
+
+
+def load_state_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """``load_state_dict(strict=True)`` with a ``CheckpointError`` that lists every missing,
+    unexpected and shape-mismatched key instead of torch's traceback."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    mismatched = sorted(
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in set(expected) & set(state)
+        if tuple(state[k].shape) != tuple(expected[k].shape)
+    )
+    if missing or unexpected or mismatched:
+        lines = [f"checkpoint {source} does not match the {type(model).__name__} architecture:"]
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape", mismatched)):
+            if keys:
+                shown = ", ".join(keys[:12]) + (f", … (+{len(keys) - 12})" if len(keys) > 12 else "")
+                lines.append(f"  {label} keys ({len(keys)}): {shown}")
+        raise CheckpointError("\n".join(lines))
+    model.load_state_dict(state, strict=True)
+
+
+OFFICIAL_APP_MAX_NEIGHBOURS = 64
+"""The official web app caps each atom's incoming edges (fixture README); training used no cap."""
+
+
+def infer_official_cartnet_config(state: dict[str, torch.Tensor]) -> CartNetConfig:
+    """Architecture of an official-format CartNet state_dict, read from tensor shapes.
+
+    dim from ``encoder.encoder_atom.1.weight``, K from ``encoder.rbf.means``, the cutoff from the
+    first RBF centre (μ₀ = exp(−r_c)), the layer count from ``layers.L.*`` keys, direction and
+    temperature inputs from the edge-encoder width and the temperature projection, the head from
+    its output width. The envelope cannot be seen in weights; the released model uses it. Keys that
+    are absent fall back to the released defaults, so the strict load reports them by name.
+    """
+    defaults = CartNetConfig()
+    atom = state.get("encoder.encoder_atom.1.weight")
+    means = state.get("encoder.rbf.means")
+    edge = state.get("encoder.encoder_edge.0.weight")
+    head = state.get("head.MLP.2.weight")
+    dim = int(atom.shape[0]) if atom is not None else defaults.dim
+    dim_rbf = int(means.shape[0]) if means is not None else defaults.dim_rbf
+    cutoff = defaults.cutoff
+    if means is not None and float(means[0]) > 0:
+        cutoff = round(-math.log(float(means[0])), 4)
+    layer_ids = {int(k.split(".")[1]) for k in state if k.startswith("layers.") and k.split(".")[1].isdigit()}
+    return CartNetConfig(
+        dim=dim,
+        dim_rbf=dim_rbf,
+        num_layers=(max(layer_ids) + 1) if layer_ids else defaults.num_layers,
+        cutoff=cutoff,
+        use_direction=edge is None or int(edge.shape[1]) == dim_rbf + 3,
+        use_temperature="encoder.temperature_proj_atom.weight" in state,
+        use_envelope=True,
+        head="scalar" if head is not None and int(head.shape[0]) == 1 else "cholesky",
+        max_neighbours=OFFICIAL_APP_MAX_NEIGHBOURS,
+    )
+
+
+def load_cartnet(
+    path: str | os.PathLike,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+) -> tuple[CartNet, dict[str, Any]]:
+    """Load a CartNet from an official-format or ase-cartnet checkpoint, in eval mode.
+
+    Returns the model and the checkpoint's metadata dict (for official checkpoints: the source
+    format and the temperature statistics assumed). Raises ``CheckpointError`` for unreadable
+    files, checkpoints of another model, and state_dicts that do not match the architecture.
+    """
+    payload = read_checkpoint(path)
+    state = payload["model_state"]
+    if payload.get("format") == FORMAT_TAG:
+        kind = payload.get("model")
+        if kind != "cartnet":
+            raise CheckpointError(f"checkpoint {path} holds a {kind!r} model, not a CartNet")
+        try:
+            config = CartNetConfig.from_dict(dict(payload.get("config", {})))
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"checkpoint {path}: invalid CartNet config ({exc})") from exc
+        metadata = dict(payload.get("metadata", {}))
+    else:
+        config = infer_official_cartnet_config(state)
+        metadata = {
+            "source_format": "official CartNet (model_state)",
+            "temperature_mean": config.temperature_mean,
+            "temperature_std": config.temperature_std,
+        }
+    model = CartNet(config)
+    load_state_strict(model, state, str(path))
+    model.to(device=device, dtype=dtype)
+    model.eval()
+    return model, metadata
