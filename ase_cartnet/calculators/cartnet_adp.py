@@ -169,29 +169,31 @@ class CartNetADP(Calculator):
                 g.temperature = torch.tensor([t], dtype=self.dtype)
                 graphs.append(g)
             batch = batch_graphs(graphs).to(self.device)
-            u = self._predict_batch(batch).cpu().double().numpy()
+            heavy = batch.numbers != 1  # the model predicts non-H atoms (paper section 6.1)
+            u = np.full((len(heavy), 3, 3), np.nan)
+            u[heavy.cpu().numpy()] = self._predict_batch(batch, heavy).cpu().double().numpy()
             offsets = np.cumsum([0] + [len(a) for a in chunk])
             for k, atoms in enumerate(chunk):
                 out.append(self._apply_hydrogen_policy(atoms, u[offsets[k] : offsets[k + 1]]))
         return out
 
     @torch.inference_mode()
-    def _predict_batch(self, batch) -> torch.Tensor:
-        """Rotation-averaged model output U (N, 3, 3): (1/K) Σ Rᵀ f(R·x) R, positions and cells
-        rotated together so every edge vector rotates (the identity alone for K = 1)."""
+    def _predict_batch(self, batch, heavy: torch.Tensor) -> torch.Tensor:
+        """Rotation-averaged model output U (n_heavy, 3, 3) for the atoms where ``heavy`` is True:
+        (1/K) Σ Rᵀ f(R·x) R, positions and cells rotated together so every edge vector rotates
+        (the identity alone for K = 1)."""
         total = None
         for rotation in self.rotations:
             rotated = batch.clone()
             rotated.pos = batch.pos @ rotation.T
             rotated.cell = batch.cell @ rotation.T
-            u = self.model(rotated)
+            u = self.model(rotated, output_mask=heavy)
             u = rotation.T @ u @ rotation
             total = u if total is None else total + u
         return total / len(self.rotations)
 
     def _apply_hydrogen_policy(self, atoms: Atoms, adps: np.ndarray) -> np.ndarray:
         adps = adps.copy()
-        adps[atoms.numbers == 1] = np.nan
         if self.hydrogen == "riding":
             adps = riding_hydrogen_adps(atoms, adps)
         return adps

@@ -38,3 +38,28 @@ class ExpNormalSmearing(nn.Module):
         d = distances.unsqueeze(-1)
         rbf = torch.exp(-self.betas * (torch.exp(-self.alpha * d) - self.means) ** 2)
         return cosine_cutoff(d, self.cutoff) * rbf
+
+
+def segment_lengths(target: torch.Tensor, num_nodes: int) -> torch.Tensor | None:
+    """Incoming-edge counts per node (N,) when ``target`` is sorted ascending, else None.
+
+    Graphs from :mod:`ase_cartnet.graph` list edges sorted by target, and batching keeps that
+    order, so sums over incoming edges can be contiguous segment sums.
+    """
+    if target.numel() > 1 and bool((target[1:] < target[:-1]).any()):
+        return None
+    return torch.bincount(target, minlength=num_nodes)
+
+
+def sum_over_incoming(
+    values: torch.Tensor, target: torch.Tensor, num_nodes: int, lengths: torch.Tensor | None
+) -> torch.Tensor:
+    """Σ over the incoming edges of each node: (E, F) → (N, F); zero for nodes without edges.
+
+    Uses a segment sum over the target-sorted edges when ``lengths`` is given (much faster than a
+    scatter on CPU), otherwise ``index_add_``. Both are exact sums, differentiable.
+    """
+    if lengths is not None:
+        return torch.segment_reduce(values, "sum", lengths=lengths, axis=0, unsafe=True)
+    out = values.new_zeros((num_nodes,) + tuple(values.shape[1:]))
+    return out.index_add_(0, target, values)

@@ -33,7 +33,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ase_cartnet.graph import edge_vectors
-from ase_cartnet.models.blocks import ExpNormalSmearing, cosine_cutoff
+from ase_cartnet.models.blocks import (
+    ExpNormalSmearing,
+    cosine_cutoff,
+    segment_lengths,
+    sum_over_incoming,
+)
 
 NUM_ELEMENTS = 119
 """Embedding rows: the atomic number indexes the table directly (row 0 unused, H is row 1)."""
@@ -169,7 +174,12 @@ class CartLayer(nn.Module):
         e: torch.Tensor,
         edge_index: torch.Tensor,
         envelope: torch.Tensor | None,
+        lengths: torch.Tensor | None = None,
+        update_edges: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One layer. ``lengths``: incoming-edge counts when edges are sorted by target (enables
+        the segment sum); ``update_edges=False`` skips eqn 14 (after the last layer e is unused).
+        """
         source, target = edge_index[0], edge_index[1]
         w_target, w_source, w_edge, bias = self._fused_first_layer()
         # Node blocks projected once per node (N×2d), gathered per edge; edge block per edge.
@@ -190,9 +200,10 @@ class CartLayer(nn.Module):
 
         lin_msg = self.MLP_aggr[2]
         message = torch.addmm(lin_msg.bias, msg_hidden, lin_msg.weight.T) * gate  # eqn 12
-        aggregated = torch.zeros_like(h).index_add_(0, target, message)  # Σ_j over incoming edges
+        aggregated = sum_over_incoming(message, target, h.shape[0], lengths)  # Σ_j of eqn 13
         h = h + F.silu(self.norm2(aggregated))  # eqn 13
-        e = e + gate  # eqn 14
+        if update_edges:
+            e = e + gate  # eqn 14
         return h, e
 
 
@@ -255,7 +266,9 @@ class CartNet(nn.Module):
         """t = (T − mean) / std with the training statistics (paper section 4.1.1)."""
         return (temperature - self.config.temperature_mean) / self.config.temperature_std
 
-    def forward(self, graph) -> torch.Tensor:
+    def forward(self, graph, output_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Cholesky head: U (N, 3, 3), or (n_selected, 3, 3) for the atoms where ``output_mask``
+        (N,) bool is True (e.g. the non-H atoms). Scalar head: (B,); ``output_mask`` unused."""
         pos = graph.pos
         batch = getattr(graph, "batch", None)
         if batch is None:
@@ -265,7 +278,13 @@ class CartNet(nn.Module):
         # the opposite sign, r_i − (r_j + n·C) (fixture README), hence the minus.
         vectors = -edge_vectors(pos, cell, graph.edge_index, graph.cell_shift, batch)
         return self.forward_from_vectors(
-            graph.numbers, vectors, graph.edge_index, graph.temperature, batch, cell.shape[0]
+            graph.numbers,
+            vectors,
+            graph.edge_index,
+            graph.temperature,
+            batch,
+            cell.shape[0],
+            output_mask=output_mask,
         )
 
     def forward_from_vectors(
@@ -276,10 +295,13 @@ class CartNet(nn.Module):
         temperature: torch.Tensor | None,
         batch: torch.Tensor,
         num_graphs: int,
+        output_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The network on precomputed edge vectors (E, 3) = r_i − (r_j + n·C), Å (eqns 5–6).
 
-        Augmentation rotates these vectors (eqn 19) without touching the graph.
+        Augmentation rotates these vectors (eqn 19) without touching the graph. With a Cholesky
+        head and an ``output_mask``, the last layer in eval mode only processes edges whose target
+        is selected — exact, since no other atom's final features are read.
         """
         distances = torch.linalg.vector_norm(vectors, dim=-1)  # eqn 5
         directions = vectors / distances.unsqueeze(-1)  # eqn 6
@@ -292,8 +314,17 @@ class CartNet(nn.Module):
         h = self.encoder.encode_atoms(numbers, t_atom)
         e = self.encoder.encode_edges(distances, directions)
         envelope = cosine_cutoff(distances, self.config.cutoff) if self.config.use_envelope else None
-        for layer in self.layers:
-            h, e = layer(h, e, edge_index, envelope)
-        if self.config.head == "cholesky":
-            return self.head(h)
+        num_nodes = h.shape[0]
+        lengths = segment_lengths(edge_index[1], num_nodes)
+        cholesky = self.config.head == "cholesky"
+        for k, layer in enumerate(self.layers):
+            last = k == len(self.layers) - 1
+            if last and cholesky and output_mask is not None and not self.training:
+                keep = output_mask.index_select(0, edge_index[1])
+                edge_index, e = edge_index[:, keep], e[keep]
+                envelope = envelope[keep] if envelope is not None else None
+                lengths = segment_lengths(edge_index[1], num_nodes)
+            h, e = layer(h, e, edge_index, envelope, lengths, update_edges=not last)
+        if cholesky:
+            return self.head(h if output_mask is None else h[output_mask])
         return self.head(h, batch, num_graphs)

@@ -1,0 +1,135 @@
+"""The ``ase-cartnet`` command line: one subcommand per user flow (see DESIGN.md)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+
+def _read_structure(path: Path):
+    """A CIF through our reader (keeps ADPs, expands symmetry, reads the temperature); anything
+    else through ase.io.read."""
+    from ase_cartnet.errors import InputError
+
+    if not path.is_file():
+        raise InputError(f"input file not found: {path}")
+    if path.suffix.lower() == ".cif":
+        from ase_cartnet.io.cif import read_cif
+
+        return read_cif(path)
+    from ase.io import read
+
+    try:
+        return read(path)
+    except Exception as exc:  # ASE raises many types for unreadable files
+        raise InputError(f"cannot read structure from {path}: {exc}") from exc
+
+
+def _format_adp_table(atoms, adps: np.ndarray, reference: np.ndarray | None) -> str:
+    from ase_cartnet.adp import principal_axes, u_equiv
+
+    labels = atoms.arrays.get("site_label", atoms.get_chemical_symbols())
+    header = f"{'#':>4} {'atom':<8} {'U_eq (Å²)':>11} {'λ_min':>9} {'λ_max':>9}"
+    if reference is not None:
+        header += f" {'U_eq ref':>10}"
+    lines = [header]
+    u_eq = u_equiv(adps)
+    ref_eq = u_equiv(reference) if reference is not None else None
+    for i in range(len(atoms)):
+        if not np.isfinite(adps[i]).all():
+            continue
+        values, _ = principal_axes(adps[i])
+        line = f"{i:>4} {str(labels[i]):<8} {u_eq[i]:>11.5f} {values[0]:>9.5f} {values[2]:>9.5f}"
+        if ref_eq is not None:
+            line += f" {ref_eq[i]:>10.5f}" if np.isfinite(ref_eq[i]) else f" {'-':>10}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    import torch
+
+    from ase_cartnet.adp import adp_metrics
+    from ase_cartnet.calculators.cartnet_adp import CartNetADP
+
+    torch.set_num_threads(args.threads)
+    atoms = _read_structure(Path(args.input))
+    reference = atoms.arrays.get("adps")
+    calc = CartNetADP(
+        checkpoint=args.checkpoint,
+        temperature=args.temperature,
+        hydrogen=args.hydrogen,
+        rotations=args.rotations,
+        dtype=torch.float64 if args.float64 else torch.float32,
+    )
+    atoms.calc = calc
+    adps = calc.get_property("adps", atoms)
+    temperature = calc.parameters.get("temperature") or atoms.info.get("temperature")
+    print(f"CartNet ADPs for {args.input} ({atoms.get_chemical_formula()}, {len(atoms)} atoms) at {temperature} K")
+    print(f"checkpoint: {calc.checkpoint_path}")
+    has_reference = reference is not None and np.isfinite(reference[atoms.numbers != 1]).all()
+    print(_format_adp_table(atoms, adps, reference if has_reference else None))
+    if has_reference:
+        heavy = atoms.numbers != 1
+        m = adp_metrics(adps[heavy], reference[heavy])
+        print(
+            f"vs the file's ADPs (non-H atoms, n={m['n_atoms']}): MAE {m['mae']:.2e} Å², "
+            f"S12 {m['s12']:.2f} %, IoU {m['iou']:.1f} %"
+        )
+    if args.output:
+        path = calc.write_cif(args.output, atoms)
+        print(f"wrote {path}")
+    if args.plot:
+        path = calc.plot_ellipsoids(args.plot, reference=reference if has_reference else None, atoms=atoms)
+        print(f"wrote {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ase-cartnet",
+        description="CartNet ADPs and other crystal models behind ASE; harmonic reference ADPs.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    predict = sub.add_parser(
+        "predict", help="predict ADPs (thermal ellipsoids) of a structure with CartNet"
+    )
+    predict.add_argument("input", help="structure file (CIF keeps ADPs and temperature; any ASE format)")
+    predict.add_argument("-T", "--temperature", type=float, default=None, help="K (default: from the file)")
+    predict.add_argument("-o", "--output", help="write a CIF with the predicted ADPs (aniso loop)")
+    predict.add_argument("--plot", help="write an ORTEP-style PNG (overlaid on the file's ADPs if any)")
+    predict.add_argument("--checkpoint", help="official or ase-cartnet checkpoint (default: embedded weights)")
+    predict.add_argument("--hydrogen", choices=("nan", "riding"), default="riding")
+    predict.add_argument("--rotations", type=int, default=1, help="test-time rotation averaging (K)")
+    predict.add_argument("--float64", action="store_true", help="run the model in float64")
+    predict.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    predict.set_defaults(func=_run_predict)
+
+    try:
+        from phonon_ref.cli import register as register_phonon_ref
+    except ImportError:  # phonon_ref not installed alongside
+        register_phonon_ref = None
+    if register_phonon_ref is not None:
+        register_phonon_ref(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``ase-cartnet`` console script. Input errors print one line, exit 2."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ValueError as exc:  # InputError, CheckpointError, CIFError are ValueErrors
+        print(f"ase-cartnet {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
