@@ -17,8 +17,11 @@ def _linear(state, prefix, x):
     return x @ state[f"{prefix}.weight"].T + state[f"{prefix}.bias"]
 
 
-def _batch_norm(state, prefix, x, eps=1e-5):
-    mean, var = state[f"{prefix}.running_mean"], state[f"{prefix}.running_var"]
+def _batch_norm(state, prefix, x, eps=1e-5, training=False):
+    if training:  # batch statistics (biased variance), as BatchNorm1d in train mode
+        mean, var = x.mean(dim=0), x.var(dim=0, unbiased=False)
+    else:
+        mean, var = state[f"{prefix}.running_mean"], state[f"{prefix}.running_var"]
     return (x - mean) / torch.sqrt(var + eps) * state[f"{prefix}.weight"] + state[f"{prefix}.bias"]
 
 
@@ -30,6 +33,7 @@ def reference_cartnet(
     t_std: float,
     num_layers: int,
     cutoff: float = 5.0,
+    training: bool = False,
 ) -> torch.Tensor:
     """U (N, 3, 3) for every atom; ``vectors`` = r_i − (r_j + n·C) (target minus source image)."""
     src, tgt = edge_index
@@ -49,10 +53,10 @@ def reference_cartnet(
         p = f"layers.{layer}"
         z = torch.cat([h[tgt], h[src], e], dim=-1)
         g = _linear(state, f"{p}.MLP_gate.2", F.silu(_linear(state, f"{p}.MLP_gate.0", z)))
-        sigma = torch.sigmoid(_batch_norm(state, f"{p}.norm", g)) * env[:, None]
+        sigma = torch.sigmoid(_batch_norm(state, f"{p}.norm", g, training=training)) * env[:, None]
         m = _linear(state, f"{p}.MLP_aggr.2", F.silu(_linear(state, f"{p}.MLP_aggr.0", z)))
         agg = torch.zeros_like(h).index_add_(0, tgt, sigma * m)
-        h = h + F.silu(_batch_norm(state, f"{p}.norm2", agg))
+        h = h + F.silu(_batch_norm(state, f"{p}.norm2", agg, training=training))
         e = e + sigma
     out = _linear(state, "head.MLP.2", F.silu(_linear(state, "head.MLP.0", h)))
     s = F.softplus(out[:, :3])

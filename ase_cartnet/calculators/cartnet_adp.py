@@ -125,6 +125,8 @@ class CartNetADP(Calculator):
         return results
 
     def get_property(self, name: str, atoms: Atoms | None = None, allow_calculation: bool = True):
+        if atoms is not None and not isinstance(atoms, Atoms):
+            raise InputError(f"expected an ase.Atoms object, got {type(atoms).__name__}")
         if name == "u_cif":
             target = atoms if atoms is not None else self.atoms
             if target is not None and not np.asarray(target.pbc).all():

@@ -47,6 +47,10 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             f"refusing checkpoint {p}: it is not a torch zip checkpoint, or it holds objects other "
             "than tensors and plain containers (only weights_only=True loading is allowed)"
         ) from exc
+    except Exception as exc:  # the legacy (non-zip) unpickler fails with assorted errors
+        raise CheckpointError(
+            f"cannot read checkpoint {p}: not a torch checkpoint ({type(exc).__name__})"
+        ) from exc
     if not isinstance(payload, dict) or "model_state" not in payload:
         keys = sorted(payload)[:8] if isinstance(payload, dict) else type(payload).__name__
         raise CheckpointError(
