@@ -487,3 +487,13 @@ def adp_metrics(u_pred: ArrayLike, u_true: ArrayLike, grid: int = IOU_GRID) -> d
         "iou": float(np.mean(per_atom["iou"])),
         "n_atoms": n_atoms,
     }
+
+
+def symmetry_image_u_star(rotations: ArrayLike, u_star: ArrayLike) -> NDArray[np.float64]:
+    """Fractional ADPs of symmetry images: the image x' = R x + t of a site has U*' = R U* Rᵀ.
+
+    ``rotations``: (M, 3, 3) integer-valued rotation parts of the operations (acting on
+    fractional coordinates); ``u_star``: (n, 3, 3). Returns (M, n, 3, 3).
+    """
+    r = np.asarray(rotations, dtype=np.float64)
+    return np.einsum("mij,njk,mlk->mnil", r, _as_matrices(u_star), r)

@@ -13,3 +13,7 @@ class CheckpointError(ValueError):
 
 class CIFError(ValueError):
     """A CIF file that cannot be parsed or lacks the data that was asked for."""
+
+
+class CIFWarning(UserWarning):
+    """Something in a CIF was odd but usable (ambiguous label, broken site symmetry, …)."""

@@ -38,7 +38,7 @@ from ase.neighborlist import primitive_neighbor_list
 from numpy.typing import ArrayLike, NDArray
 
 from ase_cartnet import adp
-from ase_cartnet.errors import CIFError, InputError
+from ase_cartnet.errors import CIFError, CIFWarning, InputError
 from ase_cartnet.io.atomic import atomic_write, ensure_not_input
 
 try:  # gemmi is the preferred parser: fast, strict and robust on large files
@@ -72,10 +72,6 @@ _ANISO_KINDS = (
     ("B", "B", ("11", "22", "33", "23", "13", "12")),
     ("beta", "beta", ("11", "22", "33", "23", "13", "12")),
 )
-
-
-class CIFWarning(UserWarning):
-    """Something in a CIF was odd but usable (ambiguous label, broken site symmetry, …)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -772,15 +768,6 @@ def _read_temperature(block: _Block, path: Path) -> float | None:
     return None
 
 
-def _rotate_u_star(rots: NDArray[np.float64], u_star: NDArray[np.float64]) -> NDArray[np.float64]:
-    """U*' = R U* Rᵀ for every operation and site: R (M, 3, 3), U* (n, 3, 3) → (M, n, 3, 3).
-
-    LOCAL HELPER — ase_cartnet.adp has no symmetry-transformation function yet; it belongs
-    there (the fractional ADP of the image x' = R x + t of a site), reported to the lead.
-    """
-    return np.einsum("mij,njk,mlk->mnil", rots, u_star, rots)
-
-
 def _expand(
     sites: _Sites,
     rots: NDArray[np.float64],
@@ -797,7 +784,7 @@ def _expand(
     frac = np.einsum("mij,nj->mni", rots, sites.frac) + tras[:, None, :]  # (M, n, 3)
     frac -= np.floor(frac)
     frac[frac >= 1.0] -= 1.0  # x - floor(x) is 1.0 for tiny negative x
-    u_star = _rotate_u_star(rots, sites.u_star)  # (M, n, 3, 3)
+    u_star = adp.symmetry_image_u_star(rots, sites.u_star)  # (M, n, 3, 3)
     u_cart = adp.u_star_to_u_cart(u_star, cell)  # (M, n, 3, 3)
     iso = np.isfinite(sites.u_iso)
     u_cart[:, iso] = adp.u_iso_to_u_cart(sites.u_iso[iso])

@@ -145,6 +145,20 @@ class CartLayer(nn.Module):
         self.MLP_gate = _mlp(3 * dim, dim, dim)
         self.norm = nn.BatchNorm1d(dim)  # on per-edge gate pre-activations
         self.norm2 = nn.BatchNorm1d(dim)  # on per-node aggregated messages
+        self._inference_cache: tuple[tuple, tuple] | None = None
+
+    def _derived_weights(self) -> tuple:
+        """(W_target, W_source, W_edge, bias, W_gate, b_gate, bn_folded). In inference (eval mode,
+        no autograd) they are cached and rebuilt whenever a parameter or buffer changes (tensor
+        identity, in-place version counter, dtype or device)."""
+        if self.training or torch.is_grad_enabled():
+            return (*self._fused_first_layer(), *self._gate_output_layer())
+        tensors = (*self.parameters(), *self.buffers())
+        key = tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors)
+        if self._inference_cache is None or self._inference_cache[0] != key:
+            derived = (*self._fused_first_layer(), *self._gate_output_layer())
+            self._inference_cache = (key, derived)
+        return self._inference_cache[1]
 
     def _fused_first_layer(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Split the (gate, msg) first layers' [d, 3d] weights by input block and stack the two
@@ -181,7 +195,7 @@ class CartLayer(nn.Module):
         the segment sum); ``update_edges=False`` skips eqn 14 (after the last layer e is unused).
         """
         source, target = edge_index[0], edge_index[1]
-        w_target, w_source, w_edge, bias = self._fused_first_layer()
+        w_target, w_source, w_edge, bias, w_gate, b_gate, bn_folded = self._derived_weights()
         # Node blocks projected once per node (N×2d), gathered per edge; edge block per edge.
         node_target = h @ w_target.T
         node_source = h @ w_source.T
@@ -190,7 +204,6 @@ class CartLayer(nn.Module):
         hidden = F.silu(hidden)
         gate_hidden, msg_hidden = hidden.split(self.dim, dim=-1)
 
-        w_gate, b_gate, bn_folded = self._gate_output_layer()
         gate = torch.addmm(b_gate, gate_hidden, w_gate.T)
         if not bn_folded:
             gate = self.norm(gate)
