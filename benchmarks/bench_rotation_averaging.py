@@ -69,7 +69,8 @@ def main() -> None:
         diff = np.abs(u1 - rotation @ u0 @ rotation.T)
         base = base or diff.max()
         print(
-            f"{k:>4} {diff.max():>14.3e} {diff.mean():>14.3e} {diff.max() / base:>12.3f} {elapsed:>8.2f}"
+            f"{k:>4} {diff.max():>14.3e} {diff.mean():>14.3e} "
+            f"{diff.max() / base:>12.3f} {elapsed:>8.2f}"
         )
 
 

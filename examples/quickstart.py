@@ -31,7 +31,8 @@ def experimental_part(out: Path):
     atoms = read_cif(L_ALANINE_CIF)
     heavy = atoms.numbers != 1
     print(
-        f"[1] {L_ALANINE_CIF.name}: {atoms.get_chemical_formula()} ({len(atoms)} atoms in the cell, "
+        f"[1] {L_ALANINE_CIF.name}: {atoms.get_chemical_formula()} "
+        f"({len(atoms)} atoms in the cell, "
         f"{atoms.info['spacegroup']}), T = {atoms.info['temperature']} K"
     )
     print(f"    mean U_eq of C, N, O = {u_equiv(atoms.arrays['adps'][heavy]).mean():.4f} Å²")
@@ -61,8 +62,9 @@ def cartnet_part(atoms, out: Path, checkpoint: str | None) -> None:
     heavy = atoms.numbers != 1
     m = adp_metrics(predicted[heavy], reference[heavy])
     print(
-        f"[2] CartNet ({calc.checkpoint_path.name}) at {atoms.info['temperature']} K vs experiment, "
-        f"{m['n_atoms']} non-H atoms: MAE {m['mae']:.2e} Å², S12 {m['s12']:.2f} %, IoU {m['iou']:.1f} %"
+        f"[2] CartNet ({calc.checkpoint_path.name}) at {atoms.info['temperature']} K vs "
+        f"experiment, {m['n_atoms']} non-H atoms: MAE {m['mae']:.2e} Å², "
+        f"S12 {m['s12']:.2f} %, IoU {m['iou']:.1f} %"
     )
     cif = calc.write_cif(out / "l_alanine_cartnet.cif", atoms)
     png = calc.plot_ellipsoids(
@@ -89,7 +91,7 @@ def harmonic_part(out: Path) -> None:
         cache_dir=out / "force_constants",
         progress=False,
     )
-    print(f"[3] harmonic reference, fcc Cu (EMT, 3×3×3 conventional supercell, 15³ q-mesh):")
+    print("[3] harmonic reference, fcc Cu (EMT, 3×3×3 conventional supercell, 15³ q-mesh):")
     print(f"    {'T (K)':>6} {'U_iso (Å²)':>11} {'B (Å²)':>8}")
     for temperature in (100.0, 300.0, 600.0):
         u = reference.adps(temperature)
