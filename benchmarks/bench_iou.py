@@ -32,9 +32,12 @@ def main() -> None:
     start = time.perf_counter()
     dense = adp._iou_dense(a[:n_dense], b[:n_dense])
     t_dense = (time.perf_counter() - start) / n_dense
-    print(f"IoU per atom: interval count {t_fast * 1e3:.2f} ms, brute force {t_dense * 1e3:.2f} ms, "
-          f"ratio {t_dense / t_fast:.0f}x; max |Δ| on {n_dense} atoms "
-          f"{np.abs(fast[:n_dense] - dense).max():.3f} %")
+    print(
+        f"IoU per atom: interval count {t_fast * 1e3:.2f} ms, "
+        f"brute force {t_dense * 1e3:.2f} ms, "
+        f"ratio {t_dense / t_fast:.0f}x; max |Δ| on {n_dense} atoms "
+        f"{np.abs(fast[:n_dense] - dense).max():.3f} %"
+    )
 
 
 if __name__ == "__main__":
