@@ -70,7 +70,10 @@ def _run_predict(args: argparse.Namespace) -> int:
     atoms.calc = calc
     adps = calc.get_property("adps", atoms)
     temperature = calc.parameters.get("temperature") or atoms.info.get("temperature")
-    print(f"CartNet ADPs for {args.input} ({atoms.get_chemical_formula()}, {len(atoms)} atoms) at {temperature} K")
+    print(
+        f"CartNet ADPs for {args.input} ({atoms.get_chemical_formula()}, {len(atoms)} atoms) "
+        f"at {temperature} K"
+    )
     print(f"checkpoint: {calc.checkpoint_path}")
     has_reference = reference is not None and np.isfinite(reference[atoms.numbers != 1]).all()
     print(_format_adp_table(atoms, adps, reference if has_reference else None))
@@ -85,7 +88,9 @@ def _run_predict(args: argparse.Namespace) -> int:
         path = calc.write_cif(args.output, atoms)
         print(f"wrote {path}")
     if args.plot:
-        path = calc.plot_ellipsoids(args.plot, reference=reference if has_reference else None, atoms=atoms)
+        path = calc.plot_ellipsoids(
+            args.plot, reference=reference if has_reference else None, atoms=atoms
+        )
         print(f"wrote {path}")
     return 0
 
@@ -100,17 +105,30 @@ def build_parser() -> argparse.ArgumentParser:
     predict = sub.add_parser(
         "predict", help="predict ADPs (thermal ellipsoids) of a structure with CartNet"
     )
-    predict.add_argument("input", help="structure file (CIF keeps ADPs and temperature; any ASE format)")
-    predict.add_argument("-T", "--temperature", type=float, default=None, help="K (default: from the file)")
+    predict.add_argument(
+        "input", help="structure file (CIF keeps ADPs and temperature; any ASE format)"
+    )
+    predict.add_argument(
+        "-T", "--temperature", type=float, default=None, help="K (default: from the file)"
+    )
     predict.add_argument("-o", "--output", help="write a CIF with the predicted ADPs (aniso loop)")
-    predict.add_argument("--plot", help="write an ORTEP-style PNG (overlaid on the file's ADPs if any)")
-    predict.add_argument("--checkpoint", help="official or ase-cartnet checkpoint (default: embedded weights)")
+    predict.add_argument(
+        "--plot", help="write an ORTEP-style PNG (overlaid on the file's ADPs if any)"
+    )
+    predict.add_argument(
+        "--checkpoint", help="official or ase-cartnet checkpoint (default: embedded weights)"
+    )
     predict.add_argument("--hydrogen", choices=("nan", "riding"), default="riding")
-    predict.add_argument("--rotations", type=int, default=1, help="test-time rotation averaging (K)")
+    predict.add_argument(
+        "--rotations", type=int, default=1, help="test-time rotation averaging (K)"
+    )
     predict.add_argument("--float64", action="store_true", help="run the model in float64")
     predict.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     predict.set_defaults(func=_run_predict)
 
+    from ase_cartnet.train.cli import register as register_train
+
+    register_train(sub)
     try:
         from phonon_ref.cli import register as register_phonon_ref
     except ImportError:  # phonon_ref not installed alongside

@@ -1,0 +1,146 @@
+"""Training CartNet on ADPs: batching, SO(3) augmentation (paper eqns 19–20), the L1 loss on U,
+and validation with MAE / S12 / IoU (``ase_cartnet.adp``)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch_geometric.data import Batch
+
+from ase_cartnet.adp import adp_metrics
+from ase_cartnet.graph import atoms_to_graph, batch_graphs
+from ase_cartnet.models.so3 import random_rotations, rotate_adps, rotate_vectors
+from ase_cartnet.train.adp_data import ADPStructure
+
+
+@dataclass(frozen=True)
+class _Sample:
+    structure: int
+    temperature: int
+
+
+class CartNetADPTask:
+    """Data and loss of CartNet-on-ADPs for :func:`ase_cartnet.train.loop.fit`.
+
+    A sample is one structure at one temperature. ``temperatures_per_epoch``: "all" uses every
+    (structure, temperature) pair each epoch; an int k draws k temperatures per structure per
+    epoch (cheaper epochs, every temperature seen over several epochs).
+    """
+
+    def __init__(
+        self,
+        train: Sequence[ADPStructure],
+        val: Sequence[ADPStructure],
+        *,
+        cutoff: float,
+        batch_size: int = 16,
+        temperatures_per_epoch: int | str = "all",
+        augment: bool = True,
+        dtype: torch.dtype = torch.float32,
+        max_neighbours: int | None = None,
+    ) -> None:
+        self.train, self.val = list(train), list(val)
+        self.batch_size = int(batch_size)
+        self.temperatures_per_epoch = temperatures_per_epoch
+        self.augment = augment
+        self.dtype = dtype
+        self.train_graphs = [
+            atoms_to_graph(s.atoms, cutoff, max_neighbours=max_neighbours, dtype=dtype)
+            for s in self.train
+        ]
+        self.val_graphs = [
+            atoms_to_graph(s.atoms, cutoff, max_neighbours=max_neighbours, dtype=dtype)
+            for s in self.val
+        ]
+
+    # -- batching ----------------------------------------------------------------------------
+
+    def _epoch_samples(self, generator: torch.Generator) -> list[_Sample]:
+        samples = []
+        for i, s in enumerate(self.train):
+            n_t = len(s.temperatures)
+            if self.temperatures_per_epoch == "all" or int(self.temperatures_per_epoch) >= n_t:
+                chosen = range(n_t)
+            else:
+                chosen = torch.randperm(n_t, generator=generator)[
+                    : int(self.temperatures_per_epoch)
+                ].tolist()
+            samples.extend(_Sample(i, k) for k in chosen)
+        return samples
+
+    def _samples_per_epoch(self) -> int:
+        if self.temperatures_per_epoch == "all":
+            return sum(len(s.temperatures) for s in self.train)
+        return sum(min(len(s.temperatures), int(self.temperatures_per_epoch)) for s in self.train)
+
+    def num_train_batches(self) -> int:
+        return math.ceil(self._samples_per_epoch() / self.batch_size)
+
+    def collate(
+        self,
+        structures: Sequence[ADPStructure],
+        graphs: Sequence,
+        samples: Sequence[_Sample],
+        generator: torch.Generator | None = None,
+    ) -> Batch:
+        """A PyG batch with ``temperature`` (B,), ``target`` (N, 3, 3) and ``label_mask`` (N,);
+        with a generator, each structure is rotated by its own random R: positions and cell
+        (so every edge vector, eqn 19) and the target U' = R U Rᵀ (eqn 20)."""
+        items = []
+        for sample in samples:
+            s = structures[sample.structure]
+            g = graphs[sample.structure].clone()
+            g.temperature = torch.tensor([s.temperatures[sample.temperature]], dtype=self.dtype)
+            g.target = torch.as_tensor(s.adps[sample.temperature], dtype=self.dtype)
+            g.label_mask = torch.as_tensor(s.labelled)
+            items.append(g)
+        batch = batch_graphs(items)
+        if generator is not None:
+            rotations = random_rotations(len(items), generator=generator, dtype=self.dtype)
+            batch.pos = rotate_vectors(batch.pos, rotations, batch.batch)
+            batch.cell = batch.cell @ rotations.transpose(1, 2)
+            batch.target = rotate_adps(batch.target, rotations, batch.batch)
+        return batch
+
+    def train_batches(self, epoch: int, generator: torch.Generator) -> Iterator[Batch]:
+        samples = self._epoch_samples(generator)
+        order = torch.randperm(len(samples), generator=generator).tolist()
+        for start in range(0, len(order), self.batch_size):
+            chunk = [samples[i] for i in order[start : start + self.batch_size]]
+            yield self.collate(
+                self.train, self.train_graphs, chunk, generator if self.augment else None
+            )
+
+    # -- loss and validation -----------------------------------------------------------------
+
+    def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        """L1 loss on the 9 elements of U of the labelled atoms (ESI S4)."""
+        predicted = model(batch, output_mask=batch.label_mask)
+        return (predicted - batch.target[batch.label_mask]).abs().mean()
+
+    def predict(
+        self, model: nn.Module, structures: Sequence[ADPStructure], graphs: Sequence
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Predicted and target U (M, 3, 3) over all labelled atoms of all (structure, T) samples,
+        plus each row's temperature (M,) K; no augmentation."""
+        samples = [
+            _Sample(i, k) for i, s in enumerate(structures) for k in range(len(s.temperatures))
+        ]
+        preds, targets, temps = [], [], []
+        for start in range(0, len(samples), self.batch_size):
+            batch = self.collate(structures, graphs, samples[start : start + self.batch_size])
+            mask = batch.label_mask
+            preds.append(model(batch, output_mask=mask).double().numpy())
+            targets.append(batch.target[mask].double().numpy())
+            temps.append(batch.temperature[batch.batch[mask]].double().numpy())
+        return np.concatenate(preds), np.concatenate(targets), np.concatenate(temps)
+
+    def validate(self, model: nn.Module) -> dict[str, float]:
+        predicted, target, _ = self.predict(model, self.val, self.val_graphs)
+        metrics = adp_metrics(predicted, target)
+        return {"mae": metrics["mae"], "s12": metrics["s12"], "iou": metrics["iou"]}

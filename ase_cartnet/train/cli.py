@@ -1,0 +1,171 @@
+"""``ase-cartnet train cartnet``: train CartNet on ADPs from a phonon_ref database or CIF folder."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ase_cartnet.errors import InputError
+from ase_cartnet.models.cartnet import CartNet, CartNetConfig
+from ase_cartnet.train.adp_data import (
+    ADPStructure,
+    split_structures,
+    structures_from_cif_dir,
+    structures_from_db,
+    temperature_statistics,
+)
+from ase_cartnet.train.cartnet_task import CartNetADPTask
+from ase_cartnet.train.loop import TrainConfig, fit
+
+
+def load_structures(db: str | None, cif_dir: str | None) -> tuple[list[ADPStructure], str]:
+    if (db is None) == (cif_dir is None):
+        raise InputError("give exactly one of --db and --cif-dir")
+    if db is not None:
+        return structures_from_db(db), f"ase.db {Path(db).name}"
+    return structures_from_cif_dir(cif_dir), f"CIF folder {Path(cif_dir).name}"
+
+
+def train_cartnet(
+    structures: list[ADPStructure],
+    out: str | os.PathLike,
+    *,
+    architecture: dict[str, Any] | None = None,
+    train_config: TrainConfig | None = None,
+    val_fraction: float = 0.1,
+    batch_size: int = 16,
+    temperatures_per_epoch: int | str = "all",
+    augment: bool = True,
+    data_source: str = "",
+    command: str = "",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Split by structure, standardise temperature with the training statistics, train with the
+    shared loop, and return its summary. ``architecture``: CartNetConfig fields (dim, dim_rbf,
+    num_layers, cutoff, use_direction, use_temperature, use_envelope)."""
+    train_config = train_config or TrainConfig()
+    train, val = split_structures(structures, val_fraction, train_config.seed)
+    mean, std = temperature_statistics(train)
+    config = CartNetConfig(
+        **{**(architecture or {}), "temperature_mean": mean, "temperature_std": std}
+    )
+    torch.manual_seed(train_config.seed)
+    model = CartNet(config)
+    task = CartNetADPTask(
+        train,
+        val,
+        cutoff=config.cutoff,
+        batch_size=batch_size,
+        temperatures_per_epoch=temperatures_per_epoch,
+        augment=augment,
+    )
+    elements = sorted({int(z) for s in train for z in s.atoms.numbers})
+    temps = [float(t) for s in train for t in s.temperatures]
+    metadata = {
+        "data_source": data_source,
+        "n_train_structures": len(train),
+        "n_val_structures": len(val),
+        "n_train_samples": len(temps),
+        "elements": elements,
+        "temperature_range": [min(temps), max(temps)],
+        "train_ids_first": [s.key for s in train[:5]],
+        "val_ids": [s.key for s in val],
+        "command": command,
+        "augment": augment,
+        "temperatures_per_epoch": temperatures_per_epoch,
+        "batch_size": batch_size,
+    }
+    return fit(
+        model,
+        task,
+        train_config,
+        out,
+        model_name="cartnet",
+        model_config=config.to_dict(),
+        metadata=metadata,
+        progress=progress,
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    torch.set_num_threads(args.threads)
+    structures, source = load_structures(args.db, args.cif_dir)
+    architecture = {
+        "dim": args.dim,
+        "dim_rbf": args.rbf,
+        "num_layers": args.layers,
+        "cutoff": args.cutoff,
+        "use_direction": not args.no_direction,
+        "use_temperature": not args.no_temperature,
+        "use_envelope": not args.no_envelope,
+    }
+    config = TrainConfig(
+        epochs=args.epochs,
+        lr=args.lr,
+        pct_start=args.pct_start,
+        weight_decay=args.weight_decay,
+        grad_clip=args.grad_clip,
+        seed=args.seed,
+        select_metric=args.select,
+    )
+    tpe: int | str = (
+        "all" if args.temperatures_per_epoch == "all" else int(args.temperatures_per_epoch)
+    )
+    summary = train_cartnet(
+        structures,
+        args.out,
+        architecture=architecture,
+        train_config=config,
+        val_fraction=args.val_fraction,
+        batch_size=args.batch_size,
+        temperatures_per_epoch=tpe,
+        augment=not args.no_augment,
+        data_source=source,
+        command="ase-cartnet " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+    )
+    best = summary["best"]
+    print(
+        f"best epoch {best['epoch']}: "
+        + ", ".join(f"{k} {v:.4g}" for k, v in best.items() if k not in ("epoch", "metric"))
+    )
+    print(f"checkpoints in {summary['run_dir']} (best.pt, last.pt, history.json)")
+    return 0
+
+
+def register(subparsers) -> None:
+    """Add ``train`` (with the ``cartnet`` model) to the ``ase-cartnet`` CLI."""
+    train = subparsers.add_parser("train", help="train a model with the shared training loop")
+    models = train.add_subparsers(dest="model", required=True)
+    p = models.add_parser("cartnet", help="CartNet on ADPs (phonon_ref database or CIF folder)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--db", help="ase.db written by phonon_ref.build_dataset (status='ok' rows)"
+    )
+    source.add_argument("--cif-dir", help="folder of CIFs with experimental ADPs and temperatures")
+    p.add_argument("--out", required=True, help="run folder (resumes if it holds last.pt)")
+    p.add_argument("--epochs", type=int, default=50)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--pct-start", type=float, default=0.01)
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--grad-clip", type=float, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--temperatures-per-epoch", default="all", help="'all' or k per structure")
+    p.add_argument("--select", default="mae", choices=("mae", "s12", "iou"), help="best.pt metric")
+    p.add_argument("--dim", type=int, default=256)
+    p.add_argument("--rbf", type=int, default=64)
+    p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--cutoff", type=float, default=5.0)
+    p.add_argument("--no-direction", action="store_true", help="ablation 4: no direction vector")
+    p.add_argument("--no-temperature", action="store_true", help="ablation 5: no temperature")
+    p.add_argument("--no-envelope", action="store_true", help="ablation 3: no envelope")
+    p.add_argument("--no-augment", action="store_true", help="no SO(3) augmentation")
+    p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    p.set_defaults(func=_run)
