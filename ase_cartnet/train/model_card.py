@@ -1,0 +1,74 @@
+"""Ship a trained checkpoint: a weights-only ase-cartnet checkpoint plus a JSON model card.
+
+The card states what the model is and is not: training data (sources, counts, teacher and its
+version, temperature range, elements), the exact training command, held-out metrics, licence, and
+the sha256 of the weights file it describes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ase_cartnet.io.atomic import atomic_write
+from ase_cartnet.io.checkpoint import read_checkpoint, save_checkpoint
+from ase_cartnet.models.cartnet import CartNet, CartNetConfig
+
+KEEP_METADATA = (
+    "data_source",
+    "n_train_structures",
+    "n_val_structures",
+    "n_train_samples",
+    "elements",
+    "temperature_range",
+    "command",
+    "validation",
+    "epoch",
+    "train_config",
+    "augment",
+    "batch_size",
+    "temperatures_per_epoch",
+)
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def export_cartnet(
+    checkpoint: str | os.PathLike,
+    weights_out: str | os.PathLike,
+    card: dict[str, Any],
+) -> tuple[Path, Path]:
+    """Write the weights of ``checkpoint`` (no optimizer state; float32) to ``weights_out`` and
+    the model card next to it (same stem, ``.json``). ``card`` holds the descriptive fields; the
+    architecture, training metadata and sha256 are filled in here. Returns both paths."""
+    payload = read_checkpoint(checkpoint)
+    config = CartNetConfig.from_dict(dict(payload["config"]))
+    model = CartNet(config)
+    model.load_state_dict(payload["model_state"])
+    metadata = {k: v for k, v in dict(payload.get("metadata", {})).items() if k in KEEP_METADATA}
+    weights = save_checkpoint(
+        weights_out, model.float(), model_name="cartnet", config=config.to_dict(), metadata=metadata
+    )
+    full_card = {
+        **card,
+        "architecture": config.to_dict(),
+        "n_parameters": sum(p.numel() for p in model.parameters()),
+        "training": metadata,
+        "weights_file": weights.name,
+        "sha256": sha256_of(weights),
+        "size_bytes": weights.stat().st_size,
+    }
+    card_path = weights.with_suffix(".json")
+    with atomic_write(card_path) as handle:
+        json.dump(full_card, handle, indent=1, sort_keys=False)
+        handle.write("\n")
+    return weights, card_path
