@@ -40,6 +40,8 @@ def riding_hydrogen_adps(atoms: Atoms, adps: np.ndarray) -> np.ndarray:
         k = np.flatnonzero(cand)[np.argmin(nl.distances[cand])]
         parent = source[k]
         methyl = numbers[parent] == 6 and h_count[parent] >= 3
-        factor = RIDING_FACTOR_METHYL_HYDROXYL if (numbers[parent] == 8 or methyl) else RIDING_FACTOR
+        factor = (
+            RIDING_FACTOR_METHYL_HYDROXYL if (numbers[parent] == 8 or methyl) else RIDING_FACTOR
+        )
         out[h] = u_iso_to_u_cart(factor * u_eq[parent])
     return out

@@ -72,12 +72,18 @@ def main() -> None:
         g = atoms_to_graph(atoms, config.cutoff)
         diff = (split_fused() - direct()).abs().max().item()
         times = interleaved_best_times(
-            {"graph": lambda: atoms_to_graph(atoms, config.cutoff), "direct": direct, "split": split_fused},
+            {
+                "graph": lambda: atoms_to_graph(atoms, config.cutoff),
+                "direct": direct,
+                "split": split_fused,
+            },
             args.repeats,
         )
         t_graph, t_direct, t_fast = times["graph"], times["direct"], times["split"]
-    print(f"structure: {len(atoms)} atoms, {g.edge_index.shape[1]} edges; model dim {config.dim}, "
-          f"{config.dim_rbf} RBF, {config.num_layers} layers; {torch.get_num_threads()} threads")
+    print(
+        f"structure: {len(atoms)} atoms, {g.edge_index.shape[1]} edges; model dim {config.dim}, "
+        f"{config.dim_rbf} RBF, {config.num_layers} layers; {torch.get_num_threads()} threads"
+    )
     print(f"max |U_split - U_direct| = {diff:.2e} Å²")
     print(f"{'variant':<28}{'time (ms)':>12}")
     print(f"{'graph building only':<28}{t_graph * 1e3:>12.1f}")

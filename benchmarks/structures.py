@@ -7,7 +7,9 @@ from ase import Atoms
 from ase.build import molecule
 
 
-def molecular_crystal(n_molecules: int = 20, name: str = "CH3CH2OH", density: float = 0.85, seed: int = 0) -> Atoms:
+def molecular_crystal(
+    n_molecules: int = 20, name: str = "CH3CH2OH", density: float = 0.85, seed: int = 0
+) -> Atoms:
     """``n_molecules`` randomly oriented copies of an ASE molecule on a jittered cubic grid at about
     ``density`` g/cm³ (a dense organic crystal has 1.0–1.5; ethanol's is 0.79), periodic.
 
@@ -18,7 +20,9 @@ def molecular_crystal(n_molecules: int = 20, name: str = "CH3CH2OH", density: fl
     mass = mol.get_masses().sum() * n_molecules * 1.66054  # amu → 1e-24 g
     length = (mass / density) ** (1 / 3)
     per_side = int(np.ceil(n_molecules ** (1 / 3)))
-    sites = np.array([(i, j, k) for i in range(per_side) for j in range(per_side) for k in range(per_side)])
+    sites = np.array(
+        [(i, j, k) for i in range(per_side) for j in range(per_side) for k in range(per_side)]
+    )
     sites = sites[rng.choice(len(sites), n_molecules, replace=False)]
     atoms = Atoms(cell=np.eye(3) * length, pbc=True)
     for site in sites:

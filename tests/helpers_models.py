@@ -40,7 +40,10 @@ def small_checkpoint(directory: Path, seed: int = 0, **config_overrides) -> Path
     model = randomised_model(config, seed=seed, dtype=torch.float32)
     path = Path(directory) / f"cartnet_small_{seed}.pt"
     return save_checkpoint(
-        path, model, model_name="cartnet", config=config.to_dict(),
+        path,
+        model,
+        model_name="cartnet",
+        config=config.to_dict(),
         metadata={"elements": [1, 6, 7, 8, 11, 17, 29]},
     )
 

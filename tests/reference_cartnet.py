@@ -42,10 +42,15 @@ def reference_cartnet(
     env = 0.5 * (torch.cos(math.pi * dist / cutoff) + 1.0) * (dist < cutoff)
     alpha = 5.0 / cutoff
     rbf = env[:, None] * torch.exp(
-        -state["encoder.rbf.betas"] * (torch.exp(-alpha * dist[:, None]) - state["encoder.rbf.means"]) ** 2
+        -state["encoder.rbf.betas"]
+        * (torch.exp(-alpha * dist[:, None]) - state["encoder.rbf.means"]) ** 2
     )
     x = state["encoder.embedding.weight"][numbers]
-    x = x + t_std * state["encoder.temperature_proj_atom.weight"][:, 0] + state["encoder.temperature_proj_atom.bias"]
+    x = (
+        x
+        + t_std * state["encoder.temperature_proj_atom.weight"][:, 0]
+        + state["encoder.temperature_proj_atom.bias"]
+    )
     h = F.silu(_linear(state, "encoder.encoder_atom.1", F.silu(x)))
     e = F.silu(_linear(state, "encoder.encoder_edge.0", torch.cat([rbf, direction], dim=-1)))
     e = F.silu(_linear(state, "encoder.encoder_edge.2", e))

@@ -24,7 +24,9 @@ def checkpoint(tmp_path_factory):
 
 
 def _predict(checkpoint, atoms, temperature=300.0, **kwargs):
-    return CartNetADP(checkpoint=checkpoint, temperature=temperature, **kwargs).get_property("adps", atoms)
+    return CartNetADP(checkpoint=checkpoint, temperature=temperature, **kwargs).get_property(
+        "adps", atoms
+    )
 
 
 def _nacl(**changes):
@@ -59,7 +61,9 @@ def _other_architecture(tmp: Path) -> Path:
 
 
 def _other_model_kind(tmp: Path) -> Path:
-    return save_checkpoint(tmp / "deeprelax.pt", torch.nn.Linear(3, 4), model_name="deeprelax", config={})
+    return save_checkpoint(
+        tmp / "deeprelax.pt", torch.nn.Linear(3, 4), model_name="deeprelax", config={}
+    )
 
 
 def _wrong_width(tmp: Path, checkpoint: Path) -> Path:
@@ -114,32 +118,132 @@ def cases(tmp: Path, ckpt: Path):
 
     return [
         ("empty_atoms", lambda: _predict(ckpt, Atoms()), InputError, "empty"),
-        ("zero_volume_cell", lambda: _predict(ckpt, _nacl(cell=np.zeros((3, 3)))), InputError, "zero volume"),
-        ("flat_cell", lambda: _predict(ckpt, _nacl(cell=[[4, 0, 0], [0, 4, 0], [4, 4, 0]])), InputError, "zero volume"),
-        ("nan_positions", lambda: _predict(ckpt, _nan_positions()), InputError, "non-finite positions"),
+        (
+            "zero_volume_cell",
+            lambda: _predict(ckpt, _nacl(cell=np.zeros((3, 3)))),
+            InputError,
+            "zero volume",
+        ),
+        (
+            "flat_cell",
+            lambda: _predict(ckpt, _nacl(cell=[[4, 0, 0], [0, 4, 0], [4, 4, 0]])),
+            InputError,
+            "zero volume",
+        ),
+        (
+            "nan_positions",
+            lambda: _predict(ckpt, _nan_positions()),
+            InputError,
+            "non-finite positions",
+        ),
         ("overlapping_atoms", lambda: _predict(ckpt, _overlapping()), InputError, "overlap"),
-        ("unknown_element", lambda: _predict(ckpt, _unknown_element()), InputError, "unknown element"),
+        (
+            "unknown_element",
+            lambda: _predict(ckpt, _unknown_element()),
+            InputError,
+            "unknown element",
+        ),
         ("not_atoms", lambda: _predict(ckpt, "NaCl"), InputError, "ase.Atoms"),
-        ("temperature_missing", lambda: _predict(ckpt, _nacl(), temperature=None), InputError, "no temperature"),
+        (
+            "temperature_missing",
+            lambda: _predict(ckpt, _nacl(), temperature=None),
+            InputError,
+            "no temperature",
+        ),
         ("temperature_zero", lambda: _predict(ckpt, _nacl(), temperature=0.0), InputError, "> 0 K"),
-        ("temperature_negative", lambda: _predict(ckpt, _nacl(), temperature=-5.0), InputError, "> 0 K"),
-        ("temperature_nan", lambda: _predict(ckpt, _nacl(), temperature=float("nan")), InputError, "> 0 K"),
-        ("temperature_text", lambda: _predict(ckpt, _nacl(), temperature="hot"), InputError, "not a number"),
-        ("other_architecture", lambda: CartNetADP(checkpoint=_other_architecture(tmp)), CheckpointError,
-         r"does not match(.|\n)*missing keys(.|\n)*encoder\.embedding\.weight(.|\n)*unexpected keys(.|\n)*weight"),
-        ("other_model_kind", lambda: CartNetADP(checkpoint=_other_model_kind(tmp)), CheckpointError, "'deeprelax'"),
-        ("wrong_layer_width", lambda: CartNetADP(checkpoint=_wrong_width(tmp, ckpt)), CheckpointError, r"shape keys \(1\): head\.MLP\.0\.weight"),
-        ("truncated_checkpoint", lambda: CartNetADP(checkpoint=_truncated(tmp, ckpt)), CheckpointError, "truncated"),
-        ("checkpoint_with_objects", lambda: CartNetADP(checkpoint=_pickled_object(tmp)), CheckpointError, "weights_only"),
-        ("checkpoint_missing", lambda: CartNetADP(checkpoint=tmp / "nope.pt"), CheckpointError, "not found"),
-        ("checkpoint_is_text", lambda: CartNetADP(checkpoint=_text_file(tmp, "t.pt", "hello")), CheckpointError, "checkpoint"),
-        ("non_cif_file", lambda: read_cif(_text_file(tmp, "x.cif", "this is not a CIF\n{}")), CIFError, "CIF"),
-        ("cif_without_adps", lambda: read_cif(_text_file(tmp, "noadp.cif", CIF_WITHOUT_ADPS), require_adps=True),
-         CIFError, "ADP"),
-        ("bad_hydrogen_policy", lambda: CartNetADP(checkpoint=ckpt, hydrogen="ignore"), InputError, "hydrogen"),
-        ("bad_rotations", lambda: CartNetADP(checkpoint=ckpt, rotations=0), InputError, "rotations"),
-        ("u_cif_of_molecule", lambda: CartNetADP(checkpoint=ckpt, temperature=100.0).get_property(
-            "u_cif", Atoms("CO", positions=[[0, 0, 0], [0, 0, 1.13]])), InputError, "periodic"),
+        (
+            "temperature_negative",
+            lambda: _predict(ckpt, _nacl(), temperature=-5.0),
+            InputError,
+            "> 0 K",
+        ),
+        (
+            "temperature_nan",
+            lambda: _predict(ckpt, _nacl(), temperature=float("nan")),
+            InputError,
+            "> 0 K",
+        ),
+        (
+            "temperature_text",
+            lambda: _predict(ckpt, _nacl(), temperature="hot"),
+            InputError,
+            "not a number",
+        ),
+        (
+            "other_architecture",
+            lambda: CartNetADP(checkpoint=_other_architecture(tmp)),
+            CheckpointError,
+            r"does not match(.|\n)*missing keys(.|\n)*encoder\.embedding\.weight"
+            r"(.|\n)*unexpected keys(.|\n)*weight",
+        ),
+        (
+            "other_model_kind",
+            lambda: CartNetADP(checkpoint=_other_model_kind(tmp)),
+            CheckpointError,
+            "'deeprelax'",
+        ),
+        (
+            "wrong_layer_width",
+            lambda: CartNetADP(checkpoint=_wrong_width(tmp, ckpt)),
+            CheckpointError,
+            r"shape keys \(1\): head\.MLP\.0\.weight",
+        ),
+        (
+            "truncated_checkpoint",
+            lambda: CartNetADP(checkpoint=_truncated(tmp, ckpt)),
+            CheckpointError,
+            "truncated",
+        ),
+        (
+            "checkpoint_with_objects",
+            lambda: CartNetADP(checkpoint=_pickled_object(tmp)),
+            CheckpointError,
+            "weights_only",
+        ),
+        (
+            "checkpoint_missing",
+            lambda: CartNetADP(checkpoint=tmp / "nope.pt"),
+            CheckpointError,
+            "not found",
+        ),
+        (
+            "checkpoint_is_text",
+            lambda: CartNetADP(checkpoint=_text_file(tmp, "t.pt", "hello")),
+            CheckpointError,
+            "checkpoint",
+        ),
+        (
+            "non_cif_file",
+            lambda: read_cif(_text_file(tmp, "x.cif", "this is not a CIF\n{}")),
+            CIFError,
+            "CIF",
+        ),
+        (
+            "cif_without_adps",
+            lambda: read_cif(_text_file(tmp, "noadp.cif", CIF_WITHOUT_ADPS), require_adps=True),
+            CIFError,
+            "ADP",
+        ),
+        (
+            "bad_hydrogen_policy",
+            lambda: CartNetADP(checkpoint=ckpt, hydrogen="ignore"),
+            InputError,
+            "hydrogen",
+        ),
+        (
+            "bad_rotations",
+            lambda: CartNetADP(checkpoint=ckpt, rotations=0),
+            InputError,
+            "rotations",
+        ),
+        (
+            "u_cif_of_molecule",
+            lambda: CartNetADP(checkpoint=ckpt, temperature=100.0).get_property(
+                "u_cif", Atoms("CO", positions=[[0, 0, 0], [0, 0, 1.13]])
+            ),
+            InputError,
+            "periodic",
+        ),
     ]
 
 

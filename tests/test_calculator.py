@@ -1,11 +1,10 @@
-"""CartNetADP: the ASE calculator contract (properties, temperature, batching, hydrogen, outputs)."""
+"""CartNetADP: the ASE calculator contract (properties, temperature, batching, H, outputs)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-from ase import Atoms
 from ase.build import bulk, molecule
 from helpers_models import ethanol_crystal, small_checkpoint
 from shared_paths import FIXTURES, needs_shared
@@ -70,7 +69,11 @@ def test_temperature_sources_and_recalculation(checkpoint):
 
 def test_predict_many_equals_single_predictions(checkpoint):
     calc = CartNetADP(checkpoint=checkpoint, temperature=200.0)
-    structures = [ethanol_crystal(2), bulk("NaCl", "rocksalt", a=5.64), bulk("Cu", "fcc", a=3.6) * (2, 1, 1)]
+    structures = [
+        ethanol_crystal(2),
+        bulk("NaCl", "rocksalt", a=5.64),
+        bulk("Cu", "fcc", a=3.6) * (2, 1, 1),
+    ]
     batched = calc.predict_many(structures, batch_size=2, temperatures=[50.0, 300.0, 600.0])
     for atoms, t, u in zip(structures, (50.0, 300.0, 600.0), batched, strict=True):
         single = CartNetADP(checkpoint=checkpoint, temperature=t).get_property("adps", atoms)
@@ -88,7 +91,9 @@ def test_riding_hydrogen(checkpoint):
         heavy = np.flatnonzero(atoms.numbers != 1)
         parent = heavy[np.argmin(d[h, heavy])]
         n_h = int(((atoms.numbers == 1) & (d[parent] < 1.35)).sum())
-        factor = 1.5 if atoms.numbers[parent] == 8 or (atoms.numbers[parent] == 6 and n_h >= 3) else 1.2
+        factor = (
+            1.5 if atoms.numbers[parent] == 8 or (atoms.numbers[parent] == 6 and n_h >= 3) else 1.2
+        )
         np.testing.assert_allclose(u[h], factor * u_eq[parent] * np.eye(3), rtol=1e-10)
 
 
@@ -103,7 +108,9 @@ def test_molecule_without_pbc(checkpoint):
 
 def test_store_in_arrays_and_float64(checkpoint):
     atoms = bulk("NaCl", "rocksalt", a=5.64)
-    calc = CartNetADP(checkpoint=checkpoint, temperature=300.0, store_in_arrays=True, dtype=torch.float64)
+    calc = CartNetADP(
+        checkpoint=checkpoint, temperature=300.0, store_in_arrays=True, dtype=torch.float64
+    )
     atoms.calc = calc
     u = atoms.calc.get_property("adps", atoms)
     np.testing.assert_array_equal(atoms.arrays["adps"], u)
@@ -122,14 +129,18 @@ def test_rotation_averaging_reduces_equivariance_error(checkpoint):
     from ase_cartnet.models.so3 import random_rotations
 
     atoms = ethanol_crystal(4)
-    r = random_rotations(1, generator=torch.Generator().manual_seed(7), dtype=torch.float64)[0].numpy()
+    r = random_rotations(1, generator=torch.Generator().manual_seed(7), dtype=torch.float64)[
+        0
+    ].numpy()
     rotated = atoms.copy()
     rotated.set_cell(atoms.cell[:] @ r.T)
     rotated.positions = atoms.positions @ r.T
     heavy = atoms.numbers != 1
     errors = {}
     for k in (1, 64):
-        calc = CartNetADP(checkpoint=checkpoint, temperature=150.0, rotations=k, dtype=torch.float64)
+        calc = CartNetADP(
+            checkpoint=checkpoint, temperature=150.0, rotations=k, dtype=torch.float64
+        )
         u0 = calc.get_property("adps", atoms)[heavy]
         u1 = calc.get_property("adps", rotated)[heavy]
         errors[k] = np.abs(u1 - r @ u0 @ r.T).max()
@@ -170,8 +181,20 @@ def test_cli_predict_writes_cif_and_plot(checkpoint, tmp_path, capsys):
     atoms = ethanol_crystal(6)
     src = tmp_path / "in.xyz"
     write(src, atoms, format="extxyz")
-    code = main(["predict", str(src), "-T", "150", "--checkpoint", str(checkpoint),
-                 "-o", str(tmp_path / "out.cif"), "--plot", str(tmp_path / "o.png")])
+    code = main(
+        [
+            "predict",
+            str(src),
+            "-T",
+            "150",
+            "--checkpoint",
+            str(checkpoint),
+            "-o",
+            str(tmp_path / "out.cif"),
+            "--plot",
+            str(tmp_path / "o.png"),
+        ]
+    )
     assert code == 0
     assert (tmp_path / "out.cif").is_file() and (tmp_path / "o.png").is_file()
     assert "U_eq" in capsys.readouterr().out

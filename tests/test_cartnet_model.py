@@ -9,15 +9,16 @@ import pytest
 import torch
 from ase import Atoms
 from ase.build import bulk
+from helpers_models import SMALL, ethanol_crystal, randomised_model
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from helpers_models import SMALL, ethanol_crystal, randomised_model
 from reference_cartnet import reference_cartnet
 from shared_paths import FIXTURES, needs_shared
 
 from ase_cartnet.graph import atoms_to_graph, batch_graphs, edge_vectors
 from ase_cartnet.io.checkpoint import infer_official_cartnet_config, load_cartnet, read_checkpoint
-from ase_cartnet.models.cartnet import CartNet, CartNetConfig
+from ase_cartnet.models.cartnet import CartNetConfig
+
 
 def graph_of(atoms: Atoms, temperature: float, dtype=torch.float64, cutoff=5.0, cap=None):
     g = atoms_to_graph(atoms, cutoff, max_neighbours=cap, dtype=dtype)
@@ -95,7 +96,9 @@ def test_split_fused_equals_direct_eval(dtype, tol):
     state = model.state_dict()
     with torch.no_grad():
         fast = model(g)
-        direct = reference_cartnet(state, g.numbers, g.edge_index, vec, t_std, model.config.num_layers)
+        direct = reference_cartnet(
+            state, g.numbers, g.edge_index, vec, t_std, model.config.num_layers
+        )
     scale = direct.abs().max()
     assert (fast - direct).abs().max() <= tol * max(1.0, float(scale))
 
@@ -162,7 +165,9 @@ def test_rotation_changes_output_but_augmentation_helpers_are_consistent():
     from ase_cartnet.models.so3 import random_rotations, rotate_adps
 
     rots = random_rotations(64, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    np.testing.assert_allclose(rots @ rots.transpose(1, 2), np.broadcast_to(np.eye(3), (64, 3, 3)), atol=1e-12)
+    np.testing.assert_allclose(
+        rots @ rots.transpose(1, 2), np.broadcast_to(np.eye(3), (64, 3, 3)), atol=1e-12
+    )
     np.testing.assert_allclose(torch.linalg.det(rots), np.ones(64), atol=1e-12)
     u = torch.diag_embed(torch.rand(64, 3, dtype=torch.float64) + 0.1)
     u_rot = rotate_adps(u, rots, torch.arange(64))
@@ -207,7 +212,11 @@ def test_ablation_switches_run_and_change_architecture(switch):
 
 def test_scalar_head_is_a_per_structure_mean_and_batches():
     model = randomised_model(CartNetConfig(**SMALL, head="scalar"))
-    structures = [bulk("Cu", "fcc", a=3.6), ethanol_crystal(4), bulk("NaCl", "rocksalt", a=5.64) * (2, 1, 1)]
+    structures = [
+        bulk("Cu", "fcc", a=3.6),
+        ethanol_crystal(4),
+        bulk("NaCl", "rocksalt", a=5.64) * (2, 1, 1),
+    ]
     graphs = [graph_of(a, 300.0) for a in structures]
     with torch.no_grad():
         single = torch.cat([model(g) for g in graphs])

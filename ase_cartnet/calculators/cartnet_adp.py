@@ -78,17 +78,23 @@ class CartNetADP(Calculator):
         if max_neighbours not in (FROM_CHECKPOINT, None) and (
             not isinstance(max_neighbours, int) or max_neighbours < 1
         ):
-            raise InputError(f"max_neighbours must be 'checkpoint', None or an int >= 1, got {max_neighbours!r}")
+            raise InputError(
+                f"max_neighbours must be 'checkpoint', None or an int >= 1, got {max_neighbours!r}"
+            )
         if temperature is not None:
             resolve_temperature(temperature, Atoms())  # validates the value early
         super().__init__(temperature=temperature, **kwargs)
-        self.checkpoint_path = Path(checkpoint) if checkpoint is not None else default_cartnet_checkpoint()
+        self.checkpoint_path = (
+            Path(checkpoint) if checkpoint is not None else default_cartnet_checkpoint()
+        )
         self.model, self.metadata = load_cartnet(self.checkpoint_path, dtype=dtype, device=device)
         self.device = torch.device(device)
         self.dtype = dtype
         self.hydrogen = hydrogen
         self.max_neighbours = (
-            self.model.config.max_neighbours if max_neighbours == FROM_CHECKPOINT else max_neighbours
+            self.model.config.max_neighbours
+            if max_neighbours == FROM_CHECKPOINT
+            else max_neighbours
         )
         self.rotations = averaging_rotations(rotations, dtype=dtype).to(self.device)
         self.store_in_arrays = store_in_arrays
@@ -100,7 +106,9 @@ class CartNetADP(Calculator):
     def check_state(self, atoms: Atoms, tol: float = 1e-15) -> list[str]:
         """ASE's checks plus the temperature in ``atoms.info`` (state outside positions)."""
         changes = super().check_state(atoms, tol)
-        if self.atoms is not None and atoms.info.get("temperature") != self.atoms.info.get("temperature"):
+        if self.atoms is not None and atoms.info.get("temperature") != self.atoms.info.get(
+            "temperature"
+        ):
             changes.append("temperature")
         return changes
 
@@ -130,7 +138,9 @@ class CartNetADP(Calculator):
         if name == "u_cif":
             target = atoms if atoms is not None else self.atoms
             if target is not None and not np.asarray(target.pbc).all():
-                raise InputError("u_cif needs a crystal periodic along a, b and c (it is defined by the cell)")
+                raise InputError(
+                    "u_cif needs a crystal periodic along a, b and c (it is defined by the cell)"
+                )
         return super().get_property(name, atoms, allow_calculation)
 
     # -- batch prediction --------------------------------------------------------------------
@@ -155,8 +165,12 @@ class CartNetADP(Calculator):
             temps = [resolve_temperature(given, a) for a in structures]
         else:
             if len(temperatures) != len(structures):
-                raise InputError(f"{len(temperatures)} temperatures for {len(structures)} structures")
-            temps = [resolve_temperature(t, a) for t, a in zip(temperatures, structures, strict=True)]
+                raise InputError(
+                    f"{len(temperatures)} temperatures for {len(structures)} structures"
+                )
+            temps = [
+                resolve_temperature(t, a) for t, a in zip(temperatures, structures, strict=True)
+            ]
         for atoms in structures:
             validate_structure(atoms)
             self._warn_untrained_elements(atoms)
@@ -166,7 +180,10 @@ class CartNetADP(Calculator):
             graphs = []
             for atoms, t in zip(chunk, temps[start : start + batch_size], strict=True):
                 g = atoms_to_graph(
-                    atoms, self.model.config.cutoff, max_neighbours=self.max_neighbours, dtype=self.dtype
+                    atoms,
+                    self.model.config.cutoff,
+                    max_neighbours=self.max_neighbours,
+                    dtype=self.dtype,
                 )
                 g.temperature = torch.tensor([t], dtype=self.dtype)
                 graphs.append(g)
@@ -246,5 +263,7 @@ class CartNetADP(Calculator):
             self.get_property("adps", atoms)
             return atoms
         if self.atoms is None or "adps" not in self.results:
-            raise InputError("nothing calculated yet: attach the calculator to atoms or pass atoms=...")
+            raise InputError(
+                "nothing calculated yet: attach the calculator to atoms or pass atoms=..."
+            )
         return self.atoms

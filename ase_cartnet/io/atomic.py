@@ -26,7 +26,9 @@ def ensure_not_input(output: str | os.PathLike, *inputs: str | os.PathLike | Non
         if not same and out.exists() and src.exists():
             same = os.path.samefile(out, src)
         if same:
-            raise InputError(f"refusing to overwrite the input file {src} with output; choose another path")
+            raise InputError(
+                f"refusing to overwrite the input file {src} with output; choose another path"
+            )
     return out
 
 
@@ -60,7 +62,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     torch.save, ase.io.write); it is renamed to ``path`` on success and removed on failure."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=target.suffix, dir=target.parent)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{target.stem}.", suffix=target.suffix, dir=target.parent
+    )
     os.close(fd)
     try:
         yield Path(tmp_name)

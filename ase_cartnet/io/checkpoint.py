@@ -101,9 +101,15 @@ def load_state_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], so
     )
     if missing or unexpected or mismatched:
         lines = [f"checkpoint {source} does not match the {type(model).__name__} architecture:"]
-        for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape", mismatched)):
+        for label, keys in (
+            ("missing", missing),
+            ("unexpected", unexpected),
+            ("shape", mismatched),
+        ):
             if keys:
-                shown = ", ".join(keys[:12]) + (f", … (+{len(keys) - 12})" if len(keys) > 12 else "")
+                shown = ", ".join(keys[:12]) + (
+                    f", … (+{len(keys) - 12})" if len(keys) > 12 else ""
+                )
                 lines.append(f"  {label} keys ({len(keys)}): {shown}")
         raise CheckpointError("\n".join(lines))
     model.load_state_dict(state, strict=True)
@@ -132,7 +138,9 @@ def infer_official_cartnet_config(state: dict[str, torch.Tensor]) -> CartNetConf
     cutoff = defaults.cutoff
     if means is not None and float(means[0]) > 0:
         cutoff = round(-math.log(float(means[0])), 4)
-    layer_ids = {int(k.split(".")[1]) for k in state if k.startswith("layers.") and k.split(".")[1].isdigit()}
+    layer_ids = {
+        int(k.split(".")[1]) for k in state if k.startswith("layers.") and k.split(".")[1].isdigit()
+    }
     return CartNetConfig(
         dim=dim,
         dim_rbf=dim_rbf,

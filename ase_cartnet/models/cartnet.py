@@ -105,7 +105,7 @@ class CartNetEncoder(nn.Module):
             self.temperature_proj_atom = nn.Linear(1, 2 * d)
         else:
             self.temperature_proj_atom = None
-        # Official code: SiLU is applied before the linear layer too (Sequential SiLU, Linear, SiLU).
+        # Official code: SiLU before the linear layer too (Sequential SiLU, Linear, SiLU).
         self.encoder_atom = nn.Sequential(nn.SiLU(), nn.Linear(2 * d, d), nn.SiLU())
         edge_in = r + 3 if config.use_direction else r
         self.encoder_edge = nn.Sequential(
@@ -113,7 +113,9 @@ class CartNetEncoder(nn.Module):
         )
         self.rbf = ExpNormalSmearing(r, config.cutoff)
 
-    def encode_atoms(self, numbers: torch.Tensor, t_std_per_atom: torch.Tensor | None) -> torch.Tensor:
+    def encode_atoms(
+        self, numbers: torch.Tensor, t_std_per_atom: torch.Tensor | None
+    ) -> torch.Tensor:
         """Eqn 4: h_i = SiLU(W₂ SiLU(Emb(Z_i) + W₁ T + b₁) + b₂). Returns (N, d)."""
         x = self.embedding(numbers)
         if self.temperature_proj_atom is not None:
@@ -326,7 +328,9 @@ class CartNet(nn.Module):
             t_atom = t_std.index_select(0, batch)
         h = self.encoder.encode_atoms(numbers, t_atom)
         e = self.encoder.encode_edges(distances, directions)
-        envelope = cosine_cutoff(distances, self.config.cutoff) if self.config.use_envelope else None
+        envelope = (
+            cosine_cutoff(distances, self.config.cutoff) if self.config.use_envelope else None
+        )
         num_nodes = h.shape[0]
         lengths = segment_lengths(edge_index[1], num_nodes)
         cholesky = self.config.head == "cholesky"

@@ -30,8 +30,10 @@ def random_rotations(
     return q.to(dtype=dtype, device=device)
 
 
-def rotate_vectors(vectors: torch.Tensor, rotations: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """Eqn 19: v' = R v for each row of ``vectors`` (E, 3), with R = rotations[index] (index (E,))."""
+def rotate_vectors(
+    vectors: torch.Tensor, rotations: torch.Tensor, index: torch.Tensor
+) -> torch.Tensor:
+    """Eqn 19: v' = R v for each row of ``vectors`` (E, 3), with R = rotations[index], (E,)."""
     return torch.einsum("eij,ej->ei", rotations.index_select(0, index), vectors)
 
 
@@ -41,7 +43,9 @@ def rotate_adps(u: torch.Tensor, rotations: torch.Tensor, index: torch.Tensor) -
     return r @ u @ r.transpose(-1, -2)
 
 
-def averaging_rotations(k: int, *, seed: int = 0, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def averaging_rotations(
+    k: int, *, seed: int = 0, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
     """K fixed rotations for test-time averaging: the identity first, then K−1 Haar-random ones
     from a seeded generator (deterministic, so repeated calls give identical predictions)."""
     if k < 1:

@@ -1,6 +1,7 @@
 """Choose the structures of the default CartNet training and test sets (issue #4).
 
-Training candidates come from the validation splits of MP-20, Perov-5 and Carbon-24 (../shared/data),
+Training candidates come from the validation splits of MP-20, Perov-5 and Carbon-24
+(../shared/data),
 test candidates from their test splits, so the held-out set never overlaps the training data.
 Within each split the choice is deterministic (seed) and covers:
 
