@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Build the default-weights ADP databases with the CHGNet teacher (issue #4). Resumable: rerun
+# the same command after an interruption and finished structures are skipped.
+#   bash scripts/default_weights/generate.sh        (from the repository root, after setup)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+OUT=runs/adp_default
+mkdir -p "$OUT"
+if [ ! -f "$OUT/train.csv.gz" ] || [ ! -f "$OUT/test.csv.gz" ]; then
+    .venv/bin/python -W ignore scripts/default_weights/select_structures.py --out data/adp_default --csv-dir "$OUT"
+fi
+TEMPS="20 50 100 150 200 300 400 600 800"
+# One single-threaded process per split keeps both cores busy.
+for split in train test; do
+    OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 nohup .venv/bin/python -m phonon_ref.dataset \
+        "$OUT/$split.csv.gz" -o "$OUT/$split.db" --calculator chgnet -T $TEMPS --no-progress \
+        >> "$OUT/$split.log" 2>&1 &
+done
+wait
