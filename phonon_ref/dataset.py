@@ -1,0 +1,498 @@
+"""Training data: relax with a teacher, harmonic ADPs at many temperatures, one ase.db row each.
+
+>>> from phonon_ref.dataset import build_dataset, read_mp20
+>>> build_dataset(read_mp20("val.csv.gz", limit=100), calculator="chgnet", out="adp.db")
+
+Each structure becomes one row, written in one transaction when it is finished:
+
+* the relaxed structure (positions and cell, FrechetCellFilter, fmax ≤ 1e-3 eV/Å);
+* ``key_value_pairs``: ``source_id``, ``status`` ("ok", "unstable", "failed"), ``stable``
+  (bool; absent for failures), ``teacher``, ``min_frequency`` (THz), ``teacher_energy`` (eV);
+* ``data``: ``temperatures`` (T,) K; ``adps`` (T, N, 3, 3) Cartesian U in Å², the mesh sum
+  (phonopy's numbers; stable rows only); ``adps_extrapolated``, the same extrapolated to an
+  infinite mesh (``PhononReference.run_extrapolated``); ``min_frequency``, ``max_frequency``
+  (THz), ``n_imaginary``; ``teacher``, ``teacher_version``; ``supercell_matrix`` (3, 3),
+  ``mesh`` (3,), ``displacement`` (Å), ``freq_min`` (THz); ``relax`` (converged, steps,
+  fmax_reached); ``timings`` (s); ``initial_cell``, ``initial_positions`` (before relaxation);
+  ``error`` and ``traceback`` for failures.
+
+Dynamically unstable structures (a mode below −``imaginary_tol``) are kept as marked rows
+without ADPs, so they are not tried again; train on ``db.select(status="ok")``
+(:func:`read_dataset`). A killed run is resumed by calling again with the same ``out``:
+finished ``source_id`` rows (failures included, unless ``retry_failed``) are skipped. A
+structure that raises is logged (logger ``phonon_ref.dataset``), written as a "failed" row
+with its error, and skipped.
+
+Cost with the CHGNet teacher on 2 CPU cores (MP-20, 2–20 atoms, default settings): 3–470 s
+per structure, median ≈ 20 s, dominated by the force calls on supercells of 100–360 atoms;
+only about a third of MP-20 structures come out dynamically stable with CHGNet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import logging
+import os
+import time
+import traceback
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Executor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+from numpy.typing import ArrayLike
+from tqdm.auto import tqdm
+
+from ase_cartnet.errors import InputError
+from phonon_ref.calculators import calculator_info, configure_worker, get_calculator
+from phonon_ref.grids import DEFAULT_MESH_LENGTH, DEFAULT_MIN_LENGTH, MeshSpec, SupercellSpec
+from phonon_ref.harmonic import DEFAULT_FREQ_MIN, DEFAULT_IMAGINARY_TOL
+from phonon_ref.reference import DEFAULT_DISPLACEMENT, PhononReference
+from phonon_ref.relax import DEFAULT_FMAX, DEFAULT_MAX_STEPS, relax
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TEMPERATURES = tuple(float(t) for t in range(50, 501, 50))
+"""K: 50, 100, …, 500 (CSD measurements lie mostly in 90–300 K). Extra temperatures cost one
+small matrix product each."""
+
+
+@dataclass(frozen=True)
+class DatasetSettings:
+    """Everything a worker needs for one structure (picklable)."""
+
+    calculator: str
+    temperatures: tuple[float, ...]
+    supercell: Any
+    mesh: Any
+    fmax: float
+    max_steps: int
+    displacement: float
+    fix_symmetry: bool
+    freq_min: float
+    imaginary_tol: float
+    require_converged: bool
+    n_threads: int | None
+    cache_dir: str | None = None
+
+
+@dataclass
+class DatasetSummary:
+    """What :func:`build_dataset` did: ids written as ``ok``/``unstable``/``failed`` in this
+    call, ids ``skipped`` because a row already existed, and the total ``seconds``."""
+
+    out: Path
+    ok: list[str] = field(default_factory=list)
+    unstable: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _as_items(structures: Mapping[str, Atoms] | Iterable[Any]) -> list[tuple[str, Atoms]]:
+    """(source_id, Atoms) pairs from a mapping, (id, Atoms) tuples, or Atoms whose
+    ``info["source_id"]`` names them (else their position in the sequence)."""
+    items = structures.items() if isinstance(structures, Mapping) else structures
+    out: list[tuple[str, Atoms]] = []
+    for k, item in enumerate(items):
+        if isinstance(item, Atoms):
+            sid, atoms = str(item.info.get("source_id", k)), item
+        else:
+            sid, atoms = item
+            sid = str(sid)
+        if not isinstance(atoms, Atoms):
+            raise InputError(f"structure {sid!r} is not an ase.Atoms ({type(atoms).__name__})")
+        out.append((sid, atoms))
+    ids = [sid for sid, _ in out]
+    if len(set(ids)) != len(ids):
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        raise InputError(f"duplicate source ids: {dup[:10]}")
+    return out
+
+
+def process_structure(
+    source_id: str, atoms: Atoms, settings: DatasetSettings, parent_pid: int
+) -> dict[str, Any]:
+    """Relax, force constants and ADPs of one structure; never raises an ``Exception``.
+
+    Returns a dict with ``status`` ("ok", "unstable", "failed") and the row contents.
+    Runs in a worker (process, thread or dask) or in the caller's process.
+    """
+    t0 = time.perf_counter()
+    record: dict[str, Any] = {"source_id": source_id, "atoms": atoms, "timings": {}}
+    try:
+        configure_worker(parent_pid, settings.n_threads)
+        calc = get_calculator(settings.calculator)
+        record["timings"]["load"] = time.perf_counter() - t0
+        rel = relax(
+            atoms,
+            calc,
+            fmax=settings.fmax,
+            max_steps=settings.max_steps,
+            fix_symmetry=settings.fix_symmetry,
+        )
+        record["timings"]["relax"] = rel.seconds
+        record["relax"] = {
+            "converged": rel.converged,
+            "steps": rel.steps,
+            "fmax_reached": rel.fmax_reached,
+        }
+        record["energy"] = rel.energy
+        if settings.require_converged and not rel.converged:
+            raise RuntimeError(
+                f"relaxation did not reach fmax={settings.fmax} eV/Å in {rel.steps} steps "
+                f"(reached {rel.fmax_reached:.2e} eV/Å)"
+            )
+        record["atoms"] = rel.atoms
+        t1 = time.perf_counter()
+        ref = PhononReference(
+            rel.atoms,
+            calculator=calc,
+            calculator_name=settings.calculator,
+            cache_dir=settings.cache_dir,
+            supercell=settings.supercell,
+            mesh=settings.mesh,
+            displacement=settings.displacement,
+            progress=False,
+            freq_min=settings.freq_min,
+            imaginary_tol=settings.imaginary_tol,
+            on_imaginary="ignore",
+        )
+        record["timings"]["force_constants"] = time.perf_counter() - t1
+        t2 = time.perf_counter()
+        result = ref.run(settings.temperatures)
+        extrapolated = ref.run_extrapolated(settings.temperatures) if result.is_stable else None
+        record["timings"]["adps"] = time.perf_counter() - t2
+        record.update(
+            status="ok" if result.is_stable else "unstable",
+            adps=result.u_cart,
+            adps_extrapolated=None if extrapolated is None else extrapolated.u_cart,
+            min_frequency=result.min_frequency,
+            max_frequency=result.max_frequency,
+            n_imaginary=result.n_imaginary,
+            supercell_matrix=ref.supercell_matrix,
+            n_supercell_atoms=len(ref.phonopy.supercell),
+            n_force_calls=ref.n_force_calls,
+            mesh=ref.mesh_numbers(),
+        )
+    except Exception as exc:  # robust: any failure becomes a "failed" row
+        record["status"] = "failed"
+        record["error"] = f"{type(exc).__name__}: {exc}"
+        record["traceback"] = traceback.format_exc(limit=8)
+    record["timings"]["total"] = time.perf_counter() - t0
+    return record
+
+
+def _write_row(db, record: dict[str, Any], settings: DatasetSettings, teacher: dict) -> None:
+    """One row per structure, in one transaction (all or nothing)."""
+    atoms = record["atoms"].copy()
+    atoms.calc = None
+    atoms.set_constraint()
+    initial = record.get("initial")
+    kvp: dict[str, Any] = {
+        "source_id": record["source_id"],
+        "status": record["status"],
+        "teacher": teacher["name"],
+    }
+    data: dict[str, Any] = {
+        "teacher": teacher["name"],
+        "teacher_version": teacher["version"],
+        "temperatures": np.asarray(settings.temperatures),
+        "timings": record.get("timings", {}),
+        "displacement": settings.displacement,
+        "freq_min": settings.freq_min,
+        "imaginary_tol": settings.imaginary_tol,
+        "fmax": settings.fmax,
+    }
+    if initial is not None:
+        data["initial_cell"] = np.asarray(initial.cell[:])
+        data["initial_positions"] = initial.positions
+    if "relax" in record:
+        data["relax"] = record["relax"]
+        kvp["teacher_energy"] = float(record["energy"])
+    if record["status"] == "failed":
+        data["error"] = record["error"]
+        data["traceback"] = record.get("traceback", "")
+    else:
+        kvp["stable"] = record["status"] == "ok"
+        kvp["min_frequency"] = float(record["min_frequency"])
+        data.update(
+            min_frequency=float(record["min_frequency"]),
+            max_frequency=float(record["max_frequency"]),
+            n_imaginary=int(record["n_imaginary"]),
+            supercell_matrix=np.asarray(record["supercell_matrix"]),
+            n_supercell_atoms=int(record["n_supercell_atoms"]),
+            n_force_calls=int(record["n_force_calls"]),
+            mesh=np.asarray(record["mesh"]),
+        )
+        if record["status"] == "ok":
+            data["adps"] = np.asarray(record["adps"])
+            data["adps_extrapolated"] = np.asarray(record["adps_extrapolated"])
+    with db:
+        db.write(atoms, key_value_pairs=kvp, data=data)
+
+
+def finished_ids(out: str | os.PathLike, include_failed: bool = True) -> set[str]:
+    """source ids that already have a row in ``out`` (failed ones only if ``include_failed``)."""
+    from ase.db import connect
+
+    if not Path(out).exists():
+        return set()
+    with connect(out) as db:
+        return {
+            str(row.source_id)
+            for row in db.select(include_data=False)
+            if "source_id" in row and (include_failed or row.get("status") != "failed")
+        }
+
+
+def build_dataset(
+    structures: Mapping[str, Atoms] | Iterable[Any],
+    calculator: str = "chgnet",
+    temperatures: Sequence[float] | ArrayLike = DEFAULT_TEMPERATURES,
+    out: str | os.PathLike = "adp.db",
+    executor: Executor | None = None,
+    supercell: SupercellSpec = DEFAULT_MIN_LENGTH,
+    mesh: MeshSpec = DEFAULT_MESH_LENGTH,
+    fmax: float = DEFAULT_FMAX,
+    max_steps: int = DEFAULT_MAX_STEPS,
+    displacement: float = DEFAULT_DISPLACEMENT,
+    *,
+    fix_symmetry: bool = True,
+    freq_min: float = DEFAULT_FREQ_MIN,
+    imaginary_tol: float = DEFAULT_IMAGINARY_TOL,
+    require_converged: bool = True,
+    retry_failed: bool = False,
+    worker_threads: int | None = 1,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> DatasetSummary:
+    """Relax every structure with the teacher, compute harmonic ADPs, store one row each.
+
+    Parameters
+    ----------
+    structures : ``{source_id: Atoms}``, ``(source_id, Atoms)`` pairs, or Atoms with
+        ``info["source_id"]`` (see :func:`read_mp20`).
+    calculator : teacher name for :func:`phonon_ref.calculators.get_calculator` ("chgnet",
+        "emt", "module:factory"); loaded once per worker.
+    temperatures : K, every one stored for every structure.
+    out : the ASE database (SQLite ``.db``); created or resumed.
+    executor : any ``concurrent.futures.Executor`` (e.g. ``Client(LocalCluster(n_workers=2,
+        threads_per_worker=1)).get_executor()``); one task per structure. None: in-process.
+    supercell, mesh, displacement : as :class:`phonon_ref.reference.PhononReference`
+        (defaults: widths ≥ 10 Å, 100 Å mesh length, 0.01 Å).
+    fmax, max_steps : relaxation target (eV/Å) and step cap; with ``require_converged`` an
+        unconverged relaxation is a failure.
+    fix_symmetry : keep the space group during relaxation (FixSymmetry, symprec 1e-3 Å).
+    retry_failed : also redo ids whose row says "failed" (the old row is replaced).
+    worker_threads : torch/BLAS threads inside each worker *process* (not applied in-process).
+    cache_dir : keep every structure's force constants there (phonopy yaml, ~0.1–1 MB each), so
+        other meshes, temperatures or imaginary-mode tolerances cost no force call later.
+
+    Returns a :class:`DatasetSummary`.
+    """
+    from ase.db import connect
+
+    start = time.perf_counter()
+    items = _as_items(structures)
+    temps = tuple(float(t) for t in np.atleast_1d(np.asarray(temperatures, dtype=float)))
+    if not temps or any(not np.isfinite(t) or t < 0 for t in temps):
+        raise InputError(f"temperatures must be finite and >= 0 K, got {temps}")
+    settings = DatasetSettings(
+        calculator=calculator,
+        temperatures=temps,
+        supercell=supercell,
+        mesh=mesh,
+        fmax=float(fmax),
+        max_steps=int(max_steps),
+        displacement=float(displacement),
+        fix_symmetry=bool(fix_symmetry),
+        freq_min=float(freq_min),
+        imaginary_tol=float(imaginary_tol),
+        require_converged=bool(require_converged),
+        n_threads=worker_threads,
+        cache_dir=None if cache_dir is None else str(cache_dir),
+    )
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    summary = DatasetSummary(out=out)
+    done = finished_ids(out, include_failed=not retry_failed)
+    pending = []
+    for sid, atoms in items:
+        if sid in done:
+            summary.skipped.append(sid)
+        else:
+            pending.append((sid, atoms))
+    if summary.skipped:
+        log.info("%s: %d structures already done, skipped", out, len(summary.skipped))
+    if not pending:
+        summary.seconds = time.perf_counter() - start
+        return summary
+    teacher = calculator_info(calculator) if executor is None else _teacher_info(calculator)
+    initial = dict(pending)
+    db = connect(out)
+    if retry_failed:
+        stale = [row.id for row in db.select(status="failed") if row.source_id in initial]
+        if stale:
+            db.delete(stale)
+    bar = tqdm(total=len(pending), desc="structures", disable=not progress)
+    try:
+        for record in _run(pending, settings, executor):
+            record["initial"] = initial[record["source_id"]]
+            _write_row(db, record, settings, teacher)
+            getattr(summary, record["status"]).append(record["source_id"])
+            if record["status"] == "failed":
+                log.warning("%s failed: %s", record["source_id"], record["error"])
+            bar.update()
+    finally:
+        bar.close()
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _teacher_info(calculator: str) -> dict[str, str]:
+    """Teacher name and version without loading the model in this process."""
+    if calculator.strip().lower() == "chgnet":
+        import chgnet
+
+        return {"name": "chgnet", "version": f"chgnet {chgnet.__version__}, model 0.3.0"}
+    return calculator_info(calculator)
+
+
+def _run(
+    pending: list[tuple[str, Atoms]], settings: DatasetSettings, executor: Executor | None
+) -> Iterator[dict[str, Any]]:
+    """Yield finished records as they complete (in order in-process)."""
+    pid = os.getpid()
+    if executor is None:
+        for sid, atoms in pending:
+            yield process_structure(sid, atoms, settings, pid)
+        return
+    futures = {
+        executor.submit(process_structure, sid, atoms, settings, pid): (sid, atoms)
+        for sid, atoms in pending
+    }
+    for fut in as_completed(futures):
+        sid, atoms = futures[fut]
+        try:
+            yield fut.result()
+        except Exception as exc:  # the worker itself died (killed, out of memory, …)
+            yield {
+                "source_id": sid,
+                "atoms": atoms,
+                "status": "failed",
+                "error": f"{type(exc).__name__}: {exc}",
+                "timings": {},
+            }
+
+
+def read_mp20(
+    path: str | os.PathLike, limit: int | None = None, ids: Sequence[str] | None = None
+) -> list[Atoms]:
+    """Structures of an MP-20 style CSV (columns ``material_id``, ``cif``; gzip allowed),
+    each with ``info["source_id"]`` = material_id. ``ids`` selects rows, ``limit`` caps."""
+    import pandas as pd
+    from ase.io import read
+
+    frame = pd.read_csv(path)
+    if ids is not None:
+        frame = frame.set_index("material_id").loc[list(ids)].reset_index()
+    if limit is not None:
+        frame = frame.head(int(limit))
+    out = []
+    for mid, cif in zip(frame["material_id"], frame["cif"], strict=True):
+        atoms = read(io.StringIO(cif), format="cif")
+        atoms.info = {"source_id": str(mid)}
+        out.append(atoms)
+    return out
+
+
+def read_dataset(
+    path: str | os.PathLike, status: str = "ok", extrapolated: bool = False
+) -> Iterator[tuple[Atoms, np.ndarray, np.ndarray]]:
+    """Yield ``(atoms, temperatures (T,), adps (T, N, 3, 3))`` of the rows with ``status``;
+    ``extrapolated`` picks the infinite-mesh estimate instead of the mesh sum."""
+    from ase.db import connect
+
+    key = "adps_extrapolated" if extrapolated else "adps"
+    with connect(path) as db:
+        for row in db.select(status=status):
+            atoms = row.toatoms()
+            atoms.info["source_id"] = row.source_id
+            yield atoms, np.asarray(row.data["temperatures"]), np.asarray(row.data[key])
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of the dataset command (shared by ``python -m phonon_ref.dataset`` and
+    ``ase-cartnet phonon-dataset``)."""
+    parser.add_argument("csv", help="MP-20 style CSV(.gz) with material_id and cif columns")
+    parser.add_argument("-o", "--out", default="adp.db", help="ASE database (resumed if present)")
+    parser.add_argument(
+        "--calculator", default="chgnet", help="teacher: chgnet, emt, module:factory"
+    )
+    parser.add_argument(
+        "-T", "--temperatures", type=float, nargs="+", default=list(DEFAULT_TEMPERATURES)
+    )
+    parser.add_argument("--limit", type=int, default=None, help="first N rows only")
+    parser.add_argument("--ids", nargs="+", default=None, help="only these material ids")
+    parser.add_argument("--supercell-length", type=float, default=DEFAULT_MIN_LENGTH, help="Å")
+    parser.add_argument("--mesh-length", type=float, default=DEFAULT_MESH_LENGTH, help="Å")
+    parser.add_argument("--fmax", type=float, default=DEFAULT_FMAX, help="eV/Å")
+    parser.add_argument("--max-steps", type=int, default=DEFAULT_MAX_STEPS)
+    parser.add_argument(
+        "--workers", type=int, default=0, help="dask LocalCluster workers (0: in-process)"
+    )
+    parser.add_argument("--cache-dir", help="keep the force constants (phonopy yaml) here")
+    parser.add_argument("--retry-failed", action="store_true")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """Run :func:`build_dataset` from parsed arguments; prints a one-line summary."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    structures = read_mp20(args.csv, limit=args.limit, ids=args.ids)
+    kwargs = dict(
+        calculator=args.calculator,
+        temperatures=args.temperatures,
+        out=args.out,
+        supercell=args.supercell_length,
+        mesh=args.mesh_length,
+        fmax=args.fmax,
+        max_steps=args.max_steps,
+        retry_failed=args.retry_failed,
+        cache_dir=args.cache_dir,
+        progress=not args.no_progress,
+    )
+    if args.workers > 0:
+        from dask.distributed import Client, LocalCluster
+
+        with (
+            LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True) as cluster,
+            Client(cluster) as client,
+        ):
+            summary = build_dataset(structures, executor=client.get_executor(), **kwargs)
+    else:
+        summary = build_dataset(structures, **kwargs)
+    print(
+        f"{summary.out}: {len(summary.ok)} ok, {len(summary.unstable)} unstable, "
+        f"{len(summary.failed)} failed, {len(summary.skipped)} already done "
+        f"({summary.seconds:.0f} s)"
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m phonon_ref.dataset val.csv.gz -o adp.db --limit 100 --workers 2``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m phonon_ref.dataset", description=__doc__.split("\n")[0]
+    )
+    add_arguments(parser)
+    return run_cli(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

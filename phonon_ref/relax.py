@@ -1,0 +1,98 @@
+"""Relaxation of positions and cell with the teacher before force constants are computed."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from ase import Atoms
+from ase.calculators.calculator import BaseCalculator
+
+from ase_cartnet.errors import InputError
+from phonon_ref.calculators import get_calculator
+
+DEFAULT_FMAX = 1e-3
+"""eV/Å on every atom and on the cell degrees of freedom (FrechetCellFilter's generalised
+forces: stress × volume, per atom)."""
+
+DEFAULT_MAX_STEPS = 400
+
+
+def single_threaded_blas():
+    """A context with BLAS on one thread (threadpoolctl; a no-op without it).
+
+    The optimizer's 3×3 and 9×9 algebra (FrechetCellFilter's matrix exponentials) runs 5–15×
+    slower with multi-threaded OpenBLAS on a busy 2-core machine than on one thread.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - optional speed-up
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+@dataclass(frozen=True)
+class Relaxation:
+    """Result of :func:`relax`: the relaxed ``atoms`` (no calculator attached), whether the
+    largest generalised force fell below ``fmax`` within ``max_steps`` (``converged``),
+    ``steps`` taken, the final ``fmax_reached`` (eV/Å), ``energy`` (eV) and ``seconds``."""
+
+    atoms: Atoms
+    converged: bool
+    steps: int
+    fmax_reached: float
+    energy: float
+    seconds: float
+
+
+def relax(
+    atoms: Atoms,
+    calculator: str | BaseCalculator,
+    fmax: float = DEFAULT_FMAX,
+    max_steps: int = DEFAULT_MAX_STEPS,
+    fix_symmetry: bool = True,
+    symprec: float = 1e-3,
+) -> Relaxation:
+    """Relax positions and cell (``ase.filters.FrechetCellFilter`` + BFGS) to ``fmax`` eV/Å.
+
+    With ``fix_symmetry`` (default) the space group found at ``symprec`` Å is kept
+    (``ase.constraints.FixSymmetry``): the relaxed crystal stays exactly symmetric, so phonopy
+    needs few displacements, and no float32 noise of an ML potential can lower the symmetry.
+    ``atoms`` is not modified.
+    """
+    from ase.constraints import FixSymmetry
+    from ase.filters import FrechetCellFilter
+    from ase.optimize import BFGS
+
+    if not (math.isfinite(fmax) and fmax > 0):
+        raise InputError(f"fmax must be a positive force in eV/Å, got {fmax}")
+    if int(max_steps) < 0:
+        raise InputError(f"max_steps must be >= 0, got {max_steps}")
+    start = time.perf_counter()
+    work = atoms.copy()
+    work.calc = get_calculator(calculator)
+    if fix_symmetry:
+        work.set_constraint(FixSymmetry(work, symprec=symprec))
+    filtered = FrechetCellFilter(work)
+    opt = BFGS(filtered, logfile=None)
+    with warnings.catch_warnings(), single_threaded_blas():
+        # CHGNet converts to pymatgen, which cannot carry FixSymmetry; harmless here
+        warnings.filterwarnings("ignore", message="Only FixAtoms and FixCartesian")
+        converged = bool(opt.run(fmax=fmax, steps=int(max_steps)))
+    reached = float(np.sqrt((filtered.get_forces() ** 2).sum(axis=1).max()))
+    energy = float(work.get_potential_energy())
+    out = work.copy()
+    out.set_constraint()
+    out.calc = None
+    return Relaxation(
+        atoms=out,
+        converged=converged,
+        steps=int(opt.nsteps),
+        fmax_reached=reached,
+        energy=energy,
+        seconds=time.perf_counter() - start,
+    )
