@@ -10,24 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def _read_structure(path: Path):
-    """A CIF through our reader (keeps ADPs, expands symmetry, reads the temperature); anything
-    else through ase.io.read."""
-    from ase_cartnet.errors import InputError
-
-    if not path.is_file():
-        raise InputError(f"input file not found: {path}")
-    if path.suffix.lower() == ".cif":
-        from ase_cartnet.io.cif import read_cif
-
-        return read_cif(path)
-    from ase.io import read
-
-    try:
-        return read(path)
-    except Exception as exc:  # ASE raises many types for unreadable files
-        raise InputError(f"cannot read structure from {path}: {exc}") from exc
+from ase_cartnet.io.structure import read_structure
 
 
 def _format_adp_table(atoms, adps: np.ndarray, reference: np.ndarray | None) -> str:
@@ -58,7 +41,7 @@ def _run_predict(args: argparse.Namespace) -> int:
     from ase_cartnet.calculators.cartnet_adp import CartNetADP
 
     torch.set_num_threads(args.threads)
-    atoms = _read_structure(Path(args.input))
+    atoms = read_structure(Path(args.input))
     reference = atoms.arrays.get("adps")
     calc = CartNetADP(
         checkpoint=args.checkpoint,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ase_cartnet.io.structure import read_structure
 from phonon_ref.grids import DEFAULT_MESH_LENGTH, DEFAULT_MIN_LENGTH
 
 
@@ -30,24 +31,6 @@ def _grid_argument(values: list[str] | None, name: str, allowed: tuple[int, ...]
     except ValueError as exc:
         raise InputError(f"--{name} needs integers, got {values}") from exc
     return np.array(ints).reshape(3, 3) if len(ints) == 9 else tuple(ints)
-
-
-def _read_structure(path: Path):
-    """A CIF through ``ase_cartnet.io.cif.read_cif`` (keeps the temperature), else ``ase.io``."""
-    from ase_cartnet.errors import InputError
-
-    if not path.is_file():
-        raise InputError(f"input file not found: {path}")
-    if path.suffix.lower() == ".cif":
-        from ase_cartnet.io.cif import read_cif
-
-        return read_cif(path)
-    from ase.io import read
-
-    try:
-        return read(path)
-    except Exception as exc:  # ASE raises many types for unreadable files
-        raise InputError(f"cannot read structure from {path}: {exc}") from exc
 
 
 def _temperature(args: argparse.Namespace, atoms) -> float:
@@ -76,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     for out in (args.output, args.plot):
         if out is not None:
             ensure_not_input(out, source)
-    atoms = _read_structure(source)
+    atoms = read_structure(source)
     temperature = _temperature(args, atoms)
     supercell = _grid_argument(args.supercell, "supercell", (1, 3, 9))
     if isinstance(supercell, int):

@@ -1,83 +1,23 @@
 """Our eqns (2)–(3) against phonopy's run_thermal_displacement_matrices on real DFT force sets.
 
-The load recipes come from ../shared/data/phonopy_examples/INDEX.json; ``load_example`` is also
-used by the other phonon_ref tests.
+The load recipes come from ../shared/data/phonopy_examples/INDEX.json
+(``phonon_ref.phonopy_examples``).
 """
 
 from __future__ import annotations
 
 import json
 import warnings
-from functools import lru_cache
 
 import numpy as np
 import pytest
-from shared_paths import DATA, needs_shared
+from shared_paths import needs_shared
 
 from phonon_ref.harmonic import harmonic_adps
+from phonon_ref.phonopy_examples import EXAMPLES, example_names, load_example
 
-EXAMPLES = DATA / "phonopy_examples"
 FREQ_MIN = 0.01  # THz, phonopy's regression setting
 TEMPERATURES = [0.0, 100.0, 300.0, 1000.0]
-
-
-@lru_cache(maxsize=1)
-def _index() -> dict:
-    return json.loads((EXAMPLES / "INDEX.json").read_text())["materials"]
-
-
-def example_names(stable: bool = True) -> list[str]:
-    """Materials of INDEX.json; ``stable=True``: without the imaginary-mode flag."""
-    if not EXAMPLES.is_dir():
-        return []
-    return [n for n, v in _index().items() if bool(v.get("dynamically_unstable")) != stable]
-
-
-def load_example(name: str, primitive_matrix=None):
-    """A phonopy object with force constants, loaded by the INDEX.json recipe.
-
-    Special cases (INDEX notes): NaCl-rd needs the symfc solver; LiF-nosym is loaded without
-    symmetry and NAC, BORN parsed afterwards; Al-ABACUS (lengths in bohr) makes phonopy's
-    symfc symmetrisation in ``load`` fail, so its force constants are symmetrised the
-    traditional way instead.
-    """
-    import phonopy
-    from phonopy.file_IO import parse_BORN
-
-    recipe = _index()[name]["load"]
-    d = EXAMPLES / name
-    kw: dict = {"log_level": 0}
-    if recipe.get("force_sets"):
-        kw["force_sets_filename"] = d / recipe["force_sets"]
-    if recipe.get("force_constants"):
-        kw["force_constants_filename"] = d / recipe["force_constants"]
-    if recipe.get("born") and recipe.get("is_symmetry", True):
-        kw["born_filename"] = d / recipe["born"]
-    if "supercell_matrix" in recipe:
-        kw["supercell_matrix"] = recipe["supercell_matrix"]
-    if primitive_matrix is not None:
-        kw["primitive_matrix"] = primitive_matrix
-    elif "primitive_matrix" in recipe:
-        kw["primitive_matrix"] = recipe["primitive_matrix"]
-    if name == "NaCl-rd":
-        kw["fc_calculator"] = "symfc"
-    if recipe.get("is_symmetry") is False:
-        kw.update(is_symmetry=False, is_nac=False)
-    if name == "Al-ABACUS":
-        kw["symmetrize_fc"] = False
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # phonopy v4's primitive_matrix='auto' notice etc.
-        if "phonopy_yaml" in recipe:
-            phonon = phonopy.load(d / recipe["phonopy_yaml"], **kw)
-        else:
-            phonon = phonopy.load(unitcell_filename=d / recipe["unitcell"], **kw)
-    if name == "Al-ABACUS":
-        phonon.symmetrize_force_constants(show_drift=False)
-    if recipe.get("is_symmetry") is False and recipe.get("born"):
-        phonon.nac_params = parse_BORN(
-            phonon.primitive, filename=d / recipe["born"], is_symmetry=False
-        )
-    return phonon
 
 
 def phonopy_and_ours(phonon, mesh, temperatures=TEMPERATURES):

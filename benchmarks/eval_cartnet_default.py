@@ -1,0 +1,184 @@
+"""Evaluate a CartNet ADP model (default: the embedded weights) the way issue #4 asks.
+
+1. Held-out teacher test set (a ``phonon_ref.build_dataset`` database built from the *test*
+   splits), all temperatures: MAE (Å²), S12 (%), IoU (%) over non-H atoms, with two baselines
+   computed in the same run: a per-element, per-temperature isotropic mean of the training labels,
+   and the same architecture trained without direction vectors (paper ablation 4).
+2. DFT harmonic ADPs of the dynamically stable phonopy examples (../shared/data) at 100, 300 and
+   600 K: the same metrics.
+3. Speed: CartNet wall time per test structure against the teacher's phonon_ref time for the
+   same structure (stored in the database row), and the ratio.
+
+    .venv/bin/python benchmarks/eval_cartnet_default.py --train-db runs/adp_default/train.db \
+        --test-db runs/adp_default/test.db --ablation runs/adp_default/nodir/best.pt \
+        [--model CKPT] [--json results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ase_cartnet.adp import adp_metrics, u_equiv
+from ase_cartnet.calculators.cartnet_adp import CartNetADP
+from ase_cartnet.train.adp_data import ADPStructure, structures_from_db
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DFT_TEMPERATURES = (100.0, 300.0, 600.0)
+
+
+def cartnet_predictions(calc: CartNetADP, structures: list[ADPStructure]):
+    """Predicted and target U of every labelled atom for every (structure, T), the temperature
+    of each row, and the model's wall time per structure (all its temperatures, s)."""
+    preds, targets, temps, seconds = [], [], [], []
+    for s in structures:
+        start = time.perf_counter()
+        out = calc.predict_many([s.atoms] * len(s.temperatures), temperatures=list(s.temperatures))
+        seconds.append(time.perf_counter() - start)
+        for k, u in enumerate(out):
+            mask = s.labelled
+            preds.append(u[mask])
+            targets.append(s.adps[k][mask])
+            temps.append(np.full(mask.sum(), s.temperatures[k]))
+    return np.concatenate(preds), np.concatenate(targets), np.concatenate(temps), np.array(seconds)
+
+
+def isotropic_mean_baseline(train: list[ADPStructure], test: list[ADPStructure]):
+    """U = ⟨U_eq⟩(element, T)·I from the training labels (fallback: the element's mean over all
+    temperatures scaled by T/⟨T⟩, then the mean over all atoms at that temperature)."""
+    sums: dict[tuple[int, float], list[float]] = defaultdict(list)
+    for s in train:
+        for k, t in enumerate(s.temperatures):
+            for z, ueq in zip(
+                s.atoms.numbers[s.labelled], u_equiv(s.adps[k][s.labelled]), strict=True
+            ):
+                sums[(int(z), float(t))].append(float(ueq))
+    table = {key: float(np.mean(v)) for key, v in sums.items()}
+    by_t: dict[float, list[float]] = defaultdict(list)
+    for (_, t), v in table.items():
+        by_t[t].append(v)
+    preds, targets = [], []
+    for s in test:
+        for k, t in enumerate(s.temperatures):
+            for i in np.flatnonzero(s.labelled):
+                key = (int(s.atoms.numbers[i]), float(t))
+                value = table.get(key, float(np.mean(by_t.get(float(t), [np.nan]))))
+                preds.append(value * np.eye(3))
+                targets.append(s.adps[k][i])
+    return np.array(preds), np.array(targets)
+
+
+def per_temperature(pred, target, temps) -> list[dict]:
+    rows = []
+    for t in np.unique(temps):
+        sel = temps == t
+        rows.append({"temperature": float(t), **adp_metrics(pred[sel], target[sel])})
+    return rows
+
+
+def dft_examples(calc: CartNetADP) -> list[dict]:
+    from phonon_ref import PhononReference
+    from phonon_ref.phonopy_examples import example_names, load_example
+
+    rows = []
+    for name in example_names(stable=True):
+        phonon = load_example(name)
+        ref = PhononReference.from_phonopy(
+            phonon, mesh=(15, 15, 15), progress=False, on_imaginary="ignore"
+        )
+        atoms = ref.atoms
+        u_ref = ref.adps(list(DFT_TEMPERATURES))
+        u_pred = calc.predict_many([atoms] * 3, temperatures=list(DFT_TEMPERATURES))
+        heavy = atoms.numbers != 1
+        m = adp_metrics(
+            np.concatenate([u[heavy] for u in u_pred]), np.concatenate([u[heavy] for u in u_ref])
+        )
+        rows.append({"material": name, "formula": atoms.get_chemical_formula(), **m})
+    return rows
+
+
+def fmt(m: dict) -> str:
+    return f"MAE {m['mae']:.2e} Å²  S12 {m['s12']:6.2f} %  IoU {m['iou']:6.2f} %"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None, help="checkpoint (default: embedded weights)")
+    parser.add_argument("--ablation", default=None, help="no-direction checkpoint (baseline)")
+    parser.add_argument("--train-db", required=True)
+    parser.add_argument("--test-db", required=True)
+    parser.add_argument("--skip-dft", action="store_true")
+    parser.add_argument("--json", default=None, help="write all figures to this JSON file")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+
+    train = structures_from_db(args.train_db)
+    test = structures_from_db(args.test_db)
+    calc = CartNetADP(checkpoint=args.model, max_neighbours=None)
+    pred, target, temps, seconds = cartnet_predictions(calc, test)
+    n_samples = sum(len(s.temperatures) for s in test)
+    results: dict = {
+        "test_set": {"structures": len(test), "samples": n_samples, "atoms": int(len(pred))},
+        "cartnet": adp_metrics(pred, target),
+        "cartnet_per_temperature": per_temperature(pred, target, temps),
+    }
+    base_pred, base_target = isotropic_mean_baseline(train, test)
+    results["baseline_isotropic_mean"] = adp_metrics(base_pred, base_target)
+    if args.ablation:
+        ablation = CartNetADP(checkpoint=args.ablation, max_neighbours=None)
+        a_pred, a_target, _, _ = cartnet_predictions(ablation, test)
+        results["baseline_no_direction"] = adp_metrics(a_pred, a_target)
+
+    from ase.db import connect
+
+    teacher_seconds = {}
+    with connect(args.test_db) as db:
+        for row in db.select(status="ok"):
+            teacher_seconds[str(row.source_id)] = float(row.data["timings"]["total"])
+    teacher = np.array([teacher_seconds[s.key] for s in test])
+    results["speed"] = {
+        "cartnet_s_per_structure": float(np.mean(seconds)),
+        "teacher_s_per_structure": float(np.mean(teacher)),
+        "ratio": float(np.mean(teacher) / np.mean(seconds)),
+        "note": "CartNet: all temperatures of a structure, batch of its temperatures, 2 threads; "
+        "teacher: relax + force constants + ADPs with CHGNet (phonon_ref), 1 thread per worker",
+    }
+    if not args.skip_dft:
+        results["dft_phonopy_examples"] = dft_examples(calc)
+        rows = results["dft_phonopy_examples"]
+        results["dft_mean"] = {
+            k: float(np.mean([r[k] for r in rows])) for k in ("mae", "s12", "iou")
+        }
+
+    print(
+        f"held-out teacher test set: {len(test)} structures, {n_samples} (structure, T) "
+        f"samples, {len(pred)} atom-temperatures"
+    )
+    print(f"  CartNet                      {fmt(results['cartnet'])}")
+    print(f"  isotropic (element, T) mean  {fmt(results['baseline_isotropic_mean'])}")
+    if "baseline_no_direction" in results:
+        print(f"  CartNet w/o direction        {fmt(results['baseline_no_direction'])}")
+    for row in results["cartnet_per_temperature"]:
+        print(f"    T = {row['temperature']:5.0f} K  {fmt(row)}")
+    if "dft_phonopy_examples" in results:
+        print(f"DFT phonopy examples (stable), {DFT_TEMPERATURES} K:")
+        for row in results["dft_phonopy_examples"]:
+            print(f"  {row['material']:<16} {row['formula']:<12} {fmt(row)}")
+        print(f"  mean                          {fmt(results['dft_mean'])}")
+    sp = results["speed"]
+    print(
+        f"speed: CartNet {sp['cartnet_s_per_structure'] * 1e3:.1f} ms/structure, teacher "
+        f"{sp['teacher_s_per_structure']:.1f} s/structure, ratio {sp['ratio']:.0f}x"
+    )
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
