@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -22,23 +21,10 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from reference_cartnet import reference_cartnet  # noqa: E402
 from structures import molecular_crystal  # noqa: E402
+from timing import interleaved_best_times  # noqa: E402
 
 from ase_cartnet.graph import atoms_to_graph, edge_vectors  # noqa: E402
 from ase_cartnet.models.cartnet import CartNet, CartNetConfig  # noqa: E402
-
-
-def interleaved_best_times(fns: dict, repeats: int) -> dict[str, float]:
-    """Best-of-``repeats`` wall time of each function, runs interleaved (A, B, A, B, …) so that
-    load from other processes on this noisy machine hits every variant alike."""
-    for fn in fns.values():
-        fn()  # warm-up
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: min(values) for name, values in times.items()}
 
 
 def main() -> None:

@@ -12,13 +12,13 @@ also validates its input and sorts the edges by (target, source, shift), which A
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import torch
 from ase import Atoms
 from ase.build import bulk, molecule
 from ase.neighborlist import neighbor_list
+from timing import best_time
 
 from ase_cartnet.graph import radius_graph
 
@@ -57,15 +57,6 @@ def molecular_crystal(reps: tuple[int, int, int], seed: int = 0) -> Atoms:
         crystal.positions[block] = (crystal.positions[block] - centre) @ q.T + centre
     crystal.rattle(0.02, seed=seed)
     return crystal
-
-
-def best_time(function, repeats: int) -> tuple[float, object]:
-    best, result = np.inf, None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = function()
-        best = min(best, time.perf_counter() - start)
-    return best, result
 
 
 def main() -> None:

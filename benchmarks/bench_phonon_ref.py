@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 import warnings
 from pathlib import Path
 
 import numpy as np
+from timing import best_time
 
 from phonon_ref.harmonic import harmonic_adps
 
@@ -71,32 +71,23 @@ def emt_copper():
     return phonon
 
 
-def best_of(repeats: int, fn) -> tuple[float, object]:
-    best, out = np.inf, None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
-
-
 def bench(label: str, phonon, mesh: int, repeats: int) -> None:
     phonon.run_mesh([mesh] * 3, with_eigenvectors=True, is_mesh_symmetry=False)
     m = phonon.mesh
     for temps in ([300.0], list(np.linspace(0.0, 900.0, 10))):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            t_ph, tdm = best_of(
-                repeats,
+            t_ph, tdm = best_time(
                 lambda t=temps: phonon.run_thermal_displacement_matrices(
                     temperatures=t, freq_min=0.01
                 ),
-            )
-            t_us, ours = best_of(
                 repeats,
+            )
+            t_us, ours = best_time(
                 lambda t=temps: harmonic_adps(
                     m.frequencies, m.eigenvectors, phonon.primitive.masses, t
                 ),
+                repeats,
             )
         ref = np.asarray(tdm.thermal_displacement_matrices)
         dev = np.max(
