@@ -1,7 +1,23 @@
-"""ase-cartnet: CartNet ADPs and other crystal models behind ASE interfaces."""
+"""ase-cartnet: CartNet ADPs and other crystal models behind ASE interfaces.
+
+``from ase_cartnet import CartNetADP`` works as in the user flows of DESIGN.md; the import is
+lazy, so ``ase_cartnet.adp`` or ``ase_cartnet.io.cif`` users do not pay for torch_geometric.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+_LAZY = {"CartNetADP": "ase_cartnet.calculators.cartnet_adp"}
+
+__all__ = ["CartNetADP", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'ase_cartnet' has no attribute {name!r}")

@@ -199,3 +199,11 @@ def test_cli_predict_writes_cif_and_plot(checkpoint, tmp_path, capsys):
     assert (tmp_path / "out.cif").is_file() and (tmp_path / "o.png").is_file()
     assert "U_eq" in capsys.readouterr().out
     assert main(["predict", str(src), "--checkpoint", str(checkpoint)]) == 2  # no temperature
+
+
+def test_top_level_import_of_the_calculator():
+    import ase_cartnet
+
+    assert ase_cartnet.CartNetADP is CartNetADP
+    with pytest.raises(AttributeError):
+        ase_cartnet.DoesNotExist  # noqa: B018
