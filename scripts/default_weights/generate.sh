@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=runs/adp_default
 mkdir -p "$OUT"
+# Continue from the committed snapshot of an earlier session, if this checkout has no run yet.
+.venv/bin/python scripts/default_weights/snapshot.py --restore
 if [ ! -f "$OUT/train.csv.gz" ] || [ ! -f "$OUT/test.csv.gz" ]; then
     .venv/bin/python -W ignore scripts/default_weights/select_structures.py --out data/adp_default --csv-dir "$OUT"
 fi
