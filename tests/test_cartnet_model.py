@@ -262,3 +262,16 @@ def test_unsorted_edges_fall_back_to_scatter_sum():
     shuffled.edge_index, shuffled.cell_shift = g.edge_index[:, perm], g.cell_shift[perm]
     with torch.no_grad():
         torch.testing.assert_close(model(shuffled), model(g), rtol=1e-10, atol=1e-12)
+
+
+def test_needle_like_ellipsoids_stay_positive_definite_in_float32():
+    """A tiny softplus diagonal (U₀₀ ~ 1e-8 Å²) must not round to an eigenvalue ≤ 0."""
+    from ase_cartnet.models.cartnet import CholeskyHead
+
+    torch.manual_seed(0)
+    head = CholeskyHead(8)
+    with torch.no_grad():
+        head.MLP[2].bias.copy_(torch.tensor([-9.0, -2.0, 0.0, 0.3, -0.2, 0.5]))
+        u = head(torch.randn(500, 8))
+    assert u.dtype == torch.float64
+    assert (torch.linalg.eigvalsh(u) > 0).all()

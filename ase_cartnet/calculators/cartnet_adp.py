@@ -207,7 +207,8 @@ class CartNetADP(Calculator):
             rotated.pos = batch.pos @ rotation.T
             rotated.cell = batch.cell @ rotation.T
             u = self.model(rotated, output_mask=heavy)
-            u = rotation.T @ u @ rotation
+            back = rotation.to(u.dtype)
+            u = back.T @ u @ back
             total = u if total is None else total + u
         return total / len(self.rotations)
 

@@ -236,10 +236,13 @@ class CholeskyHead(nn.Module):
         self.MLP = _mlp(dim, dim // 2, 6)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        p = self.MLP(h)
+        """U (N, 3, 3) in float64 whatever the model's dtype: in float32, LᵀL with a tiny
+        softplus diagonal (a needle-like ellipsoid) can round to a matrix with an eigenvalue
+        ≤ 0; formed in float64 it stays positive definite."""
+        p = self.MLP(h).double()
         diag = F.softplus(p[:, :3])
         n = h.shape[0]
-        upper = h.new_zeros(n, 3, 3)
+        upper = p.new_zeros(n, 3, 3)
         upper[:, 0, 0], upper[:, 1, 1], upper[:, 2, 2] = diag[:, 0], diag[:, 1], diag[:, 2]
         upper[:, 0, 1], upper[:, 0, 2], upper[:, 1, 2] = p[:, 3], p[:, 4], p[:, 5]
         return upper.transpose(1, 2) @ upper  # U = Lᵀ L
@@ -266,7 +269,8 @@ class CartNet(nn.Module):
     ``pos`` (N, 3) Å, ``cell`` (B, 3, 3) Å (rows are lattice vectors), ``cell_shift`` (E, 3),
     ``edge_index`` (2, E) (row 0 source j, row 1 target i), ``temperature`` (B,) K and ``batch``
     (N,) (absent for a single structure). It returns Cartesian U (N, 3, 3) in Å² for every atom
-    with the Cholesky head (callers keep the non-H rows), or (B,) with the scalar head.
+    with the Cholesky head (callers keep the non-H rows; float64, see :class:`CholeskyHead`), or
+    (B,) with the scalar head.
     """
 
     def __init__(self, config: CartNetConfig | None = None) -> None:
