@@ -275,3 +275,21 @@ def test_needle_like_ellipsoids_stay_positive_definite_in_float32():
         u = head(torch.randn(500, 8))
     assert u.dtype == torch.float64
     assert (torch.linalg.eigvalsh(u) > 0).all()
+
+
+def test_adp_floor_keeps_extreme_needles_positive_definite():
+    """Even float64 cannot resolve a 1e-20 Å² eigenvalue next to 0.1 Å²; the floor εI can."""
+    from ase_cartnet.models.cartnet import CholeskyHead
+
+    torch.manual_seed(0)
+    plain, floored = CholeskyHead(8), CholeskyHead(8, floor=1e-6)
+    floored.load_state_dict(plain.state_dict())
+    with torch.no_grad():
+        for head in (plain, floored):
+            head.MLP[2].bias.copy_(torch.tensor([-60.0, -2.0, 0.0, 3.0, -2.0, 5.0]))
+        h = torch.randn(2000, 8)
+        u_plain, u_floor = plain(h), floored(h)
+    assert (torch.linalg.eigvalsh(u_floor) > 0).all()
+    torch.testing.assert_close(
+        u_floor - u_plain, torch.eye(3, dtype=torch.float64).expand(2000, 3, 3) * 1e-6
+    )

@@ -62,6 +62,10 @@ class CartNetConfig:
         temperature_mean, temperature_std: standardisation of the input temperature, K.
         max_neighbours: neighbour cap used when building graphs for this model (None = no cap, as
             in training; the official app uses 64). Not part of the weights.
+        adp_floor: ε in Å² added as U = LᵀL + εI by the Cholesky head, so that U stays positive
+            definite in floating point even for needle-like predictions. 0 in the official model
+            (and for official checkpoints); ase-cartnet training uses 1e-6 Å², negligible next
+            to real ADPs (1e-3–1e-1 Å²).
     """
 
     dim: int = 256
@@ -75,6 +79,7 @@ class CartNetConfig:
     temperature_mean: float = 192.1785
     temperature_std: float = 81.2135
     max_neighbours: int | None = None
+    adp_floor: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -231,21 +236,25 @@ class CholeskyHead(nn.Module):
     convention reproduces the released weights.)
     """
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, floor: float = 0.0) -> None:
         super().__init__()
         self.MLP = _mlp(dim, dim // 2, 6)
+        self.floor = float(floor)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         """U (N, 3, 3) in float64 whatever the model's dtype: in float32, LᵀL with a tiny
-        softplus diagonal (a needle-like ellipsoid) can round to a matrix with an eigenvalue
-        ≤ 0; formed in float64 it stays positive definite."""
+        softplus diagonal (a needle-like ellipsoid) rounds to a matrix with an eigenvalue ≤ 0.
+        With ``floor`` > 0, U = LᵀL + floor·I is positive definite in floating point too."""
         p = self.MLP(h).double()
         diag = F.softplus(p[:, :3])
         n = h.shape[0]
         upper = p.new_zeros(n, 3, 3)
         upper[:, 0, 0], upper[:, 1, 1], upper[:, 2, 2] = diag[:, 0], diag[:, 1], diag[:, 2]
         upper[:, 0, 1], upper[:, 0, 2], upper[:, 1, 2] = p[:, 3], p[:, 4], p[:, 5]
-        return upper.transpose(1, 2) @ upper  # U = Lᵀ L
+        u = upper.transpose(1, 2) @ upper  # U = Lᵀ L
+        if self.floor > 0.0:
+            u = u + self.floor * torch.eye(3, dtype=u.dtype, device=u.device)
+        return u
 
 
 class ScalarHead(nn.Module):
@@ -279,7 +288,7 @@ class CartNet(nn.Module):
         c = self.config
         self.encoder = CartNetEncoder(c)
         self.layers = nn.ModuleList(CartLayer(c.dim) for _ in range(c.num_layers))
-        self.head = CholeskyHead(c.dim) if c.head == "cholesky" else ScalarHead(c.dim)
+        self.head = CholeskyHead(c.dim, c.adp_floor) if c.head == "cholesky" else ScalarHead(c.dim)
 
     def standardise_temperature(self, temperature: torch.Tensor) -> torch.Tensor:
         """t = (T − mean) / std with the training statistics (paper section 4.1.1)."""
