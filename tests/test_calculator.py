@@ -207,3 +207,15 @@ def test_top_level_import_of_the_calculator():
     assert ase_cartnet.CartNetADP is CartNetADP
     with pytest.raises(AttributeError):
         ase_cartnet.DoesNotExist  # noqa: B018
+
+
+def test_temperature_sweep_of_one_structure_equals_separate_calls(checkpoint):
+    """predict_many reuses one graph for repeated Atoms objects; results are unchanged."""
+    atoms = ethanol_crystal(7)
+    calc = CartNetADP(checkpoint=checkpoint)
+    temperatures = [20.0, 100.0, 300.0, 800.0]
+    sweep = calc.predict_many([atoms] * 4, temperatures=temperatures, batch_size=3)
+    for t, u in zip(temperatures, sweep, strict=True):
+        single = calc.predict_many([atoms.copy()], temperatures=[t])[0]
+        np.testing.assert_allclose(u, single, atol=1e-7, equal_nan=True)
+    assert not np.allclose(sweep[0], sweep[-1], equal_nan=True)

@@ -171,20 +171,25 @@ class CartNetADP(Calculator):
             temps = [
                 resolve_temperature(t, a) for t, a in zip(temperatures, structures, strict=True)
             ]
+        # The same Atoms object listed several times (a temperature sweep) is validated and
+        # turned into a graph once per call.
+        unique_graphs: dict[int, object] = {}
         for atoms in structures:
-            validate_structure(atoms)
-            self._warn_untrained_elements(atoms)
-        out: list[np.ndarray] = []
-        for start in range(0, len(structures), batch_size):
-            chunk = structures[start : start + batch_size]
-            graphs = []
-            for atoms, t in zip(chunk, temps[start : start + batch_size], strict=True):
-                g = atoms_to_graph(
+            if id(atoms) not in unique_graphs:
+                validate_structure(atoms)
+                self._warn_untrained_elements(atoms)
+                unique_graphs[id(atoms)] = atoms_to_graph(
                     atoms,
                     self.model.config.cutoff,
                     max_neighbours=self.max_neighbours,
                     dtype=self.dtype,
                 )
+        out: list[np.ndarray] = []
+        for start in range(0, len(structures), batch_size):
+            chunk = structures[start : start + batch_size]
+            graphs = []
+            for atoms, t in zip(chunk, temps[start : start + batch_size], strict=True):
+                g = unique_graphs[id(atoms)].clone()
                 g.temperature = torch.tensor([t], dtype=self.dtype)
                 graphs.append(g)
             batch = batch_graphs(graphs).to(self.device)
