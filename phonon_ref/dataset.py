@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import logging
 import os
 import time
@@ -236,6 +237,32 @@ def _write_row(db, record: dict[str, Any], settings: DatasetSettings, teacher: d
         db.write(atoms, key_value_pairs=kvp, data=data)
 
 
+MAX_ATTEMPTS = 2
+"""In-process runs: a structure during which the process died this many times (killed, e.g. by
+the out-of-memory killer) is written as a failed row instead of being tried again."""
+
+
+def _inflight_path(out: Path) -> Path:
+    return out.with_name(out.name + ".inflight")
+
+
+def _read_inflight(out: Path) -> tuple[str, int] | None:
+    """(source_id, attempts) of the structure an in-process run was computing when it stopped."""
+    path = _inflight_path(out)
+    try:
+        marker = json.loads(path.read_text())
+        return str(marker["source_id"]), int(marker["attempts"])
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _write_inflight(out: Path, source_id: str, attempts: int) -> None:
+    from ase_cartnet.io.atomic import atomic_write
+
+    with atomic_write(_inflight_path(out)) as handle:
+        json.dump({"source_id": source_id, "attempts": attempts}, handle)
+
+
 def finished_ids(out: str | os.PathLike, include_failed: bool = True) -> set[str]:
     """source ids that already have a row in ``out`` (failed ones only if ``include_failed``)."""
     from ase.db import connect
@@ -335,15 +362,30 @@ def build_dataset(
     teacher = calculator_info(calculator) if executor is None else _teacher_info(calculator)
     initial = dict(pending)
     db = connect(out)
+    marker = _read_inflight(out) if executor is None else None
+    if marker is not None and marker[0] in initial and marker[1] >= MAX_ATTEMPTS:
+        sid = marker[0]
+        error = (
+            f"the process died {marker[1]} times while computing this structure (killed, e.g. "
+            "by the out-of-memory killer); not tried again"
+        )
+        record = {"source_id": sid, "atoms": initial[sid], "initial": initial[sid],
+                  "status": "failed", "error": error, "timings": {}}  # fmt: skip
+        _write_row(db, record, settings, teacher)
+        summary.failed.append(sid)
+        log.warning("%s failed: %s", sid, error)
+        pending = [(i, a) for i, a in pending if i != sid]
+        _inflight_path(out).unlink(missing_ok=True)
     if retry_failed:
         stale = [row.id for row in db.select(status="failed") if row.source_id in initial]
         if stale:
             db.delete(stale)
     bar = tqdm(total=len(pending), desc="structures", disable=not progress)
     try:
-        for record in _run(pending, settings, executor):
+        for record in _run(pending, settings, executor, out):
             record["initial"] = initial[record["source_id"]]
             _write_row(db, record, settings, teacher)
+            _inflight_path(out).unlink(missing_ok=True)
             getattr(summary, record["status"]).append(record["source_id"])
             if record["status"] == "failed":
                 log.warning("%s failed: %s", record["source_id"], record["error"])
@@ -364,12 +406,20 @@ def _teacher_info(calculator: str) -> dict[str, str]:
 
 
 def _run(
-    pending: list[tuple[str, Atoms]], settings: DatasetSettings, executor: Executor | None
+    pending: list[tuple[str, Atoms]],
+    settings: DatasetSettings,
+    executor: Executor | None,
+    out: Path,
 ) -> Iterator[dict[str, Any]]:
-    """Yield finished records as they complete (in order in-process)."""
+    """Yield finished records as they complete (in order in-process). In-process, the id being
+    computed is kept in ``<out>.inflight`` with its attempt count, so that a structure that
+    kills the process (out of memory) is retried once and then recorded as failed."""
     pid = os.getpid()
     if executor is None:
         for sid, atoms in pending:
+            marker = _read_inflight(out)
+            attempts = marker[1] if marker is not None and marker[0] == sid else 0
+            _write_inflight(out, sid, attempts + 1)
             yield process_structure(sid, atoms, settings, pid)
         return
     futures = {

@@ -244,3 +244,24 @@ def test_dataset_command_line(tmp_path, capsys):
     assert finished_ids(out) == {"Cu-fcc", "Al-fcc"}
     assert main(argv) == 0  # resumed: nothing left to do
     assert "2 already done" in capsys.readouterr().out
+
+
+def test_a_structure_that_kills_the_process_twice_becomes_a_failed_row(tmp_path):
+    """In-process runs mark the structure in flight; a second death on it (e.g. the OOM killer)
+    turns it into a failed row on the next start instead of an endless retry."""
+    from phonon_ref.dataset import _inflight_path
+
+    out = tmp_path / "adp.db"
+    structures = emt_structures()[:2]
+    _inflight_path(out).write_text('{"source_id": "Cu-fcc", "attempts": 1}')
+    summary = build_dataset(structures, out=out, **FAST)  # died once before: retried
+    assert sorted(summary.ok) == ["Al-fcc", "Cu-fcc"] and not _inflight_path(out).exists()
+
+    out2 = tmp_path / "adp2.db"
+    _inflight_path(out2).write_text('{"source_id": "Cu-fcc", "attempts": 2}')
+    summary = build_dataset(structures, out=out2, **FAST)
+    assert summary.failed == ["Cu-fcc"] and summary.ok == ["Al-fcc"]
+    row = rows_by_id(out2)["Cu-fcc"]
+    assert row.status == "failed" and "died 2 times" in row.data["error"]
+    again = build_dataset(structures, out=out2, **FAST)
+    assert sorted(again.skipped) == ["Al-fcc", "Cu-fcc"]

@@ -12,10 +12,20 @@ if [ ! -f "$OUT/train.csv.gz" ] || [ ! -f "$OUT/test.csv.gz" ]; then
     .venv/bin/python -W ignore scripts/default_weights/select_structures.py --out data/adp_default --csv-dir "$OUT"
 fi
 TEMPS="20 50 100 150 200 300 400 600 800"
-# One single-threaded process per split keeps both cores busy.
-for split in train test; do
-    OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 nohup .venv/bin/python -m phonon_ref.dataset \
-        "$OUT/$split.csv.gz" -o "$OUT/$split.db" --calculator chgnet -T $TEMPS --no-progress \
-        >> "$OUT/$split.log" 2>&1 &
-done
+# One single-threaded process per split keeps both cores busy. A generator that dies (e.g. the
+# out-of-memory killer on a huge supercell) is restarted; the in-flight marker of the dataset
+# builder retries that structure once and then records it as a failed row.
+run_split() {
+    local split=$1
+    for attempt in 1 2 3 4 5 6 7 8 9 10; do
+        if OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 .venv/bin/python -m phonon_ref.dataset \
+            "$OUT/$split.csv.gz" -o "$OUT/$split.db" --calculator chgnet -T $TEMPS --no-progress \
+            >> "$OUT/$split.log" 2>&1; then
+            return 0
+        fi
+        echo "generator for $split stopped with an error (attempt $attempt); restarting" >> "$OUT/$split.log"
+    done
+}
+run_split train &
+run_split test &
 wait
