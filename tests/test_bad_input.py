@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import zipfile
 from pathlib import Path
 
@@ -269,4 +268,3 @@ def test_checkpoint_error_names_mismatched_keys_without_torch_traceback(tmp_path
     with pytest.raises(CheckpointError) as info:
         CartNetADP(checkpoint=path)
     assert "RuntimeError" not in str(info.value)
-    assert io  # keep import used for clarity of file-like tests above
