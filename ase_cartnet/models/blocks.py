@@ -63,3 +63,35 @@ def sum_over_incoming(
         return torch.segment_reduce(values, "sum", lengths=lengths, axis=0, unsafe=True)
     out = values.new_zeros((num_nodes,) + tuple(values.shape[1:]))
     return out.index_add_(0, target, values)
+
+
+def polynomial_envelope(distances: torch.Tensor, cutoff: float, exponent: int = 5) -> torch.Tensor:
+    """DimeNet's smooth polynomial envelope u(x), x = d / r_c: 1 at 0, 0 with vanishing first and
+    second derivatives at r_c, exactly 0 beyond (DeepRelax's official default, exponent 5).
+
+    u(x) = 1 − (p+1)(p+2)/2 x^p + p(p+2) x^(p+1) − p(p+1)/2 x^(p+2). Shape as input.
+    """
+    p = float(exponent)
+    x = distances / cutoff
+    a, b, c = -(p + 1) * (p + 2) / 2, p * (p + 2), -p * (p + 1) / 2
+    xp = x**p
+    values = 1.0 + a * xp + b * xp * x + c * xp * x * x
+    return values * (x < 1.0).to(distances.dtype)
+
+
+class GaussianSmearing(nn.Module):
+    """Gaussian radial basis (SchNet; DeepRelax eqns 4–5, λ): exp(−(d − μ_k)² / (2 σ²)) with
+    K centres μ_k equally spaced on [0, r_c] and σ their spacing. No cutoff applied.
+
+    Input: distances (...,) in Å. Output: (..., K). ``means`` is a buffer.
+    """
+
+    def __init__(self, num_rbf: int, cutoff: float) -> None:
+        super().__init__()
+        if num_rbf < 2:
+            raise ValueError(f"num_rbf must be >= 2, got {num_rbf}")
+        self.register_buffer("means", torch.linspace(0.0, float(cutoff), num_rbf))
+        self.coefficient = -0.5 / (float(cutoff) / (num_rbf - 1)) ** 2
+
+    def forward(self, distances: torch.Tensor) -> torch.Tensor:
+        return torch.exp(self.coefficient * (distances.unsqueeze(-1) - self.means) ** 2)
