@@ -44,6 +44,7 @@ __all__ = [
     "edge_vectors",
     "knn_graph",
     "radius_graph",
+    "triplets",
 ]
 
 MIN_DISTANCE_SQ = 1e-4
@@ -344,12 +345,19 @@ def _kth_smallest_per_group(
     return result
 
 
-def knn_graph(positions, cell, pbc, k: int, *, initial_cutoff: float = 6.0) -> NeighbourList:
+def knn_graph(
+    positions, cell, pbc, k: int, *, initial_cutoff: float = 6.0, keep_ties: bool = False
+) -> NeighbourList:
     """The ``k`` nearest neighbours (periodic images included) of every target atom.
 
     The cutoff starts at ``initial_cutoff`` and grows until every atom has at least ``k``
     neighbours; then each target keeps its ``k`` nearest edges, ties broken by (distance
     rounded to 1e-8 Å, source, shift). The result is sorted by target, source, shift.
+
+    ``keep_ties=True`` keeps every edge tied with the k-th distance instead (so an atom may get
+    more than k): the graph is then a radius graph with a per-atom cutoff c_i = d_k(i), which
+    does not depend on the choice of cell (shifts, which depend on it, never decide), as
+    lattice-equivariant models need (EMPNN Def. 6).
 
     Raises:
         ValueError: bad input, or fewer than ``k`` neighbours exist (a molecule with fewer than
@@ -397,6 +405,8 @@ def knn_graph(positions, cell, pbc, k: int, *, initial_cutoff: float = 6.0) -> N
     kth = _kth_smallest_per_group(rounded, tgt, degree, k - 1)[tgt]
     closer = rounded < kth
     tied = rounded == kth
+    if keep_ties:
+        return nl._take(closer | tied)
     n_closer = np.bincount(tgt[closer], minlength=n_atoms)
     tied_before = np.cumsum(tied) - tied  # tied edges earlier in the list
     starts = np.cumsum(degree) - degree
@@ -465,6 +475,54 @@ def edge_vectors(
     return positions.index_select(0, src) + offsets - positions.index_select(0, tgt)
 
 
+def triplets(
+    edge_index: torch.Tensor,
+    cell_shifts: torch.Tensor,
+    *,
+    exclude_reversed: bool = True,
+) -> torch.Tensor:
+    """Pairs of edges that chain, the 2-graph Γ₂ of EMPNN Def. 6: (2, T) int64 edge indices.
+
+    For each pair ``(a, b)`` the neighbour (source) of edge ``a`` is the centre (target) of edge
+    ``b``: with :func:`edge_vectors`, ``v_a`` goes from atom ``tgt(a)`` to the image of
+    ``src(a)`` and ``v_b`` continues from there, so ``v_a + v_b`` is the vector from ``tgt(a)``
+    to the end of the path. ``exclude_reversed`` drops the backtracking pairs (``b`` is ``a``
+    reversed: ``src(b) == tgt(a)`` and the shifts cancel), whose zero-area triangle has no
+    angle. Pairs are sorted by ``a``, then ``b``. Edges need not be sorted.
+
+    Args:
+        edge_index: (2, E) int64, row 0 source, row 1 target.
+        cell_shifts: (E, 3) integer (or integer-valued float) shifts.
+    """
+    if edge_index.dim() != 2 or edge_index.shape[0] != 2:
+        raise InputError(f"edge_index must have shape (2, E), got {tuple(edge_index.shape)}")
+    n_edges = edge_index.shape[1]
+    if cell_shifts.shape != (n_edges, 3):
+        raise InputError(
+            f"cell_shifts must have shape ({n_edges}, 3), got {tuple(cell_shifts.shape)}"
+        )
+    device = edge_index.device
+    if n_edges == 0:
+        return torch.zeros((2, 0), dtype=torch.int64, device=device)
+    src, tgt = edge_index[0], edge_index[1]
+    n_nodes = int(torch.maximum(src.max(), tgt.max())) + 1
+    by_target = torch.argsort(tgt, stable=True)
+    degree = torch.bincount(tgt, minlength=n_nodes)
+    starts = torch.cumsum(degree, 0) - degree
+    counts = degree[src]  # edges b centred on the neighbour of each edge a
+    first = torch.repeat_interleave(torch.arange(n_edges, device=device), counts)
+    offset = torch.arange(first.shape[0], device=device) - torch.repeat_interleave(
+        torch.cumsum(counts, 0) - counts, counts
+    )
+    second = by_target[starts[src[first]] + offset]
+    if exclude_reversed:
+        shifts = torch.round(cell_shifts.to(torch.float64)).to(torch.int64)
+        reversed_ = (src[second] == tgt[first]) & (shifts[first] + shifts[second] == 0).all(dim=1)
+        first, second = first[~reversed_], second[~reversed_]
+    order = torch.argsort(first * n_edges + second)
+    return torch.stack([first[order], second[order]])
+
+
 def atoms_to_graph(
     atoms: ase.Atoms,
     cutoff: float | None = None,
@@ -472,12 +530,14 @@ def atoms_to_graph(
     k: int | None = None,
     max_neighbours: int | None = None,
     dtype: torch.dtype = torch.float32,
+    keep_ties: bool = False,
 ) -> Data:
     """A PyG ``Data`` graph of an ``ase.Atoms``, by radius (``cutoff``) or by ``k`` nearest.
 
     Fields: ``numbers`` (N,) int64, ``pos`` (N, 3), ``cell`` (1, 3, 3), ``pbc`` (1, 3) bool,
     ``edge_index`` (2, E) int64, ``cell_shift`` (E, 3) (``dtype``), ``num_nodes`` = N.
     Callers may add per-structure fields (e.g. ``temperature`` of shape (1,)).
+    ``keep_ties`` is passed to :func:`knn_graph` (kNN graphs only).
     """
     import ase  # local: keep the module importable from pure-torch code paths cheaply
 
@@ -498,7 +558,7 @@ def atoms_to_graph(
     else:
         if max_neighbours is not None:
             raise InputError("max_neighbours applies to radius graphs only, not to k-NN graphs")
-        nl = knn_graph(positions, cell, pbc, k)
+        nl = knn_graph(positions, cell, pbc, k, keep_ties=keep_ties)
 
     n_atoms = len(atoms)
     return Data(
