@@ -1,0 +1,228 @@
+"""DeepRelax data: the multi-graph of a structure, unrelaxed → relaxed pairs, synthetic pairs.
+
+Pairs live in ASE databases in the layout of ``phonon_ref.build_dataset`` rows: the row's atoms
+are the *relaxed* structure, ``data["initial_positions"]`` (N, 3) and ``data["initial_cell"]``
+(3, 3) the unrelaxed one, same atom order, positions continuous (not re-wrapped) between the
+two. So a teacher database from ``phonon_ref`` (CHGNet relaxations) and a synthetic one from
+:func:`build_synthetic_db` are read by the same :func:`pairs_from_db`.
+
+Synthetic pairs (issue 5, data (a)): a DFT-relaxed structure ρ is distorted into
+ρ̃ = exp(A) ρ — the lattice (and with it every fractional position) strained by exp(A), A a
+random symmetric 3 × 3 matrix with independent N(0, σ_A²) entries — plus Gaussian rattling of
+every Cartesian coordinate, N(0, σ_r²). The relaxed target is ρ itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from ase import Atoms
+from scipy.linalg import expm
+from torch_geometric.data import Data
+
+from ase_cartnet.errors import InputError
+from ase_cartnet.graph import cap_neighbours, closest_pairs, radius_graph
+from ase_cartnet.models.deeprelax import CELL_RANGE, DeepRelaxConfig
+
+DEFAULT_STRAIN_STD = 0.04
+"""σ_A of the symmetric strain generator A (dimensionless): lattice lengths change by ≈ 4 %."""
+
+DEFAULT_RATTLE_STD = 0.05
+"""σ_r, Å per Cartesian component (≈ 0.08 Å per atom)."""
+
+MIN_INITIAL_DISTANCE = 0.7
+"""Å. A synthetic unrelaxed structure with two atoms closer than this is drawn again."""
+
+
+@dataclass
+class RelaxPair:
+    """An unrelaxed structure and its relaxed counterpart (same atoms, same order)."""
+
+    key: str
+    initial: Atoms
+    relaxed: Atoms
+
+    def __post_init__(self) -> None:
+        if len(self.initial) != len(self.relaxed) or not np.array_equal(
+            self.initial.numbers, self.relaxed.numbers
+        ):
+            raise InputError(f"pair {self.key}: initial and relaxed atoms differ")
+
+
+def deeprelax_graph(
+    atoms: Atoms,
+    config: DeepRelaxConfig,
+    dtype: torch.dtype = torch.float32,
+    relaxed: Atoms | None = None,
+) -> Data:
+    """The DeepRelax multi-graph of ``atoms`` (section 4.2) as a PyG ``Data``.
+
+    Periodic edges: every (i, j, k) within ``config.cutoff`` (from :func:`ase_cartnet.graph.
+    radius_graph`), each atom keeping its ``config.max_neighbours`` nearest (ties at the last
+    distance kept), only offsets k ∈ {−2..2}³ (those the offset encoding can name). Displacement
+    edges ``disp_index``: all N² ordered pairs (i, j) of the cell, i = j included.
+
+    Fields: ``numbers``, ``pos`` (N, 3), ``cell`` (1, 3, 3), ``edge_index`` (2, E),
+    ``cell_shift`` (E, 3), ``disp_index`` (2, N²), and with ``relaxed`` also ``target_pos``
+    (N, 3) and ``target_cell`` (1, 3, 3).
+    """
+    positions = np.asarray(atoms.positions, dtype=np.float64)
+    cell = np.asarray(atoms.cell[:], dtype=np.float64)
+    nl = radius_graph(positions, cell, True, config.cutoff)
+    # cap_neighbours keeps d² <= the (m+1)-th smallest: m = max_neighbours − 1 keeps the nearest
+    # max_neighbours (and exact ties), none added by tolerance
+    if config.max_neighbours > 1:
+        nl = cap_neighbours(nl, config.max_neighbours - 1, tolerance=0.0)
+    inside = np.all(np.abs(nl.cell_shifts) <= CELL_RANGE, axis=1)
+    if not inside.all():
+        nl = nl._take(inside)
+    n = len(atoms)
+    grid = np.arange(n, dtype=np.int64)
+    disp = np.stack([np.tile(grid, n), np.repeat(grid, n)])  # source j fastest, target i sorted
+    data = Data(
+        numbers=torch.as_tensor(atoms.numbers, dtype=torch.int64),
+        pos=torch.as_tensor(positions, dtype=dtype),
+        cell=torch.as_tensor(cell, dtype=dtype).reshape(1, 3, 3),
+        edge_index=torch.as_tensor(nl.edge_index, dtype=torch.int64),
+        cell_shift=torch.as_tensor(nl.cell_shifts, dtype=dtype),
+        disp_index=torch.as_tensor(disp),
+        num_nodes=n,
+    )
+    if relaxed is not None:
+        data.target_pos = torch.as_tensor(np.asarray(relaxed.positions), dtype=dtype)
+        data.target_cell = torch.as_tensor(np.asarray(relaxed.cell[:]), dtype=dtype).reshape(
+            1, 3, 3
+        )
+    return data
+
+
+def _seed_for(key: str, seed: int) -> int:
+    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
+def distort(
+    atoms: Atoms,
+    strain_std: float = DEFAULT_STRAIN_STD,
+    rattle_std: float = DEFAULT_RATTLE_STD,
+    rng: np.random.Generator | None = None,
+    max_tries: int = 20,
+) -> Atoms:
+    """ρ̃ = exp(A) ρ plus rattling (module docstring). ``atoms`` is not modified; the returned
+    positions follow the same atoms without wrapping. Redraws if atoms come closer than 0.7 Å."""
+    rng = rng or np.random.default_rng()
+    scaled = atoms.get_scaled_positions(wrap=False)
+    cell = np.asarray(atoms.cell[:], dtype=float)
+    for _ in range(max_tries):
+        upper = np.triu(rng.normal(0.0, strain_std, size=(3, 3)))
+        a = upper + np.triu(upper, 1).T  # symmetric, 6 independent N(0, σ_A²) entries
+        new_cell = cell @ expm(a)  # rows l_k → l_k exp(A) (A symmetric: exp(A)ᵀ = exp(A))
+        positions = scaled @ new_cell + rng.normal(0.0, rattle_std, size=(len(atoms), 3))
+        out = Atoms(atoms.numbers, positions=positions, cell=new_cell, pbc=True)
+        if not len(closest_pairs(out.positions, out.cell[:], True, MIN_INITIAL_DISTANCE)):
+            return out
+    raise InputError("could not draw a distortion without overlapping atoms")
+
+
+def synthetic_pairs(
+    structures: Iterable[Atoms],
+    strain_std: float = DEFAULT_STRAIN_STD,
+    rattle_std: float = DEFAULT_RATTLE_STD,
+    seed: int = 0,
+) -> list[RelaxPair]:
+    """One synthetic pair per relaxed structure (key ``info["source_id"]``); the noise of each
+    depends only on (seed, key), so the pairs are reproducible."""
+    out = []
+    for k, atoms in enumerate(structures):
+        key = str(atoms.info.get("source_id", k))
+        relaxed = Atoms(atoms.numbers, positions=atoms.positions, cell=atoms.cell[:], pbc=True)
+        rng = np.random.default_rng(_seed_for(key, seed))
+        out.append(RelaxPair(key, distort(relaxed, strain_std, rattle_std, rng), relaxed))
+    return out
+
+
+def write_pairs_db(pairs: Sequence[RelaxPair], out: str | os.PathLike, **extra) -> Path:
+    """Write pairs as rows (relaxed atoms; initial in ``data``) with ``source_id``; ``extra``
+    goes into every row's ``data`` (e.g. noise levels). Existing ids are skipped (resumable)."""
+    from ase.db import connect
+
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with connect(path) as db:
+        done = {str(row.source_id) for row in db.select(include_data=False) if "source_id" in row}
+        for pair in pairs:
+            if pair.key in done:
+                continue
+            db.write(
+                pair.relaxed,
+                source_id=pair.key,
+                status="ok",
+                data={
+                    "initial_positions": pair.initial.positions,
+                    "initial_cell": np.asarray(pair.initial.cell[:]),
+                    **extra,
+                },
+            )
+    return path
+
+
+def pairs_from_db(
+    path: str | os.PathLike, limit: int | None = None, status: str | None = "ok"
+) -> list[RelaxPair]:
+    """Pairs of an ASE database in the layout above (rows without initial data are skipped)."""
+    from ase.db import connect
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"pair database not found: {p}")
+    out: list[RelaxPair] = []
+    selection = {} if status is None else {"status": status}
+    with connect(p) as db:
+        for row in db.select(**selection):
+            if "initial_positions" not in row.data or "initial_cell" not in row.data:
+                continue
+            relaxed = row.toatoms()
+            relaxed.calc = None
+            initial = Atoms(
+                relaxed.numbers,
+                positions=np.asarray(row.data["initial_positions"], dtype=float),
+                cell=np.asarray(row.data["initial_cell"], dtype=float),
+                pbc=True,
+            )
+            out.append(RelaxPair(str(row.get("source_id", row.id)), initial, relaxed))
+            if limit is not None and len(out) >= limit:
+                break
+    if not out:
+        raise InputError(f"{p} holds no unrelaxed → relaxed pairs")
+    return out
+
+
+def build_synthetic_db(
+    csv: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    strain_std: float = DEFAULT_STRAIN_STD,
+    rattle_std: float = DEFAULT_RATTLE_STD,
+    seed: int = 0,
+    limit: int | None = None,
+) -> Path:
+    """Synthetic pairs of the structures of an MP-20 style CSV (``phonon_ref.dataset.read_mp20``)
+    written with :func:`write_pairs_db`; the noise levels are stored in every row."""
+    from phonon_ref.dataset import read_mp20
+
+    structures = read_mp20(csv, limit=limit)
+    pairs = synthetic_pairs(structures, strain_std, rattle_std, seed)
+    return write_pairs_db(
+        pairs,
+        out,
+        strain_std=float(strain_std),
+        rattle_std=float(rattle_std),
+        noise_seed=int(seed),
+        source_csv=Path(csv).name,
+    )
