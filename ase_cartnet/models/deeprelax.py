@@ -175,6 +175,7 @@ class PaEGNNLayer(nn.Module):
         src: torch.Tensor,
         tgt: torch.Tensor,
         lengths: torch.Tensor | None,
+        first: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """x (N, F), vec (N, 3, F), edge_features (E, K+P), envelope (E,), unit (E, 3) unit
         vectors from the centre i to the neighbour image j. Returns updated (x, vec)."""
@@ -183,7 +184,9 @@ class PaEGNNLayer(nn.Module):
         gamma = self.edge_proj(edge_features) * envelope.unsqueeze(-1)  # γ(λ ⊕ p), (E, 3F)
         h, u, v = torch.split(node * gamma, f, dim=-1)
         m = sum_over_incoming(h, tgt, n, lengths)  # eqn 4
-        vec_msg = u.unsqueeze(1) * vec.index_select(0, src) + v.unsqueeze(1) * unit.unsqueeze(-1)
+        vec_msg = v.unsqueeze(1) * unit.unsqueeze(-1)
+        if not first:  # x⃗⁽⁰⁾ = 0: the first term of eqn 5 vanishes exactly
+            vec_msg = vec_msg + u.unsqueeze(1) * vec.index_select(0, src)
         m_vec = sum_over_incoming(vec_msg.reshape(-1, 3 * f), tgt, n, lengths).reshape(n, 3, f)
         um, vm = self.vec_u(m_vec), self.vec_v(m_vec)  # U m⃗, V m⃗ (N, 3, F)
         s = torch.cat([m, _safe_norm(um, dim=1)], dim=-1)  # m ⊕ ‖U m⃗‖
@@ -280,8 +283,8 @@ class DeepRelaxModel(nn.Module):
         x = self.embedding(numbers)
         vec = x.new_zeros((n_atoms, 3, c.hidden))
         lengths = segment_lengths(tgt, n_atoms)
-        for layer in self.layers:
-            x, vec = layer(x, vec, edge_features, envelope, unit, src, tgt, lengths)
+        for t, layer in enumerate(self.layers):
+            x, vec = layer(x, vec, edge_features, envelope, unit, src, tgt, lengths, t == 0)
 
         node = self.node_out(self.out_norm(x))  # W_n x^(T)
         # eqns 8–9 on the periodic edges

@@ -169,3 +169,7 @@ def register(subparsers) -> None:
     p.add_argument("--no-augment", action="store_true", help="no SO(3) augmentation")
     p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     p.set_defaults(func=_run)
+
+    from ase_cartnet.train.deeprelax_cli import register as register_deeprelax
+
+    register_deeprelax(models)
