@@ -10,9 +10,12 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_LAZY = {"CartNetADP": "ase_cartnet.calculators.cartnet_adp"}
+_LAZY = {
+    "CartNetADP": "ase_cartnet.calculators.cartnet_adp",
+    "DeepRelax": "ase_cartnet.calculators.deeprelax",
+}
 
-__all__ = ["CartNetADP", "__version__"]
+__all__ = ["CartNetADP", "DeepRelax", "__version__"]
 
 
 def __getattr__(name: str) -> Any:

@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ase_cartnet.train.cli import register as register_train
 
     register_train(sub)
+    from ase_cartnet.relax_cli import register as register_relax
+
+    register_relax(sub)
     try:
         from phonon_ref.cli import register as register_phonon_ref
     except ImportError:  # phonon_ref not installed alongside

@@ -18,3 +18,16 @@ def default_cartnet_checkpoint() -> Path:
             "CartNetADP(checkpoint='cartnet_adp.ckpt') with an official or ase-cartnet checkpoint"
         )
     return DEFAULT_CARTNET
+
+
+DEFAULT_DEEPRELAX = WEIGHTS_DIR / "deeprelax_ensemble.pt"
+
+
+def default_deeprelax_checkpoint() -> Path:
+    """Path of the shipped DeepRelax ensemble (model card: ``deeprelax_ensemble.json``)."""
+    if not DEFAULT_DEEPRELAX.is_file():
+        raise CheckpointError(
+            f"the shipped DeepRelax weights are missing ({DEFAULT_DEEPRELAX}); reinstall "
+            "ase-cartnet or pass DeepRelax(atoms, model='checkpoint.pt')"
+        )
+    return DEFAULT_DEEPRELAX
