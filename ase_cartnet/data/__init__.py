@@ -6,3 +6,4 @@ from pathlib import Path
 
 DATA_DIR = Path(__file__).resolve().parent
 L_ALANINE_CIF = DATA_DIR / "l_alanine_100K.cif"
+MGAL2SI2_CIF = DATA_DIR / "mgal2si2_mp-3833.cif"

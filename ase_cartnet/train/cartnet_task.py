@@ -24,12 +24,20 @@ class _Sample:
     temperature: int
 
 
+LOSSES = ("l1", "relative_l1")
+
+
 class CartNetADPTask:
     """Data and loss of CartNet-on-ADPs for :func:`ase_cartnet.train.loop.fit`.
 
     A sample is one structure at one temperature. ``temperatures_per_epoch``: "all" uses every
     (structure, temperature) pair each epoch; an int k draws k temperatures per structure per
     epoch (cheaper epochs, every temperature seen over several epochs).
+
+    ``loss``: "l1" is the paper's L1 on the elements of U (ESI S4), in Å²; "relative_l1" divides
+    each sample's L1 by the mean U_eq of its labelled atoms (dimensionless), so that a 20 K
+    sample weighs as much as an 800 K one — the scale-free metrics S12 and IoU weigh them
+    equally too, while plain L1 is dominated by the largest (hottest, softest) ellipsoids.
     """
 
     def __init__(
@@ -43,7 +51,11 @@ class CartNetADPTask:
         augment: bool = True,
         dtype: torch.dtype = torch.float32,
         max_neighbours: int | None = None,
+        loss: str = "l1",
     ) -> None:
+        if loss not in LOSSES:
+            raise ValueError(f"unknown loss {loss!r}; choose one of {LOSSES}")
+        self.loss_kind = loss
         self.train, self.val = list(train), list(val)
         self.batch_size = int(batch_size)
         self.temperatures_per_epoch = temperatures_per_epoch
@@ -88,7 +100,8 @@ class CartNetADPTask:
         samples: Sequence[_Sample],
         generator: torch.Generator | None = None,
     ) -> Batch:
-        """A PyG batch with ``temperature`` (B,), ``target`` (N, 3, 3) and ``label_mask`` (N,);
+        """A PyG batch with ``temperature`` (B,), ``target`` (N, 3, 3), ``label_mask`` (N,) and
+        ``scale`` (N,), the mean U_eq (Å²) of the sample's labelled atoms;
         with a generator, each structure is rotated by its own random R: positions and cell
         (so every edge vector, eqn 19) and the target U' = R U Rᵀ (eqn 20)."""
         items = []
@@ -98,6 +111,9 @@ class CartNetADPTask:
             g.temperature = torch.tensor([s.temperatures[sample.temperature]], dtype=self.dtype)
             g.target = torch.as_tensor(s.adps[sample.temperature], dtype=self.dtype)
             g.label_mask = torch.as_tensor(s.labelled)
+            labelled_u = s.adps[sample.temperature][s.labelled]
+            mean_u_eq = float(np.trace(labelled_u, axis1=1, axis2=2).mean() / 3.0)
+            g.scale = torch.full((len(s.atoms),), mean_u_eq, dtype=self.dtype)
             items.append(g)
         batch = batch_graphs(items)
         if generator is not None:
@@ -119,9 +135,13 @@ class CartNetADPTask:
     # -- loss and validation -----------------------------------------------------------------
 
     def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
-        """L1 loss on the 9 elements of U of the labelled atoms (ESI S4)."""
-        predicted = model(batch, output_mask=batch.label_mask)
-        return (predicted - batch.target[batch.label_mask]).abs().mean()
+        """L1 loss on the 9 elements of U of the labelled atoms (ESI S4), optionally relative to
+        each sample's mean U_eq (``loss="relative_l1"``)."""
+        mask = batch.label_mask
+        error = (model(batch, output_mask=mask) - batch.target[mask]).abs()
+        if self.loss_kind == "relative_l1":
+            error = error / batch.scale[mask][:, None, None]
+        return error.mean()
 
     def predict(
         self, model: nn.Module, structures: Sequence[ADPStructure], graphs: Sequence

@@ -29,6 +29,7 @@ KEEP_METADATA = (
     "epoch",
     "train_config",
     "augment",
+    "loss",
     "batch_size",
     "temperatures_per_epoch",
 )

@@ -12,20 +12,23 @@ if [ ! -f "$OUT/train.csv.gz" ] || [ ! -f "$OUT/test.csv.gz" ]; then
     .venv/bin/python -W ignore scripts/default_weights/select_structures.py --out data/adp_default --csv-dir "$OUT"
 fi
 TEMPS="20 50 100 150 200 300 400 600 800"
-# One single-threaded process per split keeps both cores busy. A generator that dies (e.g. the
-# out-of-memory killer on a huge supercell) is restarted; the in-flight marker of the dataset
-# builder retries that structure once and then records it as a failed row.
+# Single-threaded teacher processes: the test split in-process, the training split on
+# TRAIN_WORKERS dask worker processes (default 2; the builder's executor path), so the larger split
+# keeps going on every core once the test split is done. A generator that dies (e.g. the
+# out-of-memory killer on a huge supercell) is restarted; in-process, the in-flight marker of the
+# dataset builder retries that structure once and then records it as a failed row.
+TRAIN_WORKERS="${TRAIN_WORKERS:-2}"
 run_split() {
-    local split=$1
+    local split=$1 workers=$2
     for attempt in 1 2 3 4 5 6 7 8 9 10; do
         if OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 .venv/bin/python -m phonon_ref.dataset \
             "$OUT/$split.csv.gz" -o "$OUT/$split.db" --calculator chgnet -T $TEMPS --no-progress \
-            >> "$OUT/$split.log" 2>&1; then
+            --workers "$workers" >> "$OUT/$split.log" 2>&1; then
             return 0
         fi
         echo "generator for $split stopped with an error (attempt $attempt); restarting" >> "$OUT/$split.log"
     done
 }
-run_split train &
-run_split test &
+run_split train "$TRAIN_WORKERS" &
+run_split test 0 &
 wait
