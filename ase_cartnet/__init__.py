@@ -13,9 +13,10 @@ __version__ = "0.1.0"
 _LAZY = {
     "CartNetADP": "ase_cartnet.calculators.cartnet_adp",
     "DeepRelax": "ase_cartnet.calculators.deeprelax",
+    "CrysToGraphProperty": "ase_cartnet.calculators.crystograph_property",
 }
 
-__all__ = ["CartNetADP", "DeepRelax", "__version__"]
+__all__ = ["CartNetADP", "CrysToGraphProperty", "DeepRelax", "__version__"]
 
 
 def __getattr__(name: str) -> Any:

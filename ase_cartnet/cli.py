@@ -115,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ase_cartnet.relax_cli import register as register_relax
 
     register_relax(sub)
+    from ase_cartnet.property_cli import register as register_property
+
+    register_property(sub)
     try:
         from phonon_ref.cli import register as register_phonon_ref
     except ImportError:  # phonon_ref not installed alongside

@@ -91,9 +91,7 @@ def split_train_val(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray,
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
-def featurise(
-    structures: PropertySet, config: CrysToGraphConfig, progress: bool = False
-) -> list:
+def featurise(structures: PropertySet, config: CrysToGraphConfig, progress: bool = False) -> list:
     """CrysToGraph input graphs (float32) of every structure of a PropertySet."""
     items = structures.atoms
     if progress:
@@ -281,9 +279,7 @@ def register(models) -> None:
     p.add_argument("--grad-clip", type=float, default=5.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--val-fraction", type=float, default=0.05)
-    p.add_argument(
-        "--reduced", action="store_true", help=f"the CPU-budget architecture {REDUCED}"
-    )
+    p.add_argument("--reduced", action="store_true", help=f"the CPU-budget architecture {REDUCED}")
     p.add_argument("--dim", type=int, default=None)
     p.add_argument("--num-heads", type=int, default=None)
     p.add_argument("--head-dim", type=int, default=None)

@@ -1,0 +1,124 @@
+"""ASE calculator for one scalar crystal property predicted by CrysToGraph (or CartNet's scalar
+head), e.g. the formation energy per atom."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.calculators.calculator import Calculator, all_changes
+
+from ase_cartnet.errors import InputError
+from ase_cartnet.graph import batch_graphs
+from ase_cartnet.property_models import (
+    DEFAULT_TARGET,
+    default_property_checkpoint,
+    load_property_model,
+)
+from ase_cartnet.validation import validate_structure
+
+
+class CrysToGraphProperty(Calculator):
+    """A scalar property of a periodic crystal, named by the model card.
+
+    ``calc.target`` is the property's name and ``calc.units`` its unit; the value is available
+    as ``calc.get_property(calc.target, atoms)`` and as ``"property"``. The shipped defaults
+    (offline, in ``ase_cartnet/weights``):
+
+    * ``target="formation_energy_per_atom"`` (eV/atom), trained on 9.9 k MP-20 structures
+      (1–20 atoms, Materials Project PBE(+U));
+    * ``target="heat_ref"`` (eV, per 5-atom cell), trained on 3.6 k cubic ABX3 perovskites of
+      Castelli et al. (Perov-5).
+
+    Parameters:
+        checkpoint: an ase-cartnet property checkpoint (from ``ase-cartnet train crystograph``
+            or the comparison benchmark); None loads the shipped model for ``target``.
+        target: which shipped model to load when ``checkpoint`` is None.
+        device, dtype: where and in which precision the model runs.
+
+    Not meant for: structures unlike the training data (molecules are refused; large cells,
+    unusual chemistries or far-from-equilibrium geometries are extrapolation), and not a
+    potential: there are no energies, forces or stresses. The shipped models are small, trained
+    for a few epochs on a CPU budget (see the model cards and README for their test MAEs), far
+    from the paper's accuracy. Predictions depend slightly on the choice of cell (positional
+    encodings and cell-frame edge angles): a supercell of the same crystal does not give exactly
+    the same value.
+    """
+
+    implemented_properties = ["property"]
+    default_parameters: dict[str, Any] = {}
+
+    def __init__(
+        self,
+        checkpoint: str | os.PathLike | None = None,
+        target: str | None = None,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if checkpoint is None:
+            path = default_property_checkpoint(target or DEFAULT_TARGET)
+        else:
+            path = Path(checkpoint)
+        self.checkpoint_path = path
+        self.loaded = load_property_model(path, dtype=dtype)
+        if target is not None and checkpoint is not None and target != self.loaded.target:
+            raise InputError(f"checkpoint {path} predicts {self.loaded.target!r}, not {target!r}")
+        self.loaded.model.to(device)
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.target = self.loaded.target
+        self.units = self.loaded.units
+        self.metadata = self.loaded.metadata
+        self.implemented_properties = ["property", self.target]
+        trained = self.metadata.get("elements")
+        self.trained_elements = frozenset(int(z) for z in trained) if trained else None
+
+    def calculate(
+        self,
+        atoms: Atoms | None = None,
+        properties: Sequence[str] = ("property",),
+        system_changes: Sequence[str] = all_changes,
+    ) -> None:
+        super().calculate(atoms, properties, system_changes)
+        (value,) = self.predict_many([self.atoms], batch_size=1)
+        self.results = {"property": float(value), self.target: float(value)}
+
+    def predict_many(self, structures: Sequence[Atoms], *, batch_size: int = 64) -> np.ndarray:
+        """(M,) predictions in ``self.units`` for M periodic structures, batched."""
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise InputError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        structures = list(structures)
+        graphs = []
+        for atoms in structures:
+            validate_structure(atoms, require_pbc=True)
+            self._warn_untrained_elements(atoms)
+            graphs.append(self.loaded.featurise(atoms))
+        out = []
+        with torch.no_grad():
+            for start in range(0, len(graphs), batch_size):
+                batch = batch_graphs(graphs[start : start + batch_size]).to(self.device)
+                out.append(self.loaded.model(batch).double().cpu().numpy().reshape(-1))
+        return np.concatenate(out) if out else np.zeros(0)
+
+    def _warn_untrained_elements(self, atoms: Atoms) -> None:
+        if self.trained_elements is None:
+            return
+        unseen = sorted(set(int(z) for z in atoms.numbers) - self.trained_elements)
+        if unseen:
+            import warnings
+
+            from ase.data import chemical_symbols
+
+            names = ", ".join(chemical_symbols[z] for z in unseen)
+            warnings.warn(
+                f"elements {names} were not in the training data of {self.checkpoint_path.name}; "
+                "the prediction is an extrapolation",
+                stacklevel=3,
+            )
