@@ -67,6 +67,16 @@ def default_property_checkpoint(target: str = DEFAULT_TARGET) -> Path:
     return path
 
 
+def cartnet_property_graph(atoms, cutoff: float, dtype: torch.dtype = torch.float32):
+    """CartNet's radius graph of ``atoms`` (cutoff in Å) for the scalar head: the temperature
+    field CartNet's forward reads is a placeholder (the property models use no temperature)."""
+    from ase_cartnet.graph import atoms_to_graph
+
+    graph = atoms_to_graph(atoms, cutoff, dtype=dtype)
+    graph.temperature = torch.zeros(1, dtype=dtype)
+    return graph
+
+
 def standardised_cartnet(cartnet_config: dict, mean: float, std: float) -> nn.Module:
     """CartNet with its scalar head (ESI S4), reporting mean + std × output."""
     from ase_cartnet.models.cartnet import CartNet, CartNetConfig
@@ -83,7 +93,6 @@ def load_property_model(
 ) -> PropertyModel:
     """Load a property checkpoint (CrysToGraph or CartNet scalar head) in eval mode."""
     from ase_cartnet.crystograph_graph import crystograph_graph
-    from ase_cartnet.graph import atoms_to_graph
     from ase_cartnet.models.crystograph import CrysToGraph, CrysToGraphConfig
 
     payload = read_checkpoint(path)
@@ -118,7 +127,7 @@ def load_property_model(
             cutoff = float(config["cartnet"]["cutoff"])
 
             def featurise(atoms, cutoff=cutoff):
-                return atoms_to_graph(atoms, cutoff, dtype=dtype)
+                return cartnet_property_graph(atoms, cutoff, dtype)
 
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {path}: invalid {kind} config ({exc})") from exc

@@ -26,9 +26,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ase_cartnet.graph import atoms_to_graph  # noqa: E402
 from ase_cartnet.property_models import (  # noqa: E402
     DEFAULT_WEIGHTS,
+    cartnet_property_graph,
     export_property_model,
     load_property_model,
     standardised_cartnet,
@@ -90,7 +90,7 @@ def run_cartnet(dataset: str, train_set) -> tuple[Path, float]:
     cartnet_config = {**CARTNET, "head": "scalar", "use_temperature": False}
     torch.manual_seed(config.seed)
     model = standardised_cartnet(cartnet_config, mean, std)
-    graphs = [atoms_to_graph(a, CARTNET["cutoff"]) for a in train_set.atoms]
+    graphs = [cartnet_property_graph(a, CARTNET["cutoff"]) for a in train_set.atoms]
     task = PropertyTask(
         [graphs[i] for i in train_idx],
         y,
