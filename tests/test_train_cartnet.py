@@ -74,6 +74,34 @@ def test_augmentation_rotates_geometry_and_targets_consistently(tmp_path):
     torch.testing.assert_close(rotated.target, r_atom @ plain.target @ r_atom.transpose(1, 2))
 
 
+def test_relative_l1_divides_each_samples_error_by_its_mean_u_eq(tmp_path):
+    """loss="relative_l1" = mean over labelled atoms and elements of |ΔU| / ⟨U_eq⟩(sample)."""
+    from ase_cartnet.models.cartnet import CartNet, CartNetConfig
+    from ase_cartnet.train.cartnet_task import _Sample
+
+    structures = structures_from_db(synthetic_db(tmp_path / "d.db", n=2))
+    samples = [_Sample(0, 0), _Sample(1, 2)]  # 50 K and 300 K: scales differ by 6x
+    plain = CartNetADPTask(structures, [], cutoff=5.0, dtype=torch.float64)
+    relative = CartNetADPTask(structures, [], cutoff=5.0, dtype=torch.float64, loss="relative_l1")
+    torch.manual_seed(0)
+    model = CartNet(CartNetConfig(**ARCH, temperature_mean=150.0, temperature_std=100.0)).double()
+    model.eval()
+    batch = plain.collate(structures, plain.train_graphs, samples)
+    with torch.no_grad():
+        error = (model(batch, output_mask=batch.label_mask) - batch.target).abs()
+        l1, rel = plain.loss(model, batch), relative.loss(model, batch)
+    scales = [
+        np.trace(structures[s.structure].adps[s.temperature], axis1=1, axis2=2).mean() / 3
+        for s in samples
+    ]
+    sizes = [len(structures[s.structure].atoms) for s in samples]
+    per_atom_scale = torch.tensor(np.repeat(scales, sizes))
+    torch.testing.assert_close(l1, error.mean())
+    torch.testing.assert_close(rel, (error / per_atom_scale[:, None, None]).mean())
+    with pytest.raises(ValueError, match="unknown loss"):
+        CartNetADPTask(structures, [], cutoff=5.0, loss="l2")
+
+
 def _run(db, out, epochs=4, **kwargs):
     structures = structures_from_db(db)
     config = TrainConfig(epochs=epochs, lr=1e-2, seed=1)
