@@ -14,9 +14,10 @@ _LAZY = {
     "CartNetADP": "ase_cartnet.calculators.cartnet_adp",
     "DeepRelax": "ase_cartnet.calculators.deeprelax",
     "CrysToGraphProperty": "ase_cartnet.calculators.crystograph_property",
+    "EMPNNLattice": "ase_cartnet.calculators.empnn_lattice",
 }
 
-__all__ = ["CartNetADP", "CrysToGraphProperty", "DeepRelax", "__version__"]
+__all__ = ["CartNetADP", "CrysToGraphProperty", "DeepRelax", "EMPNNLattice", "__version__"]
 
 
 def __getattr__(name: str) -> Any:

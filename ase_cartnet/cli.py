@@ -118,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ase_cartnet.property_cli import register as register_property
 
     register_property(sub)
+    from ase_cartnet.denoise_cli import register as register_denoise
+
+    register_denoise(sub)
     try:
         from phonon_ref.cli import register as register_phonon_ref
     except ImportError:  # phonon_ref not installed alongside

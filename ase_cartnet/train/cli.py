@@ -173,3 +173,7 @@ def register(subparsers) -> None:
     from ase_cartnet.train.deeprelax_cli import register as register_deeprelax
 
     register_deeprelax(models)
+
+    from ase_cartnet.train.empnn_cli import register as register_empnn
+
+    register_empnn(models)

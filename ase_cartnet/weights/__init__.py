@@ -31,3 +31,16 @@ def default_deeprelax_checkpoint() -> Path:
             "ase-cartnet or pass DeepRelax(atoms, model='checkpoint.pt')"
         )
     return DEFAULT_DEEPRELAX
+
+
+DEFAULT_EMPNN = WEIGHTS_DIR / "empnn_lattice_default.pt"
+
+
+def default_empnn_checkpoint() -> Path:
+    """Path of the shipped EMPNN lattice-denoising weights (model card: same stem, .json)."""
+    if not DEFAULT_EMPNN.is_file():
+        raise CheckpointError(
+            "no default EMPNN weights ship with this installation: pass "
+            "EMPNNLattice(atoms, model='empnn.pt') with a checkpoint from 'ase-cartnet train empnn'"
+        )
+    return DEFAULT_EMPNN
