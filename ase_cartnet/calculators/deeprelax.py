@@ -178,6 +178,7 @@ def predict(
     lr: float = DEFAULT_LR,
     threshold: float | None = None,
     elements: Sequence[int] | None = None,
+    decay: bool = False,
 ) -> list[DeepRelaxResult]:
     """Pre-relaxed copies of ``structures`` (inputs untouched), in batches of ``batch_size``:
     ensemble forward pass, then the EDG solver on d̄ ± mean exp(û) with the mean lattice."""
@@ -222,6 +223,7 @@ def predict(
             batch.batch,
             steps=steps,
             lr=lr,
+            decay=decay,
         )
         results.extend(_split(chunk, batch, out, solved.positions, threshold))
     return results

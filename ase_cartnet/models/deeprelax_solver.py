@@ -10,6 +10,11 @@ R̂ (N, 3) that satisfy them: minimise the bounded Euclidean distance (BED) loss
 R̂_j is atom i's *initial* position, which anchors the solution in the frame of the input (no
 rigid-motion ambiguity is left). The solve starts from the initial positions.
 
+Adam is not rotation-equivariant (it scales each Cartesian component separately), so each
+structure is solved in the frame of its predicted lattice (L̂ᵀ = QR with R's diagonal > 0; the
+lattice there is Rᵀ, lower-triangular) and rotated back: rotating or reflecting the input then
+rotates or reflects the result exactly, and a translation translates it.
+
 Many structures are solved at once: the loss is a sum of per-structure terms that share no
 variable and Adam acts element-wise, so a batch gives the same result as solving each alone.
 Everything is deterministic on CPU. Pure torch; lengths in Å.
@@ -85,12 +90,14 @@ def solve_positions(
         raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
     if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
         raise ValueError(f"lr must be a positive number, got {lr!r}")
-    init = initial_positions.detach()
-    dtype = init.dtype
+    dtype = initial_positions.dtype
     cells = lattice.detach().to(dtype).reshape(-1, 3, 3)
-    n_atoms = init.shape[0]
+    n_atoms = initial_positions.shape[0]
     if batch is None:
-        batch = torch.zeros(n_atoms, dtype=torch.int64, device=init.device)
+        batch = torch.zeros(n_atoms, dtype=torch.int64, device=initial_positions.device)
+    frames = _lattice_frames(cells).index_select(0, batch)  # (N, 3, 3)
+    init = torch.bmm(initial_positions.detach().unsqueeze(1), frames).squeeze(1)
+    cells = cells @ _lattice_frames(cells)  # = Rᵀ
     d_hat, w = distance.detach().to(dtype), half_width.detach().to(dtype)
     dd_hat, dw = disp_distance.detach().to(dtype), disp_half_width.detach().to(dtype)
     d_src, d_tgt = disp_index[0], disp_index[1]
@@ -123,4 +130,14 @@ def solve_positions(
                 scheduler.step()
     with torch.no_grad():
         final = per_structure(positions)
-    return SolverResult(positions=positions.detach(), loss=final)
+    back = torch.bmm(positions.detach().unsqueeze(1), frames.transpose(1, 2)).squeeze(1)
+    return SolverResult(positions=back, loss=final)
+
+
+def _lattice_frames(cells: torch.Tensor) -> torch.Tensor:
+    """(B, 3, 3) orthogonal Q with L̂ᵀ = Q R, R upper-triangular with a positive diagonal (unique
+    for a non-degenerate lattice; rotating L̂ by G turns Q into G Q)."""
+    q, r = torch.linalg.qr(cells.transpose(1, 2))
+    signs = torch.sign(torch.diagonal(r, dim1=1, dim2=2))
+    signs = torch.where(signs == 0, torch.ones_like(signs), signs)
+    return q * signs.unsqueeze(1)

@@ -140,7 +140,7 @@ def synthetic_pairs(
     depends only on (seed, key), so the pairs are reproducible."""
     out = []
     for k, atoms in enumerate(structures):
-        key = str(atoms.info.get("source_id", k))
+        key = str(atoms.info.get("source_id", f"structure-{k}"))
         relaxed = Atoms(atoms.numbers, positions=atoms.positions, cell=atoms.cell[:], pbc=True)
         rng = np.random.default_rng(_seed_for(key, seed))
         out.append(RelaxPair(key, distort(relaxed, strain_std, rattle_std, rng), relaxed))

@@ -1,0 +1,466 @@
+"""DeepRelax: E(3) and permutation equivariance, the offset encoding, the Laplace loss, ensemble
+uncertainty (eqns 21–24), the EDG solver, synthetic pairs, the adapter, CLI and bad inputs, and
+a tiny end-to-end training run through ``ase-cartnet train deeprelax``."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+from ase.build import bulk
+
+from ase_cartnet.errors import CheckpointError, InputError
+from ase_cartnet.graph import batch_graphs
+from ase_cartnet.models.deeprelax import (
+    ORIGIN_INDEX,
+    DeepRelaxConfig,
+    DeepRelaxEnsemble,
+    DeepRelaxModel,
+    DeepRelaxOutput,
+    cell_offset_index,
+    combine_members,
+    deeprelax_loss,
+    laplace_nll,
+    periodic_offset_encoding,
+    relaxed_targets,
+)
+from ase_cartnet.models.deeprelax_solver import solve_positions
+from ase_cartnet.train.deeprelax_data import (
+    RelaxPair,
+    deeprelax_graph,
+    distort,
+    pairs_from_db,
+    synthetic_pairs,
+    write_pairs_db,
+)
+
+TINY = DeepRelaxConfig(hidden=16, num_layers=2, num_rbf=8, pcoe_dim=8, max_neighbours=12)
+
+
+def _crystal(seed: int = 0) -> Atoms:
+    """A low-symmetry 4-atom crystal (no distance ties, so graphs do not depend on round-off)."""
+    rng = np.random.default_rng(seed)
+    atoms = bulk("NaCl", "rocksalt", a=5.6) * (2, 1, 1)
+    atoms.set_cell(atoms.cell[:] @ (np.eye(3) + 0.05 * rng.normal(size=(3, 3))), scale_atoms=True)
+    atoms.rattle(0.1, seed=seed)
+    return atoms
+
+
+def _random_model(config: DeepRelaxConfig = TINY, seed: int = 0) -> DeepRelaxModel:
+    torch.manual_seed(seed)
+    model = DeepRelaxModel(config).double()
+    with torch.no_grad():  # the heads start at zero: give every weight a non-trivial value
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return model.eval()
+
+
+def _orthogonal(seed: int, reflect: bool) -> np.ndarray:
+    q, r = np.linalg.qr(np.random.default_rng(seed).normal(size=(3, 3)))
+    q = q * np.sign(np.diag(r))
+    if (np.linalg.det(q) < 0) != reflect:
+        q[:, 0] *= -1
+    return q
+
+
+def _transform(atoms: Atoms, q: np.ndarray, t: np.ndarray) -> Atoms:
+    out = atoms.copy()
+    out.set_cell(atoms.cell[:] @ q.T, scale_atoms=False)
+    out.set_positions(atoms.positions @ q.T + t)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# model
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("reflect", [False, True])
+def test_e3_equivariance_of_heads_and_solver(reflect):
+    """Rotating (or reflecting) and translating the input leaves distances and scales unchanged,
+    rotates the lattice (L̂ → L̂ Qᵀ) and moves the solved positions rigidly (R̂ → R̂ Qᵀ + t)."""
+    model = _random_model()
+    atoms = _crystal(1)
+    q, t = _orthogonal(3, reflect), np.array([0.7, -1.3, 2.1])
+    moved = _transform(atoms, q, t)
+    outs, solved = [], []
+    for a in (atoms, moved):
+        g = batch_graphs([deeprelax_graph(a, TINY, torch.float64)])
+        with torch.no_grad():
+            o = model(g)
+        outs.append(o)
+        r = solve_positions(
+            g.pos, o.lattice, g.edge_index, g.cell_shift, o.distance, torch.exp(o.log_scale),
+            g.disp_index, o.disp_distance, torch.exp(o.disp_log_scale), g.batch,
+        )  # fmt: skip
+        solved.append(r.positions.numpy())
+    a, b = outs
+    for name in ("distance", "log_scale", "disp_distance", "disp_log_scale"):
+        assert torch.allclose(getattr(a, name), getattr(b, name), atol=1e-10, rtol=0), name
+    assert np.allclose(a.lattice[0].numpy() @ q.T, b.lattice[0].numpy(), atol=1e-10)
+    assert np.abs(a.lattice[0].numpy() - atoms.cell[:]).max() > 1e-3  # the head is not trivial
+    assert np.allclose(solved[0] @ q.T + t, solved[1], atol=1e-8)
+
+
+def test_permutation_equivariance():
+    """Relabelling the atoms permutes the solved positions and leaves lattice and uncertainty."""
+    from ase_cartnet.calculators.deeprelax import predict
+
+    torch.manual_seed(0)
+    ensemble = DeepRelaxEnsemble.from_members([_random_model(seed=s) for s in (0, 1)]).double()
+    atoms = _crystal(2)
+    perm = np.array([2, 0, 3, 1])
+    (r0, r1) = predict(ensemble, [atoms, atoms[perm]])
+    assert np.allclose(r0.atoms.positions[perm], r1.atoms.positions, atol=1e-8)
+    assert np.allclose(r0.atoms.cell[:], r1.atoms.cell[:], atol=1e-10)
+    u0, u1 = r0.uncertainty, r1.uncertainty
+    assert math.isclose(u0.global_uncertainty, u1.global_uncertainty, rel_tol=1e-10)
+    assert u0.epistemic > 0
+    assert np.allclose(np.sort(u0.bond_uncertainty), np.sort(u1.bond_uncertainty), atol=1e-10)
+
+
+def test_untrained_model_returns_the_input():
+    """Zero-initialised last layers: d̂ = d⁰ and L̂ = L (the Dummy baseline) before training."""
+    torch.manual_seed(0)
+    model = DeepRelaxModel(TINY).double().eval()
+    g = batch_graphs([deeprelax_graph(_crystal(), TINY, torch.float64)])
+    with torch.no_grad():
+        out = model(g)
+    d0 = torch.linalg.norm(
+        g.pos[g.edge_index[0]] + g.cell_shift @ g.cell[0] - g.pos[g.edge_index[1]], dim=1
+    )
+    assert torch.allclose(out.distance, d0, atol=1e-9)
+    assert torch.allclose(out.lattice, g.cell, atol=1e-12)
+    assert torch.allclose(out.log_scale, torch.full_like(d0, math.log(0.1)))
+
+
+def test_offset_encoding_eqns_2_3():
+    shifts = torch.tensor([[0.0, 0, 0], [-2, -2, -2], [2, 2, 2], [1, -1, 0]])
+    k = cell_offset_index(shifts)
+    assert k.tolist() == [ORIGIN_INDEX, 0, 124, 3 + 5 * 1 + 25 * 2]
+    p = periodic_offset_encoding(k, 8, torch.float64)
+    for f in range(8):
+        expected = (math.sin if f % 2 == 0 else math.cos)(62 / 10000 ** ((f - f % 2) / 8))
+        assert math.isclose(float(p[0, f]), expected, rel_tol=1e-12)
+    with pytest.raises(ValueError, match=r"\{-2, \.\.\., 2\}"):
+        cell_offset_index(torch.tensor([[3.0, 0, 0]]))
+
+
+def test_laplace_loss_is_the_negative_log_likelihood():
+    """Eqn 15 with b = exp(û): log(2b) + |x − μ|/b; the total loss adds L_d and L_l (eqn 14)."""
+    pred, target = torch.tensor([1.0, 2.0]), torch.tensor([1.5, 1.0])
+    b = torch.tensor([0.5, 2.0])
+    expected = torch.log(2 * b) + (pred - target).abs() / b
+    assert torch.allclose(laplace_nll(pred, torch.log(b), target), expected)
+    pair = synthetic_pairs([_crystal()], seed=3)[0]
+    g = batch_graphs([deeprelax_graph(pair.initial, TINY, torch.float64, pair.relaxed)])
+    d, dd = relaxed_targets(g)
+    out = DeepRelaxOutput(d, torch.zeros_like(d), dd, torch.zeros_like(dd), g.target_cell)
+    parts = deeprelax_loss(out, g)
+    assert math.isclose(float(parts["loss"]), 2 * math.log(2.0), rel_tol=1e-12)  # exact: log 2 each
+    assert float(parts["lattice"]) == 0.0
+
+
+def test_ensemble_uncertainty_eqns_21_to_24():
+    """Two members on a 2-atom cell: Û_a = (mean over pairs of mean_t e^û)², Û_e = mean var."""
+    g = batch_graphs([deeprelax_graph(bulk("Cu", "fcc", a=3.6), TINY, torch.float64)])
+    e, d = g.edge_index.shape[1], g.disp_index.shape[1]
+    rng = np.random.default_rng(0)
+    outs = []
+    for _ in range(2):
+        outs.append(
+            DeepRelaxOutput(
+                torch.as_tensor(rng.uniform(2, 3, e)),
+                torch.as_tensor(rng.normal(-2, 0.3, e)),
+                torch.as_tensor(rng.uniform(0, 1, d)),
+                torch.as_tensor(rng.normal(-2, 0.3, d)),
+                g.cell.clone(),
+            )
+        )
+    result = combine_members(outs, g)
+    log_scales = [np.concatenate([o.log_scale, o.disp_log_scale]) for o in outs]
+    scales = np.exp(np.stack(log_scales))
+    values = np.concatenate(
+        [np.stack([o.distance for o in outs]), np.stack([o.disp_distance for o in outs])], axis=1
+    )
+    u_a = scales.mean(0).mean() ** 2
+    u_e = values.var(0).mean()
+    assert math.isclose(float(result.aleatoric[0]), u_a, rel_tol=1e-12)
+    assert math.isclose(float(result.epistemic[0]), u_e, rel_tol=1e-12)
+    assert math.isclose(float(result.global_[0]), u_a + u_e, rel_tol=1e-12)
+
+
+# --------------------------------------------------------------------------------------------
+# solver
+# --------------------------------------------------------------------------------------------
+
+
+def _exact_problem(pairs):
+    graphs = [deeprelax_graph(p.initial, TINY, torch.float64, p.relaxed) for p in pairs]
+    g = batch_graphs(graphs)
+    d, dd = relaxed_targets(g)
+    return g, d, dd
+
+
+def test_solver_recovers_a_known_crystal_from_exact_distances():
+    """Exact relaxed distances (tight bounds) and the relaxed lattice: from a strained, rattled
+    start the solver returns the relaxed crystal (the displacement edges fix the rigid motion)."""
+    relaxed = [bulk("NaCl", "rocksalt", a=5.64), bulk("Si", "diamond", a=5.43)]
+    pairs = synthetic_pairs(relaxed, strain_std=0.03, rattle_std=0.05, seed=0)
+    g, d, dd = _exact_problem(pairs)
+    start_error = float((g.pos - g.target_pos).norm(dim=1).max())
+    assert start_error > 0.1
+    tight = 1e-4
+    common = (g.target_cell, g.edge_index, g.cell_shift, d, torch.full_like(d, tight), g.disp_index)
+    r = solve_positions(
+        g.pos, *common, dd, torch.full_like(dd, tight), g.batch, steps=1000, lr=0.05, decay=True
+    )
+    error = r.positions - g.target_pos
+    rigid = torch.zeros(2, 3, dtype=error.dtype).index_add_(0, g.batch, error) / 2  # 2 atoms each
+    # a 2-atom cell leaves its common translation only weakly (second-order) anchored
+    assert float((error - rigid[g.batch]).norm(dim=1).max()) < 2e-3
+    assert float(rigid.norm(dim=1).max()) < 0.1
+    # the official settings (100 Adam steps at a constant 0.1 Å) stop within ≈ 0.1 Å: Adam's
+    # steps stay ≈ lr long while the tight bounds are crossed back and forth
+    r = solve_positions(g.pos, *common, dd, torch.full_like(dd, tight), g.batch)
+    assert float((r.positions - g.target_pos).norm(dim=1).mean()) < 0.1
+
+
+def test_solver_batched_equals_separate_and_is_deterministic():
+    pairs = synthetic_pairs([_crystal(0), bulk("Si", "diamond", a=5.43)], seed=1)
+    g, d, dd = _exact_problem(pairs)
+    w, dw = torch.full_like(d, 0.02), torch.full_like(dd, 0.02)
+    args = (g.target_cell, g.edge_index, g.cell_shift, d, w, g.disp_index, dd, dw, g.batch)
+    together = solve_positions(g.pos, *args).positions
+    again = solve_positions(g.pos, *args).positions
+    assert torch.equal(together, again)
+    for k, p in enumerate(pairs):
+        gk, dk, ddk = _exact_problem([p])
+        alone = solve_positions(
+            gk.pos, gk.target_cell, gk.edge_index, gk.cell_shift, dk, torch.full_like(dk, 0.02),
+            gk.disp_index, ddk, torch.full_like(ddk, 0.02), gk.batch,
+        ).positions  # fmt: skip
+        assert torch.allclose(alone, together[g.ptr[k] : g.ptr[k + 1]], atol=1e-10)
+
+
+def test_solver_rejects_bad_settings():
+    g, d, dd = _exact_problem(synthetic_pairs([bulk("Cu", "fcc", a=3.6)]))
+    args = (g.pos, g.target_cell, g.edge_index, g.cell_shift, d, d, g.disp_index, dd, dd)
+    with pytest.raises(ValueError, match="steps"):
+        solve_positions(*args, steps=-1)
+    with pytest.raises(ValueError, match="lr"):
+        solve_positions(*args, lr=0.0)
+
+
+# --------------------------------------------------------------------------------------------
+# data
+# --------------------------------------------------------------------------------------------
+
+
+def test_synthetic_distortion_is_a_symmetric_strain_plus_rattle(tmp_path):
+    atoms = bulk("NaCl", "rocksalt", a=5.64, cubic=True)
+    no_rattle = distort(atoms, strain_std=0.05, rattle_std=0.0, rng=np.random.default_rng(0))
+    strain = np.linalg.solve(atoms.cell[:], no_rattle.cell[:])  # L̃ = L exp(A)
+    assert np.allclose(strain, strain.T, atol=1e-12)
+    assert np.all(np.linalg.eigvalsh(strain) > 0)
+    assert np.allclose(
+        no_rattle.get_scaled_positions(wrap=False), atoms.get_scaled_positions(wrap=False)
+    )
+    a = synthetic_pairs([atoms], seed=5)[0]
+    b = synthetic_pairs([atoms], seed=5)[0]
+    c = synthetic_pairs([atoms], seed=6)[0]
+    assert np.array_equal(a.initial.positions, b.initial.positions)
+    assert not np.allclose(a.initial.positions, c.initial.positions)
+    path = write_pairs_db([a], tmp_path / "pairs.db")
+    (back,) = pairs_from_db(path)
+    assert np.allclose(back.initial.positions, a.initial.positions)
+    assert np.allclose(back.relaxed.cell[:], a.relaxed.cell[:])
+
+
+def test_multigraph_caps_neighbours_and_offsets():
+    atoms = bulk("Cu", "fcc", a=3.6)  # 1 atom: 12 nearest at a/√2, many more within 6 Å
+    g = deeprelax_graph(atoms, DeepRelaxConfig(hidden=8, max_neighbours=12), torch.float64)
+    assert g.edge_index.shape[1] == 12
+    assert g.disp_index.tolist() == [[0], [0]]
+    g = deeprelax_graph(atoms, DeepRelaxConfig(hidden=8, max_neighbours=500), torch.float64)
+    assert g.cell_shift.abs().max() <= 2
+
+
+# --------------------------------------------------------------------------------------------
+# adapter, CLI, training
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Two replicates trained for 2 epochs on synthetic pairs, exported as an ensemble."""
+    from ase_cartnet.train.deeprelax_cli import export_deeprelax, train_deeprelax
+    from ase_cartnet.train.loop import TrainConfig
+
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("deeprelax")
+    base = [
+        bulk("NaCl", "rocksalt", a=5.64),
+        bulk("Si", "diamond", a=5.43),
+        bulk("Cu", "fcc", a=3.6),
+    ]
+    structures = []
+    for k in range(12):
+        s = base[k % 3].copy()
+        s.info["source_id"] = f"s{k}"
+        structures.append(s)
+    pairs = synthetic_pairs(structures, seed=0)
+    arch = {
+        k: getattr(TINY, k)
+        for k in ("hidden", "num_layers", "num_rbf", "pcoe_dim", "max_neighbours")
+    }
+    summaries = train_deeprelax(
+        pairs, out / "run", architecture=arch, train_config=TrainConfig(epochs=2, lr=3e-3),
+        replicates=2, val_fraction=0.25, batch_size=4, progress=False,
+    )  # fmt: skip
+    weights, card = export_deeprelax(
+        out / "run", out / "ensemble.pt", {"name": "test"}, uncertainty_threshold=1e3
+    )
+    return {"summaries": summaries, "weights": weights, "card": card, "out": out}
+
+
+def test_tiny_training_and_export(trained):
+    import json
+
+    for summary in trained["summaries"]:
+        assert len(summary["history"]) == 2
+        assert all(
+            math.isfinite(h["train_loss"]) and h["val_mae"] < 1.0 for h in summary["history"]
+        )
+        assert (Path(summary["run_dir"]) / "best.pt").is_file()
+    card = json.loads(trained["card"].read_text())
+    assert card["ensemble_size"] == 2 and len(card["sha256"]) == 64
+    seeds = [r["seed"] for r in card["training"]["replicates"]]
+    assert seeds == [0, 1]
+
+
+def test_adapter_mutates_in_place_unwraps_filters_and_writes_trajectory(trained, tmp_path):
+    from ase.filters import FrechetCellFilter
+    from ase.io import read
+
+    from ase_cartnet import DeepRelax
+
+    atoms = synthetic_pairs([bulk("NaCl", "rocksalt", a=5.64)], seed=9)[0].initial
+    before = atoms.copy()
+    log = tmp_path / "log.txt"
+    opt = DeepRelax(
+        FrechetCellFilter(atoms),
+        model=trained["weights"],
+        trajectory=tmp_path / "t.traj",
+        logfile=log,
+    )
+    assert opt.run() is True  # threshold 1e3 Å²
+    assert not np.allclose(atoms.cell[:], before.cell[:])  # the filter's atoms were changed
+    frames = read(tmp_path / "t.traj", ":")
+    assert len(frames) == 2
+    assert np.allclose(frames[0].positions, before.positions)
+    assert np.allclose(frames[1].positions, atoms.positions)
+    assert np.allclose(frames[1].cell[:], atoms.cell[:])
+    assert "trusted" in log.read_text()
+    u = opt.uncertainty
+    assert u.bond_index.shape == (len(u.bond_length), 2) and np.all(u.bond_uncertainty > 0)
+    assert DeepRelax(atoms, model=trained["weights"], threshold=0.0, logfile=None).run() is False
+
+
+def test_relax_many_matches_single_runs_and_executor(trained):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ase_cartnet import DeepRelax
+
+    inputs = [
+        p.initial
+        for p in synthetic_pairs([_crystal(0), bulk("Si", "diamond", a=5.43), _crystal(4)], seed=2)
+    ]
+    copies = [a.copy() for a in inputs]
+    many = DeepRelax.relax_many(inputs, batch_size=2, model=trained["weights"], dtype=torch.float64)
+    for a, c in zip(inputs, copies, strict=True):
+        assert np.array_equal(a.positions, c.positions)  # inputs untouched
+    for a, r in zip(copies, many, strict=True):
+        DeepRelax(a, model=trained["weights"], logfile=None, dtype=torch.float64).run()
+        assert np.allclose(a.positions, r.atoms.positions, atol=1e-8)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pooled = DeepRelax.relax_many(
+            inputs, batch_size=2, executor=pool, model=str(trained["weights"]), dtype=torch.float64
+        )
+    for x, y in zip(many, pooled, strict=True):
+        assert np.allclose(x.atoms.positions, y.atoms.positions, atol=1e-8)
+
+
+def test_cli_relax_writes_vasp_and_never_overwrites(trained, tmp_path):
+    from ase.io import read, write
+
+    from ase_cartnet.cli import main
+
+    poscar = tmp_path / "POSCAR"
+    write(
+        poscar, synthetic_pairs([bulk("Si", "diamond", a=5.43)], seed=1)[0].initial, format="vasp"
+    )
+    assert (
+        main(["relax", str(poscar), "--checkpoint", str(trained["weights"]), "--threads", "1"]) == 0
+    )
+    out = read(tmp_path / "POSCAR.prerelaxed", format="vasp")
+    assert len(out) == 2
+    assert (
+        main(["relax", str(poscar), "-o", str(poscar), "--checkpoint", str(trained["weights"])])
+        == 2
+    )
+
+
+def test_bad_inputs(trained, tmp_path):
+    from ase_cartnet import DeepRelax
+    from ase_cartnet.io.checkpoint import save_checkpoint
+
+    w = trained["weights"]
+    with pytest.raises(InputError, match="3D crystal"):
+        DeepRelax(Atoms("H2O", positions=[[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]]), model=w)
+    with pytest.raises(InputError, match="empty"):
+        DeepRelax(Atoms(cell=np.eye(3) * 5, pbc=True), model=w)
+    with pytest.raises(InputError, match="overlap"):
+        DeepRelax(
+            Atoms("Cu2", positions=[[0, 0, 0], [0.1, 0, 0]], cell=np.eye(3) * 4, pbc=True), model=w
+        )
+    with pytest.raises(InputError, match="zero volume|missing"):
+        DeepRelax(Atoms("Cu", cell=np.zeros((3, 3)), pbc=True), model=w)
+    with pytest.raises(InputError, match="ase.Atoms"):
+        DeepRelax("POSCAR", model=w)
+    with pytest.raises(InputError, match="model must be"):
+        DeepRelax(bulk("Cu"), model=42)
+    other = save_checkpoint(
+        tmp_path / "x.pt", torch.nn.Linear(2, 2), model_name="cartnet", config={}
+    )
+    with pytest.raises(CheckpointError, match="not DeepRelax"):
+        DeepRelax(bulk("Cu"), model=other)
+    with pytest.raises(CheckpointError, match="not found"):
+        DeepRelax(bulk("Cu"), model=tmp_path / "missing.pt")
+    with pytest.raises(InputError, match="batch_size"):
+        DeepRelax.relax_many([bulk("Cu")], batch_size=0, model=w)
+    with pytest.raises(InputError, match="structure 1"):
+        DeepRelax.relax_many([bulk("Cu"), Atoms("Cu", pbc=False)], model=w)
+    with pytest.raises(InputError, match="differ"):
+        RelaxPair("x", bulk("Cu"), bulk("Si"))
+    with pytest.raises(ValueError, match="hidden"):
+        DeepRelaxConfig(hidden=0)
+
+
+def test_shipped_weights_load_offline():
+    from ase_cartnet.weights import DEFAULT_DEEPRELAX
+
+    if not DEFAULT_DEEPRELAX.is_file():
+        pytest.skip("no shipped DeepRelax weights in this checkout")
+    from ase_cartnet import DeepRelax
+
+    atoms = synthetic_pairs([bulk("NaCl", "rocksalt", a=5.64)], seed=0)[0].initial
+    opt = DeepRelax(atoms, logfile=None)
+    assert len(opt.ensemble.members) >= 1
+    assert opt.threshold is not None
+    opt.run()
+    assert np.linalg.det(atoms.cell[:]) > 0
