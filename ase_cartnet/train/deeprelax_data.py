@@ -147,6 +147,15 @@ def synthetic_pairs(
     return out
 
 
+def _storable(key: str) -> str:
+    """ASE databases refuse strings that read as numbers (Perov-5 ids are integers)."""
+    try:
+        float(key)
+    except ValueError:
+        return key
+    return f"id-{key}"
+
+
 def write_pairs_db(pairs: Sequence[RelaxPair], out: str | os.PathLike, **extra) -> Path:
     """Write pairs as rows (relaxed atoms; initial in ``data``) with ``source_id``; ``extra``
     goes into every row's ``data`` (e.g. noise levels). Existing ids are skipped (resumable)."""
@@ -157,11 +166,12 @@ def write_pairs_db(pairs: Sequence[RelaxPair], out: str | os.PathLike, **extra) 
     with connect(path) as db:
         done = {str(row.source_id) for row in db.select(include_data=False) if "source_id" in row}
         for pair in pairs:
-            if pair.key in done:
+            key = _storable(pair.key)
+            if key in done:
                 continue
             db.write(
                 pair.relaxed,
-                source_id=pair.key,
+                source_id=key,
                 status="ok",
                 data={
                     "initial_positions": pair.initial.positions,
