@@ -42,6 +42,7 @@ def train_cartnet(
     batch_size: int = 16,
     temperatures_per_epoch: int | str = "all",
     augment: bool = True,
+    loss: str = "l1",
     data_source: str = "",
     command: str = "",
     progress: bool = True,
@@ -64,6 +65,7 @@ def train_cartnet(
         batch_size=batch_size,
         temperatures_per_epoch=temperatures_per_epoch,
         augment=augment,
+        loss=loss,
     )
     elements = sorted({int(z) for s in train for z in s.atoms.numbers})
     temps = [float(t) for s in train for t in s.temperatures]
@@ -78,6 +80,7 @@ def train_cartnet(
         "val_ids": [s.key for s in val],
         "command": command,
         "augment": augment,
+        "loss": loss,
         "temperatures_per_epoch": temperatures_per_epoch,
         "batch_size": batch_size,
     }
@@ -126,6 +129,7 @@ def _run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         temperatures_per_epoch=tpe,
         augment=not args.no_augment,
+        loss=args.loss,
         data_source=source,
         command="ase-cartnet " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
     )
@@ -158,6 +162,12 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--val-fraction", type=float, default=0.1)
     p.add_argument("--temperatures-per-epoch", default="all", help="'all' or k per structure")
+    p.add_argument(
+        "--loss",
+        default="l1",
+        choices=("l1", "relative_l1"),
+        help="l1: paper's L1 on U (Å²); relative_l1: per-sample L1 / mean U_eq",
+    )
     p.add_argument("--select", default="mae", choices=("mae", "s12", "iou"), help="best.pt metric")
     p.add_argument("--dim", type=int, default=256)
     p.add_argument("--rbf", type=int, default=64)
@@ -177,3 +187,7 @@ def register(subparsers) -> None:
     from ase_cartnet.train.empnn_cli import register as register_empnn
 
     register_empnn(models)
+
+    from ase_cartnet.train.crystograph_cli import register as register_crystograph
+
+    register_crystograph(models)
