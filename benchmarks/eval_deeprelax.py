@@ -62,7 +62,13 @@ def structure_metrics(pred, true, index, shift, matchers) -> dict[str, float]:
 
 
 def evaluate(
-    model, pairs, batch_size: int = 16, steps: int = 100, lr: float = 0.1, decay: bool = False
+    model,
+    pairs,
+    batch_size: int = 16,
+    steps: int = 100,
+    lr: float = 0.1,
+    decay: bool = False,
+    affine: bool = True,
 ) -> dict:
     from pymatgen.analysis.structure_matcher import StructureMatcher
     from scipy.stats import spearmanr
@@ -82,6 +88,7 @@ def evaluate(
         lr=lr,
         threshold=metadata.get("uncertainty_threshold"),
         decay=decay,
+        affine=affine,
     )
     seconds = time.perf_counter() - started
     rows = {"DeepRelax": [], "Dummy": []}
@@ -160,13 +167,22 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=100, help="solver Adam steps")
     parser.add_argument("--lr", type=float, default=0.1, help="solver Adam learning rate")
     parser.add_argument("--decay", action="store_true", help="solver lr decays linearly to 0")
+    parser.add_argument(
+        "--no-affine", action="store_true", help="start the solver at the input positions"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     reports = {}
     for path in args.pairs:
         pairs = pairs_from_db(path, limit=args.limit)
         report = evaluate(
-            args.model, pairs, args.batch_size, steps=args.steps, lr=args.lr, decay=args.decay
+            args.model,
+            pairs,
+            args.batch_size,
+            steps=args.steps,
+            lr=args.lr,
+            decay=args.decay,
+            affine=not args.no_affine,
         )
         reports[Path(path).name] = report
         print(format_table(Path(path).name, report))

@@ -106,6 +106,26 @@ def test_e3_equivariance_of_heads_and_solver(reflect):
     assert np.allclose(solved[0] @ q.T + t, solved[1], atol=1e-8)
 
 
+def test_prediction_rotates_with_the_input_and_starts_from_fractional_coordinates():
+    """The full pipeline (ensemble, affine start, solver): rotating the input rotates the
+    predicted structure; with 0 solver steps the result is the input's fractional coordinates
+    in the predicted lattice."""
+    from ase_cartnet.calculators.deeprelax import predict
+
+    ensemble = DeepRelaxEnsemble.from_members([_random_model(seed=s) for s in (0, 1)]).double()
+    atoms = _crystal(5)
+    q = _orthogonal(7, reflect=False)
+    r0, r1 = predict(ensemble, [atoms, _transform(atoms, q, np.zeros(3))])
+    assert np.allclose(r0.atoms.positions @ q.T, r1.atoms.positions, atol=1e-8)
+    assert np.allclose(r0.atoms.cell[:] @ q.T, r1.atoms.cell[:], atol=1e-10)
+    (lattice_only,) = predict(ensemble, [atoms], steps=0)
+    assert np.allclose(
+        lattice_only.atoms.get_scaled_positions(wrap=False),
+        atoms.get_scaled_positions(wrap=False),
+        atol=1e-10,
+    )
+
+
 def test_permutation_equivariance():
     """Relabelling the atoms permutes the solved positions and leaves lattice and uncertainty."""
     from ase_cartnet.calculators.deeprelax import predict

@@ -39,7 +39,12 @@ from ase_cartnet.models.deeprelax import (
     DeepRelaxModel,
     EnsembleOutput,
 )
-from ase_cartnet.models.deeprelax_solver import DEFAULT_LR, DEFAULT_STEPS, solve_positions
+from ase_cartnet.models.deeprelax_solver import (
+    DEFAULT_LR,
+    DEFAULT_STEPS,
+    affine_start,
+    solve_positions,
+)
 from ase_cartnet.validation import validate_structure
 
 MIN_VOLUME_RATIO = 0.2
@@ -179,9 +184,12 @@ def predict(
     threshold: float | None = None,
     elements: Sequence[int] | None = None,
     decay: bool = False,
+    affine: bool = True,
 ) -> list[DeepRelaxResult]:
     """Pre-relaxed copies of ``structures`` (inputs untouched), in batches of ``batch_size``:
-    ensemble forward pass, then the EDG solver on d̄ ± mean exp(û) with the mean lattice."""
+    ensemble forward pass, then the EDG solver on d̄ ± mean exp(û) with the mean lattice,
+    started (``affine``) from the input's fractional coordinates in the predicted lattice
+    (:func:`~ase_cartnet.models.deeprelax_solver.affine_start`), else from the input positions."""
     from ase_cartnet.train.deeprelax_data import deeprelax_graph
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -221,6 +229,7 @@ def predict(
             out.disp_distance,
             out.disp_scale,
             batch.batch,
+            start=affine_start(batch.pos, batch.cell, out.lattice, batch.batch) if affine else None,
             steps=steps,
             lr=lr,
             decay=decay,

@@ -68,6 +68,7 @@ def solve_positions(
     disp_half_width: torch.Tensor,
     batch: torch.Tensor | None = None,
     *,
+    start: torch.Tensor | None = None,
     steps: int = DEFAULT_STEPS,
     lr: float = DEFAULT_LR,
     decay: bool = False,
@@ -82,6 +83,8 @@ def solve_positions(
         disp_index: (2, D) displacement edges (source j: the moving atom; target i: the anchor).
         disp_distance, disp_half_width: (D,) d̂ and exp(û) of the displacement edges, Å.
         batch: (N,) structure of each atom (may be omitted for one structure).
+        start: (N, 3) starting positions (default: the initial positions); see
+            :func:`affine_start`.
         steps, lr: Adam settings (official: 100 steps at 0.1).
         decay: if True the learning rate decays linearly to 0 over the steps (not in the paper;
             useful when the bounds are tight and an exact realisation exists).
@@ -114,7 +117,11 @@ def solve_positions(
         out = out.index_add(0, edge_graph, periodic)
         return out.index_add(0, disp_graph, moved)
 
-    positions = init.clone().requires_grad_(True)
+    if start is None:
+        positions = init.clone()
+    else:
+        positions = torch.bmm(start.detach().to(dtype).unsqueeze(1), frames).squeeze(1)
+    positions.requires_grad_(True)
     with torch.enable_grad():
         optimizer = torch.optim.Adam([positions], lr=float(lr))
         scheduler = (
@@ -141,3 +148,34 @@ def _lattice_frames(cells: torch.Tensor) -> torch.Tensor:
     signs = torch.sign(torch.diagonal(r, dim1=1, dim2=2))
     signs = torch.where(signs == 0, torch.ones_like(signs), signs)
     return q * signs.unsqueeze(1)
+
+
+def affine_start(
+    positions: torch.Tensor,
+    cell: torch.Tensor,
+    lattice: torch.Tensor,
+    batch: torch.Tensor,
+    about: str = "origin",
+) -> torch.Tensor:
+    """Initial positions carried into the predicted lattice by the affine map L⁻¹L̂ about a
+    fixed point c: r₀ = c + (r − c) L⁻¹ L̂.
+
+    ``about="origin"`` (c = 0) keeps the fractional coordinates exactly: the convention of ASE's
+    cell filters (the cell deforms about the Cartesian origin) and of the synthetic training
+    pairs. It commutes with rotations and reflections, but a translated input starts from a
+    point translated by t L⁻¹L̂ instead of t. ``about="centroid"`` (c = each structure's mean
+    position) commutes with translations too.
+
+    Args: positions (N, 3), cell (B, 3, 3) input lattice, lattice (B, 3, 3) predicted, batch (N,).
+    """
+    if about not in ("origin", "centroid"):
+        raise ValueError(f"about must be 'origin' or 'centroid', got {about!r}")
+    n_graphs = cell.shape[0]
+    counts = torch.bincount(batch, minlength=n_graphs).clamp(min=1).to(positions.dtype)
+    centroid = positions.new_zeros((n_graphs, 3))
+    if about == "centroid":
+        centroid = centroid.index_add_(0, batch, positions) / counts.unsqueeze(-1)
+    maps = torch.linalg.solve(cell.to(positions.dtype), lattice.to(positions.dtype))  # L⁻¹ L̂
+    relative = (positions - centroid.index_select(0, batch)).unsqueeze(1)
+    moved = torch.bmm(relative, maps.index_select(0, batch)).squeeze(1)
+    return centroid.index_select(0, batch) + moved
