@@ -23,6 +23,10 @@ from ase_cartnet.train.adp_data import (
 from ase_cartnet.train.cartnet_task import CartNetADPTask
 from ase_cartnet.train.loop import TrainConfig, fit
 
+DEFAULT_ADP_FLOOR = 1e-6
+"""Å²: U = LᵀL + εI for models trained here, so every predicted U is positive definite in
+floating point (official checkpoints keep ε = 0)."""
+
 
 def load_structures(db: str | None, cif_dir: str | None) -> tuple[list[ADPStructure], str]:
     if (db is None) == (cif_dir is None):
@@ -49,12 +53,18 @@ def train_cartnet(
 ) -> dict[str, Any]:
     """Split by structure, standardise temperature with the training statistics, train with the
     shared loop, and return its summary. ``architecture``: CartNetConfig fields (dim, dim_rbf,
-    num_layers, cutoff, use_direction, use_temperature, use_envelope)."""
+    num_layers, cutoff, use_direction, use_temperature, use_envelope, adp_floor — default
+    ``DEFAULT_ADP_FLOOR``)."""
     train_config = train_config or TrainConfig()
     train, val = split_structures(structures, val_fraction, train_config.seed)
     mean, std = temperature_statistics(train)
     config = CartNetConfig(
-        **{**(architecture or {}), "temperature_mean": mean, "temperature_std": std}
+        **{
+            "adp_floor": DEFAULT_ADP_FLOOR,
+            **(architecture or {}),
+            "temperature_mean": mean,
+            "temperature_std": std,
+        }
     )
     torch.manual_seed(train_config.seed)
     model = CartNet(config)

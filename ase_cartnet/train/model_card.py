@@ -47,12 +47,19 @@ def export_cartnet(
     checkpoint: str | os.PathLike,
     weights_out: str | os.PathLike,
     card: dict[str, Any],
+    *,
+    adp_floor: float | None = None,
 ) -> tuple[Path, Path]:
     """Write the weights of ``checkpoint`` (no optimizer state; float32) to ``weights_out`` and
     the model card next to it (same stem, ``.json``). ``card`` holds the descriptive fields; the
-    architecture, training metadata and sha256 are filled in here. Returns both paths."""
+    architecture, training metadata and sha256 are filled in here. ``adp_floor`` (Å²) replaces
+    the config's ε of U = LᵀL + εI (a run trained with ε = 0 can predict needle-like ellipsoids
+    that round to a non-positive-definite U). Returns both paths."""
     payload = read_checkpoint(checkpoint)
-    config = CartNetConfig.from_dict(dict(payload["config"]))
+    values = dict(payload["config"])
+    if adp_floor is not None:
+        values["adp_floor"] = float(adp_floor)
+    config = CartNetConfig.from_dict(values)
     model = CartNet(config)
     model.load_state_dict(payload["model_state"])
     metadata = {k: v for k, v in dict(payload.get("metadata", {})).items() if k in KEEP_METADATA}

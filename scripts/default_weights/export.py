@@ -69,12 +69,18 @@ def main() -> None:
     parser.add_argument("--checkpoint", required=True, help="best.pt of the training run")
     parser.add_argument("--train-db", required=True)
     parser.add_argument("--test-db", required=True)
-    parser.add_argument("--metrics", required=True, help="JSON of eval_cartnet_default.py")
+    parser.add_argument("--metrics", default=None, help="JSON of eval_cartnet_default.py")
+    parser.add_argument(
+        "--adp-floor", type=float, default=None, help="Å², ε of U = LᵀL + εI (default: the run's)"
+    )
     parser.add_argument("--out", default=str(DEFAULT_CARTNET))
     parser.add_argument("--eval-command", default="", help="the command that made --metrics")
+    parser.add_argument(
+        "--train-db-origin", default="", help="where the exact training database is kept"
+    )
     args = parser.parse_args()
 
-    metrics = json.loads(Path(args.metrics).read_text())
+    metrics = json.loads(Path(args.metrics).read_text()) if args.metrics else None
     train = db_summary(Path(args.train_db))
     test = db_summary(Path(args.test_db))
     metadata = read_checkpoint(args.checkpoint).get("metadata", {})
@@ -95,8 +101,12 @@ def main() -> None:
             "and Carbon-24; ≤ 10 atoms per cell)",
             "test_candidates": "data/adp_default/test_ids.txt (test splits; held out)",
             "generation_command": "bash scripts/default_weights/generate.sh",
-            "train_db": {k: v for k, v in train.items() if k != "stable_ids"},
+            "train_db": {
+                **{k: v for k, v in train.items() if k != "stable_ids"},
+                "origin": args.train_db_origin,
+            },
             "test_db": {k: v for k, v in test.items() if k != "stable_ids"},
+            "train_ids": train["stable_ids"],
             "test_ids": test["stable_ids"],
             "licence": "structures: Materials Project (CC BY 4.0) via CDVAE's MP-20, Perov-5 and "
             "Carbon-24 splits (MIT); labels computed by ase-cartnet",
@@ -110,7 +120,7 @@ def main() -> None:
         "official_checkpoint": "CartNetADP(checkpoint=path) loads the official CartNet "
         "checkpoint format (Solé et al., Digital Discovery 2025) unchanged",
     }
-    weights, card_path = export_cartnet(args.checkpoint, args.out, card)
+    weights, card_path = export_cartnet(args.checkpoint, args.out, card, adp_floor=args.adp_floor)
     print(f"wrote {weights} ({weights.stat().st_size / 2**20:.1f} MB) and {card_path}")
 
 
