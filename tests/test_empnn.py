@@ -38,7 +38,7 @@ ALL_FIELDS = EMPNNConfig(
     triplet_messages=True,
 )
 VARIANTS = {
-    "edge_ketbra": EMPNNConfig(dim=12, num_rbf=8, num_layers=2, num_steps=3),
+    "edge_ketbra": EMPNNConfig(dim=12, num_rbf=8, num_relative=6, num_layers=2, num_steps=3),
     "all_fields": ALL_FIELDS,
     "grad_sym_first_order": EMPNNConfig(
         dim=12,

@@ -64,6 +64,10 @@ class EMPNNConfig:
     Attributes:
         dim: feature width (128).
         num_rbf: Gaussian radial basis functions on [0, rbf_max] Å.
+        num_relative: Gaussian basis functions (plus the raw value) of the relative edge length
+            r_γ / r̄_i on [0.4, 1.6], r̄_i the mean length of the edges of the centre atom i;
+            0 (default) gives the paper's eqn 8a exactly. An invariant of the point cloud, so
+            equivariance is untouched; it exposes anisotropic strain directly (our addition).
         rbf_max: Å, the largest distance the radial basis resolves.
         num_angle: basis functions of cos θ for triplet messages.
         num_layers: invariant MPNN layers before the deformation steps (8).
@@ -85,6 +89,7 @@ class EMPNNConfig:
 
     dim: int = 128
     num_rbf: int = 32
+    num_relative: int = 0
     rbf_max: float = 8.0
     num_angle: int = 16
     num_layers: int = 8
@@ -121,6 +126,8 @@ class EMPNNConfig:
         for name in ("dim", "num_rbf", "num_angle", "k", "max_z"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.num_relative < 0:
+            raise ValueError(f"num_relative must be >= 0, got {self.num_relative}")
         if self.num_layers < 0 or self.num_steps < 0:
             raise ValueError("num_layers and num_steps must be >= 0")
         if self.head == "deform" and self.num_steps < 1:
@@ -268,7 +275,8 @@ class MessageLayer(nn.Module):
         super().__init__()
         d = config.dim
         self.k = float(config.k)
-        self.edge_message = _mlp(2 * d + config.num_rbf, d, d)
+        radial = config.num_rbf + (config.num_relative + 1 if config.num_relative else 0)
+        self.edge_message = _mlp(2 * d + radial, d, d)
         self.edge_aggregate = _mlp(d, d, d)
         self.triplet_messages = triplet_messages
         if triplet_messages:
@@ -312,6 +320,9 @@ class _Encoder(nn.Module):
         self.config = config
         self.embedding = nn.Embedding(config.max_z + 1, config.dim)
         self.rbf = GaussianBasis(0.0, config.rbf_max, config.num_rbf)
+        self.relative = (
+            GaussianBasis(0.4, 1.6, config.num_relative) if config.num_relative else None
+        )
         self.abf = GaussianBasis(-1.0, 1.0, config.num_angle)
         self.layers = nn.ModuleList(
             MessageLayer(config, config.triplet_messages) for _ in range(config.num_layers)
@@ -322,9 +333,19 @@ class _Encoder(nn.Module):
             raise ValueError(f"atomic numbers must be in 1..{self.config.max_z}")
         return self.embedding(numbers)
 
-    def features(self, geo: Geometry) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def features(
+        self, geo: Geometry, edge_index: torch.Tensor, num_nodes: int
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Edge features (E, num_rbf [+ num_relative + 1]) and triplet features (T, num_angle)."""
         abf = self.abf(geo.cos_theta) if geo.cos_theta is not None else None
-        return self.rbf(geo.r), abf
+        rbf = self.rbf(geo.r)
+        if self.relative is not None:
+            tgt = edge_index[1]
+            count = torch.bincount(tgt, minlength=num_nodes).clamp(min=1).to(geo.r.dtype)
+            mean = _scatter_sum(geo.r, tgt, num_nodes) / count
+            rel = geo.r / mean.index_select(0, tgt)
+            rbf = torch.cat([rbf, self.relative(rel), (rel - 1.0).unsqueeze(-1)], dim=-1)
+        return rbf, abf
 
 
 @dataclass
@@ -436,7 +457,7 @@ class EMPNN(nn.Module):
 
         h = self.encoder.embed(numbers)
         geo = geometry(edge_vectors(positions, cell, edge_index, cell_shifts, batch), triplet_index)
-        rbf, abf = self.encoder.features(geo)
+        rbf, abf = self.encoder.features(geo, edge_index, numbers.shape[0])
         for layer in self.encoder.layers:
             h, _, _ = layer(h, edge_index, rbf, triplet_index, abf)
 
@@ -483,7 +504,7 @@ class EMPNN(nn.Module):
                 geo = geometry(
                     edge_vectors(positions, cell, edge_index, cell_shifts, batch), triplet_index
                 )
-                rbf, abf = self.encoder.features(geo)
+                rbf, abf = self.encoder.features(geo, edge_index, numbers.shape[0])
         return LatticeOutput(cell=cell, action=action, cells=cells, positions=positions)
 
 
@@ -522,7 +543,7 @@ class LatticeFF(nn.Module):
             triplet_index = None
         h = self.encoder.embed(numbers)
         geo = geometry(edge_vectors(positions, cell, edge_index, cell_shifts, batch), triplet_index)
-        rbf, abf = self.encoder.features(geo)
+        rbf, abf = self.encoder.features(geo, edge_index, numbers.shape[0])
         for layer in self.encoder.layers:
             h, _, _ = layer(h, edge_index, rbf, triplet_index, abf)
         counts = torch.bincount(batch, minlength=n_graphs).to(h.dtype)

@@ -124,6 +124,7 @@ def _run(args: argparse.Namespace) -> int:
     architecture = {
         "dim": args.dim,
         "num_rbf": args.rbf,
+        "num_relative": args.relative,
         "num_layers": args.layers,
         "num_steps": args.steps,
         "k": args.k,
@@ -200,6 +201,12 @@ def register(models) -> None:
     p.add_argument("--head", default="deform", choices=("deform", "ff"), help="ff: baseline")
     p.add_argument("--dim", type=int, default=128)
     p.add_argument("--rbf", type=int, default=32)
+    p.add_argument(
+        "--relative",
+        type=int,
+        default=0,
+        help="basis size of the relative edge length r/r̄_i (0: the paper's eqn 8a)",
+    )
     p.add_argument("--layers", type=int, default=8, help="invariant MPNN layers")
     p.add_argument("--steps", type=int, default=4, help="deformation steps")
     p.add_argument("--k", type=int, default=16, help="kNN graph neighbours")
