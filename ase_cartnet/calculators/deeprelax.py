@@ -185,11 +185,17 @@ def predict(
     elements: Sequence[int] | None = None,
     decay: bool = False,
     affine: bool = True,
+    recentre: bool = True,
 ) -> list[DeepRelaxResult]:
     """Pre-relaxed copies of ``structures`` (inputs untouched), in batches of ``batch_size``:
     ensemble forward pass, then the EDG solver on d̄ ± mean exp(û) with the mean lattice,
     started (``affine``) from the input's fractional coordinates in the predicted lattice
-    (:func:`~ase_cartnet.models.deeprelax_solver.affine_start`), else from the input positions."""
+    (:func:`~ase_cartnet.models.deeprelax_solver.affine_start`), else from the input positions.
+
+    ``recentre``: subtract each structure's mean displacement of the solve (solved − start).
+    The hinge loss leaves the common translation free within the bounds exp(û) of the
+    displacement edges, and Adam's constant steps let it drift by about the learning rate; on
+    held-out pairs the drift, not the change of internal coordinates, made coordinates worse."""
     from ase_cartnet.train.deeprelax_data import deeprelax_graph
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -218,6 +224,7 @@ def predict(
         batch = batch_graphs(graphs)
         with torch.no_grad():
             out = ensemble(batch)
+        start = affine_start(batch.pos, batch.cell, out.lattice, batch.batch) if affine else None
         solved = solve_positions(
             batch.pos,
             out.lattice,
@@ -229,12 +236,19 @@ def predict(
             out.disp_distance,
             out.disp_scale,
             batch.batch,
-            start=affine_start(batch.pos, batch.cell, out.lattice, batch.batch) if affine else None,
+            start=start,
             steps=steps,
             lr=lr,
             decay=decay,
         )
-        results.extend(_split(chunk, batch, out, solved.positions, threshold))
+        positions = solved.positions
+        if recentre:  # remove the solve's net drift (weakly anchored, see the docstring)
+            origin = batch.pos if start is None else start
+            drift = positions.new_zeros((len(chunk), 3)).index_add_(
+                0, batch.batch, positions - origin
+            ) / torch.bincount(batch.batch).unsqueeze(-1).to(positions.dtype)
+            positions = positions - drift.index_select(0, batch.batch)
+        results.extend(_split(chunk, batch, out, positions, threshold))
     return results
 
 
