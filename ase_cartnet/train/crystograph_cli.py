@@ -235,6 +235,8 @@ def _run(args: argparse.Namespace) -> int:
         if value is not None:
             architecture[name] = value
     architecture["lap_mode"] = args.lap_mode
+    if args.no_edge_angles:
+        architecture["use_edge_angles"] = False
     config = TrainConfig(
         epochs=args.epochs,
         lr=args.lr,
@@ -287,5 +289,10 @@ def register(models) -> None:
     p.add_argument("--num-gwt", type=int, default=None)
     p.add_argument("--line-dim", type=int, default=None)
     p.add_argument("--lap-mode", choices=("signed", "projector"), default="signed")
+    p.add_argument(
+        "--no-edge-angles",
+        action="store_true",
+        help="edge features from r only (no cell-frame θ, φ): exact SL3(Z) cell invariance",
+    )
     p.add_argument("--threads", type=int, default=1)
     p.set_defaults(func=_run)
