@@ -223,7 +223,8 @@ def main() -> int:
             f"test {len(test_set)}, {EPOCHS[dataset]} epochs"
         )
         print(
-            "| model | test MAE | params | train time (s, 1 thread) | Δ 2×2×2 (mean/max) "
+            "| model | test MAE | params | train wall time (s, 1 thread, shared CPU) "
+            "| Δ 2×2×2 (mean/max) "
             "| Δ SL3(Z) (mean/max) |"
         )
         print("|---|---|---|---|---|---|")
@@ -255,7 +256,7 @@ def main() -> int:
                 "test_metrics": {"mae": row["mae"], "rmse": row["rmse"], "n": len(test_set)},
                 "comparison": {k: v["mae"] for k, v in rows.items()},
                 "cell_choice_dependence": row["cell_choice"],
-                "train_seconds_one_thread": row["train_s"],
+                "train_wall_seconds_one_thread_shared_cpu": row["train_s"],
                 "training_command": {
                     "CrysToGraph": crystograph_command(dataset),
                     "CrysToGraph, no cell-frame angles": crystograph_command(dataset)

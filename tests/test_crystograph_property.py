@@ -131,6 +131,13 @@ def test_cartnet_scalar_checkpoint_goes_through_the_same_calculator(tmp_path):
     values = calc.predict_many(structures())
     # CartNet's radius graph and mean readout are the same for a supercell
     assert values[2] == pytest.approx(values[0], abs=1e-5)
+    # graphs are built in the cell frame, so a rotated crystal gives the same value
+    from scipy.spatial.transform import Rotation
+
+    r = Rotation.random(random_state=0).as_matrix()
+    turned = structures()[0]
+    turned.set_cell(turned.cell[:] @ r.T, scale_atoms=True)
+    assert calc.predict_many([turned])[0] == pytest.approx(values[0], abs=1e-5)
 
 
 def test_export_writes_weights_and_card(checkpoint, tmp_path):
