@@ -155,6 +155,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="samples per model call")
     parser.add_argument("--json", default=None, help="write all figures to this JSON file")
     parser.add_argument(
+        "--rotations", type=int, default=8, help="also report test-time rotation averaging (K)"
+    )
+    parser.add_argument(
         "--speed-structures", type=int, default=5, help="teacher re-run in this process (0: none)"
     )
     args = parser.parse_args()
@@ -172,6 +175,13 @@ def main() -> None:
         "cartnet": adp_metrics(pred, target),
         "cartnet_per_temperature": per_temperature(pred, target, temps),
     }
+    if args.rotations > 1:
+        averaged = CartNetADP(checkpoint=args.model, max_neighbours=None, rotations=args.rotations)
+        r_pred, r_target, _, r_seconds = cartnet_predictions(averaged, test, args.batch_size)
+        results[f"cartnet_rotations_{args.rotations}"] = {
+            **adp_metrics(r_pred, r_target),
+            "s_per_structure": float(r_seconds),
+        }
     base_pred, base_target = isotropic_mean_baseline(train, test)
     results["baseline_isotropic_mean"] = adp_metrics(base_pred, base_target)
     if args.ablation:
@@ -207,6 +217,9 @@ def main() -> None:
         f"samples, {len(pred)} atom-temperatures"
     )
     print(f"  CartNet                      {fmt(results['cartnet'])}")
+    key = f"cartnet_rotations_{args.rotations}"
+    if key in results:
+        print(f"  CartNet, {args.rotations} rotations averaged {fmt(results[key])}")
     print(f"  isotropic (element, T) mean  {fmt(results['baseline_isotropic_mean'])}")
     if "baseline_no_direction" in results:
         print(f"  CartNet w/o direction        {fmt(results['baseline_no_direction'])}")
