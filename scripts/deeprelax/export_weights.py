@@ -75,6 +75,7 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--out", default="ase_cartnet/weights/deeprelax_ensemble.pt")
     parser.add_argument("--json", default="runs/deeprelax/eval.json")
+    parser.add_argument("--limit", type=int, default=None, help="test pairs per database")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
 
@@ -94,7 +95,7 @@ def main(argv=None) -> int:
         if not Path(db).is_file():
             print(f"skipping {db} (absent)")
             continue
-        report = evaluate(str(weights), pairs_from_db(db))
+        report = evaluate(str(weights), pairs_from_db(db, limit=args.limit))
         reports[Path(db).name] = report
         print(format_table(Path(db).name, report))
         print()
