@@ -28,10 +28,11 @@ class CrysToGraphProperty(Calculator):
 
     ``calc.target`` is the property's name and ``calc.units`` its unit; the value is available
     as ``calc.get_property(calc.target, atoms)`` and as ``"property"``. The shipped defaults
-    (offline, in ``ase_cartnet/weights``):
+    (offline, in ``ase_cartnet/weights``) are, per target, the better of CrysToGraph and CartNet's
+    scalar head in ``benchmarks/compare_property_models.py`` (the model card says which):
 
-    * ``target="formation_energy_per_atom"`` (eV/atom), trained on 9.9 k MP-20 structures
-      (1–20 atoms, Materials Project PBE(+U));
+    * ``target="formation_energy_per_atom"`` (eV/atom), trained on 9.4 k MP-20 structures
+      (1–20 atoms, Materials Project GGA(+U)), the default;
     * ``target="heat_ref"`` (eV, per 5-atom cell), trained on 3.6 k cubic ABX3 perovskites of
       Castelli et al. (Perov-5).
 
@@ -45,9 +46,11 @@ class CrysToGraphProperty(Calculator):
     unusual chemistries or far-from-equilibrium geometries are extrapolation), and not a
     potential: there are no energies, forces or stresses. The shipped models are small, trained
     for a few epochs on a CPU budget (see the model cards and README for their test MAEs), far
-    from the paper's accuracy. Predictions depend slightly on the choice of cell (positional
-    encodings and cell-frame edge angles): a supercell of the same crystal does not give exactly
-    the same value.
+    from the paper's accuracy. Predictions are invariant to rotations, translations and atom
+    order, but depend on the choice of cell: CrysToGraph through its positional encodings (a
+    supercell) and its cell-frame edge angles (another basis of the same lattice), CartNet
+    through the cell frame its Cartesian directions are read in (another basis). The README
+    gives the measured sizes.
     """
 
     implemented_properties = ["property"]
