@@ -37,13 +37,14 @@ def cartnet_part(out: Path, checkpoint: str | None):
     atoms = read_cif(MGAL2SI2_CIF)
     temperature = atoms.info["temperature"]
     calc = CartNetADP(checkpoint=checkpoint)
-    start = time.perf_counter()
     u_pred = calc.get_property("adps", atoms)
+    start = time.perf_counter()  # a second, warm call: graph, model and checks, no loading
+    calc.predict_many([atoms], temperatures=[temperature])
     seconds = time.perf_counter() - start
     print(
         f"[1] CartNet ({calc.checkpoint_path.name}) on {MGAL2SI2_CIF.name}: "
         f"{atoms.get_chemical_formula()}, {len(atoms)} atoms, T = {temperature:g} K "
-        f"({seconds * 1e3:.0f} ms)"
+        f"({seconds * 1e3:.0f} ms per prediction)"
     )
     for label, ueq in zip(atoms.arrays["site_label"], u_equiv(u_pred), strict=True):
         print(f"    {label:<5} U_eq = {ueq:.5f} Å²")
@@ -70,7 +71,8 @@ def reference_part(atoms, u_pred, cartnet_seconds: float, out: Path) -> None:
     print(
         f"[2] phonon_ref (CHGNet teacher: relaxed, {len(reference.phonopy.supercell)}-atom "
         f"supercell, {reference.n_force_calls} force calls) at {temperature:g} K, "
-        f"{seconds:.1f} s — {seconds / cartnet_seconds:.0f}× CartNet's time:"
+        f"{seconds:.1f} s including the teacher's loading — {seconds / cartnet_seconds:.0f}× "
+        "CartNet's time:"
     )
     report = compare(u_pred, u_ref, atoms, names=("CartNet", "phonon_ref"))
     print("    " + report.table().replace("\n", "\n    "))
