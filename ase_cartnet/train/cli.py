@@ -21,7 +21,12 @@ from ase_cartnet.train.adp_data import (
     temperature_statistics,
 )
 from ase_cartnet.train.cartnet_task import CartNetADPTask
-from ase_cartnet.train.loop import TrainConfig, fit
+from ase_cartnet.train.loop import (
+    TrainConfig,
+    add_training_arguments,
+    fit,
+    train_config_from_args,
+)
 
 DEFAULT_ADP_FLOOR = 1e-6
 """Å²: U = LᵀL + εI for models trained here, so every predicted U is positive definite in
@@ -118,15 +123,7 @@ def _run(args: argparse.Namespace) -> int:
         "use_temperature": not args.no_temperature,
         "use_envelope": not args.no_envelope,
     }
-    config = TrainConfig(
-        epochs=args.epochs,
-        lr=args.lr,
-        pct_start=args.pct_start,
-        weight_decay=args.weight_decay,
-        grad_clip=args.grad_clip,
-        seed=args.seed,
-        select_metric=args.select,
-    )
+    config = train_config_from_args(args, select_metric=args.select)
     tpe: int | str = (
         "all" if args.temperatures_per_epoch == "all" else int(args.temperatures_per_epoch)
     )
@@ -163,14 +160,9 @@ def register(subparsers) -> None:
     )
     source.add_argument("--cif-dir", help="folder of CIFs with experimental ADPs and temperatures")
     p.add_argument("--out", required=True, help="run folder (resumes if it holds last.pt)")
-    p.add_argument("--epochs", type=int, default=50)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--pct-start", type=float, default=0.01)
-    p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--grad-clip", type=float, default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--val-fraction", type=float, default=0.1)
+    add_training_arguments(
+        p, epochs=50, batch_size=16, lr=1e-3, pct_start=0.01, grad_clip=None, val_fraction=0.1
+    )
     p.add_argument("--temperatures-per-epoch", default="all", help="'all' or k per structure")
     p.add_argument(
         "--loss",

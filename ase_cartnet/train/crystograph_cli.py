@@ -22,7 +22,7 @@ import torch
 from ase_cartnet.crystograph_graph import crystograph_graph, random_laplacian_sign_flip
 from ase_cartnet.errors import InputError
 from ase_cartnet.models.crystograph import CrysToGraph, CrysToGraphConfig
-from ase_cartnet.train.loop import TrainConfig, fit
+from ase_cartnet.train.loop import TrainConfig, add_training_arguments, fit, train_config_from_args
 from ase_cartnet.train.property_data import PropertySet, load_property_csv
 from ase_cartnet.train.property_task import PropertyTask, predict_graphs
 
@@ -237,14 +237,7 @@ def _run(args: argparse.Namespace) -> int:
     architecture["lap_mode"] = args.lap_mode
     if args.no_edge_angles:
         architecture["use_edge_angles"] = False
-    config = TrainConfig(
-        epochs=args.epochs,
-        lr=args.lr,
-        pct_start=args.pct_start,
-        weight_decay=args.weight_decay,
-        grad_clip=args.grad_clip,
-        seed=args.seed,
-    )
+    config = train_config_from_args(args)
     summary = train_crystograph(
         train_set,
         args.out,
@@ -273,14 +266,9 @@ def register(models) -> None:
     p.add_argument("--dataset", required=True, choices=sorted(DATASETS))
     p.add_argument("--data-dir", default=None, help="folder holding perov_5/ and mp_20/")
     p.add_argument("--out", required=True, help="run folder (resumes if it holds last.pt)")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--pct-start", type=float, default=0.1)
-    p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--grad-clip", type=float, default=5.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--val-fraction", type=float, default=0.05)
+    add_training_arguments(
+        p, epochs=10, batch_size=32, lr=1e-3, pct_start=0.1, grad_clip=5.0, val_fraction=0.05
+    )
     p.add_argument("--reduced", action="store_true", help=f"the CPU-budget architecture {REDUCED}")
     p.add_argument("--dim", type=int, default=None)
     p.add_argument("--num-heads", type=int, default=None)

@@ -26,7 +26,7 @@ from ase_cartnet.train.deeprelax_data import (
     pairs_from_db,
 )
 from ase_cartnet.train.deeprelax_task import DeepRelaxTask
-from ase_cartnet.train.loop import TrainConfig, fit
+from ase_cartnet.train.loop import TrainConfig, add_training_arguments, fit, train_config_from_args
 
 MODEL_NAME = "deeprelax"
 ENSEMBLE_NAME = "deeprelax_ensemble"
@@ -193,15 +193,7 @@ def _run(args: argparse.Namespace) -> int:
         "max_neighbours": args.max_neighbours,
         "pcoe_dim": args.pcoe_dim,
     }
-    config = TrainConfig(
-        epochs=args.epochs,
-        lr=args.lr,
-        pct_start=args.pct_start,
-        weight_decay=args.weight_decay,
-        grad_clip=args.grad_clip,
-        seed=args.seed,
-        select_metric="mae",
-    )
+    config = train_config_from_args(args, select_metric="mae")
     summaries = train_deeprelax(
         pairs,
         args.out,
@@ -237,14 +229,9 @@ def register(models) -> None:
     p.add_argument("--limit", type=int, default=None, help="first N structures/pairs only")
     p.add_argument("--out", required=True, help="run folder (replicate_<t>/ each resumable)")
     p.add_argument("--replicates", type=int, default=5, help="ensemble size T")
-    p.add_argument("--epochs", type=int, default=50)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--pct-start", type=float, default=0.05)
-    p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--grad-clip", type=float, default=10.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--val-fraction", type=float, default=0.05)
+    add_training_arguments(
+        p, epochs=50, batch_size=32, lr=1e-3, pct_start=0.05, grad_clip=10.0, val_fraction=0.05
+    )
     defaults = DeepRelaxConfig()
     p.add_argument("--hidden", type=int, default=defaults.hidden)
     p.add_argument("--layers", type=int, default=defaults.num_layers)

@@ -29,7 +29,7 @@ from ase_cartnet.models.empnn import (
 )
 from ase_cartnet.train.empnn_data import Crystal, load_split, parse_split_spec
 from ase_cartnet.train.empnn_task import EMPNNDenoiseTask, lattice_statistics
-from ase_cartnet.train.loop import TrainConfig, fit
+from ase_cartnet.train.loop import TrainConfig, add_training_arguments, fit, train_config_from_args
 
 DEFAULT_TRAIN = ("mp_20/val", "mp_20/train_subset_847", "carbon_24/val", "perov_5/val")
 
@@ -137,15 +137,7 @@ def _run(args: argparse.Namespace) -> int:
     }
     if args.head == "ff":
         architecture.update(edge_fields=(), triplet_fields=(), num_steps=0)
-    config = TrainConfig(
-        epochs=args.epochs,
-        lr=args.lr,
-        pct_start=args.pct_start,
-        weight_decay=args.weight_decay,
-        grad_clip=args.grad_clip,
-        seed=args.seed,
-        select_metric="loss",
-    )
+    config = train_config_from_args(args, select_metric="loss")
     summary = train_empnn(
         crystals,
         args.out,
@@ -187,14 +179,9 @@ def register(models) -> None:
     )
     p.add_argument("--out", required=True, help="run folder (resumes if it holds last.pt)")
     p.add_argument("--cache", default=None, help="folder for parsed-structure caches (.npz)")
-    p.add_argument("--epochs", type=int, default=50)
-    p.add_argument("--batch-size", type=int, default=256, help="structures per batch (paper 256)")
-    p.add_argument("--lr", type=float, default=1e-4, help="peak OneCycle learning rate (1e-4)")
-    p.add_argument("--pct-start", type=float, default=0.05)
-    p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--grad-clip", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--val-fraction", type=float, default=0.05)
+    add_training_arguments(
+        p, epochs=50, batch_size=256, lr=1e-4, pct_start=0.05, grad_clip=1.0, val_fraction=0.05
+    )
     p.add_argument("--sigma", type=float, default=0.1, help="noise A ~ N(0, sigma^2)")
     p.add_argument("--no-sym-noise", action="store_true", help="do not symmetrise A")
     p.add_argument("--loss", default="param_mae", choices=LOSSES)
