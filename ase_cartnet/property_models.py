@@ -10,7 +10,6 @@ is that of ``Standardised(CartNet)``).
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +20,6 @@ import torch
 from torch import nn
 
 from ase_cartnet.errors import CheckpointError, InputError
-from ase_cartnet.io.atomic import atomic_write
 from ase_cartnet.io.checkpoint import (
     FORMAT_TAG,
     load_state_strict,
@@ -162,7 +160,7 @@ def export_property_model(
     """Weights of a training checkpoint (no optimizer state, float32) to ``weights_out`` plus a
     model card (same stem, ``.json``) with ``card``'s fields, the architecture, the training
     metadata, the parameter count, size and sha256."""
-    from ase_cartnet.train.model_card import sha256_of
+    from ase_cartnet.train.model_card import write_model_card
 
     loaded = load_property_model(checkpoint)
     payload = read_checkpoint(checkpoint)
@@ -182,12 +180,6 @@ def export_property_model(
         "architecture": dict(payload["config"]),
         "n_parameters": sum(p.numel() for p in loaded.model.parameters()),
         "training": metadata,
-        "weights_file": weights.name,
-        "sha256": sha256_of(weights),
-        "size_bytes": weights.stat().st_size,
     }
-    card_path = weights.with_suffix(".json")
-    with atomic_write(card_path) as handle:
-        json.dump(full_card, handle, indent=1)
-        handle.write("\n")
+    card_path = write_model_card(weights, full_card)
     return weights, card_path

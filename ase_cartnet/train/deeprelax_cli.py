@@ -4,7 +4,6 @@ then (``--export``) the ensemble as one weights file with a JSON model card."""
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import sys
@@ -15,7 +14,6 @@ import numpy as np
 import torch
 
 from ase_cartnet.errors import InputError
-from ase_cartnet.io.atomic import atomic_write
 from ase_cartnet.io.checkpoint import read_checkpoint, save_checkpoint
 from ase_cartnet.models.deeprelax import DeepRelaxConfig, DeepRelaxEnsemble, DeepRelaxModel
 from ase_cartnet.train.deeprelax_data import (
@@ -123,7 +121,7 @@ def export_deeprelax(
 ) -> tuple[Path, Path]:
     """Gather ``run_dir/replicate_*/best.pt`` into one float32 ensemble checkpoint and write
     the model card (same stem, ``.json``) with architecture, training metadata and sha256."""
-    from ase_cartnet.train.model_card import sha256_of
+    from ase_cartnet.train.model_card import write_model_card
 
     paths = sorted(Path(run_dir).glob("replicate_*/best.pt"))
     if not paths:
@@ -156,14 +154,8 @@ def export_deeprelax(
         "n_parameters_per_member": sum(p.numel() for p in members[0].parameters()),
         "uncertainty_threshold": uncertainty_threshold,
         "training": training,
-        "weights_file": weights.name,
-        "sha256": sha256_of(weights),
-        "size_bytes": weights.stat().st_size,
     }
-    card_path = weights.with_suffix(".json")
-    with atomic_write(card_path) as handle:
-        json.dump(full_card, handle, indent=1)
-        handle.write("\n")
+    card_path = write_model_card(weights, full_card)
     return weights, card_path
 
 

@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from ase_cartnet.calculators.empnn_lattice import load_empnn
-from ase_cartnet.io.atomic import atomic_write
 from ase_cartnet.io.checkpoint import read_checkpoint, save_checkpoint
 from ase_cartnet.models.empnn import count_parameters
-from ase_cartnet.train.model_card import sha256_of
+from ase_cartnet.train.model_card import write_model_card
 
 KEEP = (
     "data_source",
@@ -63,14 +62,8 @@ def export_empnn(
         "architecture": model.config.to_dict(),
         "n_parameters": count_parameters(model),
         "training": metadata,
-        "weights_file": weights.name,
-        "sha256": sha256_of(weights),
-        "size_bytes": weights.stat().st_size,
     }
-    card_path = weights.with_suffix(".json")
-    with atomic_write(card_path) as handle:
-        json.dump(full, handle, indent=1)
-        handle.write("\n")
+    card_path = write_model_card(weights, full)
     return weights, card_path
 
 

@@ -43,6 +43,22 @@ def sha256_of(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def write_model_card(weights: Path, fields: dict[str, Any]) -> Path:
+    """Write the model card of the shipped ``weights`` file beside it (same stem, ``.json``,
+    atomically): ``fields`` plus the file's name, sha256 and size. Returns the card's path."""
+    card = {
+        **fields,
+        "weights_file": weights.name,
+        "sha256": sha256_of(weights),
+        "size_bytes": weights.stat().st_size,
+    }
+    card_path = weights.with_suffix(".json")
+    with atomic_write(card_path) as handle:
+        json.dump(card, handle, indent=1)
+        handle.write("\n")
+    return card_path
+
+
 def export_cartnet(
     checkpoint: str | os.PathLike,
     weights_out: str | os.PathLike,
@@ -66,17 +82,13 @@ def export_cartnet(
     weights = save_checkpoint(
         weights_out, model.float(), model_name="cartnet", config=config.to_dict(), metadata=metadata
     )
-    full_card = {
-        **card,
-        "architecture": config.to_dict(),
-        "n_parameters": sum(p.numel() for p in model.parameters()),
-        "training": metadata,
-        "weights_file": weights.name,
-        "sha256": sha256_of(weights),
-        "size_bytes": weights.stat().st_size,
-    }
-    card_path = weights.with_suffix(".json")
-    with atomic_write(card_path) as handle:
-        json.dump(full_card, handle, indent=1, sort_keys=False)
-        handle.write("\n")
+    card_path = write_model_card(
+        weights,
+        {
+            **card,
+            "architecture": config.to_dict(),
+            "n_parameters": sum(p.numel() for p in model.parameters()),
+            "training": metadata,
+        },
+    )
     return weights, card_path
