@@ -141,6 +141,16 @@ def calculator_info(spec: str | BaseCalculator) -> dict[str, Any]:
     return {"name": label, "version": version}
 
 
+def teacher_info(spec: str | BaseCalculator, load_here: bool) -> dict[str, Any]:
+    """:func:`calculator_info` for a dataset's provenance; with ``load_here=False`` (the work
+    runs on other workers) CHGNet's version is read without loading the model in this process."""
+    if not load_here and isinstance(spec, str) and spec.strip().lower() == "chgnet":
+        import chgnet
+
+        return {"name": "chgnet", "version": f"chgnet {chgnet.__version__}, model 0.3.0"}
+    return calculator_info(spec)
+
+
 def limit_threads(n_threads: int) -> None:
     """Limit torch and the BLAS/OpenMP pools (threadpoolctl) of this process to ``n_threads``.
 

@@ -32,24 +32,22 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import logging
 import os
 import time
 import traceback
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Executor, as_completed
-from dataclasses import dataclass, field
-from pathlib import Path
+from concurrent.futures import Executor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from ase import Atoms
 from numpy.typing import ArrayLike
-from tqdm.auto import tqdm
 
 from ase_cartnet.errors import InputError
-from phonon_ref.calculators import calculator_info, configure_worker, get_calculator
+from ase_cartnet.io.row_builder import BuildSummary, as_items, build_rows
+from phonon_ref.calculators import configure_worker, get_calculator, teacher_info
 from phonon_ref.grids import DEFAULT_MESH_LENGTH, DEFAULT_MIN_LENGTH, MeshSpec, SupercellSpec
 from phonon_ref.harmonic import DEFAULT_FREQ_MIN, DEFAULT_IMAGINARY_TOL
 from phonon_ref.reference import DEFAULT_DISPLACEMENT, PhononReference
@@ -79,40 +77,6 @@ class DatasetSettings:
     require_converged: bool
     n_threads: int | None
     cache_dir: str | None = None
-
-
-@dataclass
-class DatasetSummary:
-    """What :func:`build_dataset` did: ids written as ``ok``/``unstable``/``failed`` in this
-    call, ids ``skipped`` because a row already existed, and the total ``seconds``."""
-
-    out: Path
-    ok: list[str] = field(default_factory=list)
-    unstable: list[str] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-
-
-def _as_items(structures: Mapping[str, Atoms] | Iterable[Any]) -> list[tuple[str, Atoms]]:
-    """(source_id, Atoms) pairs from a mapping, (id, Atoms) tuples, or Atoms whose
-    ``info["source_id"]`` names them (else their position in the sequence)."""
-    items = structures.items() if isinstance(structures, Mapping) else structures
-    out: list[tuple[str, Atoms]] = []
-    for k, item in enumerate(items):
-        if isinstance(item, Atoms):
-            sid, atoms = str(item.info.get("source_id", k)), item
-        else:
-            sid, atoms = item
-            sid = str(sid)
-        if not isinstance(atoms, Atoms):
-            raise InputError(f"structure {sid!r} is not an ase.Atoms ({type(atoms).__name__})")
-        out.append((sid, atoms))
-    ids = [sid for sid, _ in out]
-    if len(set(ids)) != len(ids):
-        dup = sorted({i for i in ids if ids.count(i) > 1})
-        raise InputError(f"duplicate source ids: {dup[:10]}")
-    return out
 
 
 def process_structure(
@@ -237,46 +201,6 @@ def _write_row(db, record: dict[str, Any], settings: DatasetSettings, teacher: d
         db.write(atoms, key_value_pairs=kvp, data=data)
 
 
-MAX_ATTEMPTS = 2
-"""In-process runs: a structure during which the process died this many times (killed, e.g. by
-the out-of-memory killer) is written as a failed row instead of being tried again."""
-
-
-def _inflight_path(out: Path) -> Path:
-    return out.with_name(out.name + ".inflight")
-
-
-def _read_inflight(out: Path) -> tuple[str, int] | None:
-    """(source_id, attempts) of the structure an in-process run was computing when it stopped."""
-    path = _inflight_path(out)
-    try:
-        marker = json.loads(path.read_text())
-        return str(marker["source_id"]), int(marker["attempts"])
-    except (FileNotFoundError, ValueError, KeyError, TypeError):
-        return None
-
-
-def _write_inflight(out: Path, source_id: str, attempts: int) -> None:
-    from ase_cartnet.io.atomic import atomic_write
-
-    with atomic_write(_inflight_path(out)) as handle:
-        json.dump({"source_id": source_id, "attempts": attempts}, handle)
-
-
-def finished_ids(out: str | os.PathLike, include_failed: bool = True) -> set[str]:
-    """source ids that already have a row in ``out`` (failed ones only if ``include_failed``)."""
-    from ase.db import connect
-
-    if not Path(out).exists():
-        return set()
-    with connect(out) as db:
-        return {
-            str(row.source_id)
-            for row in db.select(include_data=False)
-            if "source_id" in row and (include_failed or row.get("status") != "failed")
-        }
-
-
 def build_dataset(
     structures: Mapping[str, Atoms] | Iterable[Any],
     calculator: str = "chgnet",
@@ -297,7 +221,7 @@ def build_dataset(
     worker_threads: int | None = 1,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
-) -> DatasetSummary:
+) -> BuildSummary:
     """Relax every structure with the teacher, compute harmonic ADPs, store one row each.
 
     Parameters
@@ -320,12 +244,9 @@ def build_dataset(
     cache_dir : keep every structure's force constants there (phonopy yaml, ~0.1–1 MB each), so
         other meshes, temperatures or imaginary-mode tolerances cost no force call later.
 
-    Returns a :class:`DatasetSummary`.
+    Returns a :class:`ase_cartnet.io.row_builder.BuildSummary` (resumable as described in
+    :mod:`ase_cartnet.io.row_builder`).
     """
-    from ase.db import connect
-
-    start = time.perf_counter()
-    items = _as_items(structures)
     temps = tuple(float(t) for t in np.atleast_1d(np.asarray(temperatures, dtype=float)))
     if not temps or any(not np.isfinite(t) or t < 0 for t in temps):
         raise InputError(f"temperatures must be finite and >= 0 K, got {temps}")
@@ -344,100 +265,23 @@ def build_dataset(
         n_threads=worker_threads,
         cache_dir=None if cache_dir is None else str(cache_dir),
     )
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    summary = DatasetSummary(out=out)
-    done = finished_ids(out, include_failed=not retry_failed)
-    pending = []
-    for sid, atoms in items:
-        if sid in done:
-            summary.skipped.append(sid)
-        else:
-            pending.append((sid, atoms))
-    if summary.skipped:
-        log.info("%s: %d structures already done, skipped", out, len(summary.skipped))
-    if not pending:
-        summary.seconds = time.perf_counter() - start
-        return summary
-    teacher = calculator_info(calculator) if executor is None else _teacher_info(calculator)
-    initial = dict(pending)
-    db = connect(out)
-    marker = _read_inflight(out) if executor is None else None
-    if marker is not None and marker[0] in initial and marker[1] >= MAX_ATTEMPTS:
-        sid = marker[0]
-        error = (
-            f"the process died {marker[1]} times while computing this structure (killed, e.g. "
-            "by the out-of-memory killer); not tried again"
-        )
-        record = {"source_id": sid, "atoms": initial[sid], "initial": initial[sid],
-                  "status": "failed", "error": error, "timings": {}}  # fmt: skip
+    teacher: dict[str, str] = {}
+
+    def write_row(db, record: dict[str, Any]) -> None:
+        if not teacher:  # loaded at the first finished row: nothing to do costs nothing
+            teacher.update(teacher_info(calculator, load_here=executor is None))
         _write_row(db, record, settings, teacher)
-        summary.failed.append(sid)
-        log.warning("%s failed: %s", sid, error)
-        pending = [(i, a) for i, a in pending if i != sid]
-        _inflight_path(out).unlink(missing_ok=True)
-    if retry_failed:
-        stale = [row.id for row in db.select(status="failed") if row.source_id in initial]
-        if stale:
-            db.delete(stale)
-    bar = tqdm(total=len(pending), desc="structures", disable=not progress)
-    try:
-        for record in _run(pending, settings, executor, out):
-            record["initial"] = initial[record["source_id"]]
-            _write_row(db, record, settings, teacher)
-            _inflight_path(out).unlink(missing_ok=True)
-            getattr(summary, record["status"]).append(record["source_id"])
-            if record["status"] == "failed":
-                log.warning("%s failed: %s", record["source_id"], record["error"])
-            bar.update()
-    finally:
-        bar.close()
-    summary.seconds = time.perf_counter() - start
-    return summary
 
-
-def _teacher_info(calculator: str) -> dict[str, str]:
-    """Teacher name and version without loading the model in this process."""
-    if calculator.strip().lower() == "chgnet":
-        import chgnet
-
-        return {"name": "chgnet", "version": f"chgnet {chgnet.__version__}, model 0.3.0"}
-    return calculator_info(calculator)
-
-
-def _run(
-    pending: list[tuple[str, Atoms]],
-    settings: DatasetSettings,
-    executor: Executor | None,
-    out: Path,
-) -> Iterator[dict[str, Any]]:
-    """Yield finished records as they complete (in order in-process). In-process, the id being
-    computed is kept in ``<out>.inflight`` with its attempt count, so that a structure that
-    kills the process (out of memory) is retried once and then recorded as failed."""
-    pid = os.getpid()
-    if executor is None:
-        for sid, atoms in pending:
-            marker = _read_inflight(out)
-            attempts = marker[1] if marker is not None and marker[0] == sid else 0
-            _write_inflight(out, sid, attempts + 1)
-            yield process_structure(sid, atoms, settings, pid)
-        return
-    futures = {
-        executor.submit(process_structure, sid, atoms, settings, pid): (sid, atoms)
-        for sid, atoms in pending
-    }
-    for fut in as_completed(futures):
-        sid, atoms = futures[fut]
-        try:
-            yield fut.result()
-        except Exception as exc:  # the worker itself died (killed, out of memory, …)
-            yield {
-                "source_id": sid,
-                "atoms": atoms,
-                "status": "failed",
-                "error": f"{type(exc).__name__}: {exc}",
-                "timings": {},
-            }
+    return build_rows(
+        as_items(structures),
+        process_structure,
+        settings,
+        write_row,
+        out,
+        executor,
+        retry_failed=retry_failed,
+        progress=progress,
+    )
 
 
 def read_mp20(

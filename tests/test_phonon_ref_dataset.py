@@ -18,7 +18,8 @@ from ase.build import bulk
 from ase.db import connect
 
 import phonon_ref.dataset as dataset
-from phonon_ref.dataset import build_dataset, finished_ids, read_dataset
+from ase_cartnet.io.row_builder import finished_ids
+from phonon_ref.dataset import build_dataset, read_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = dict(calculator="emt", temperatures=[100.0, 300.0], supercell=6.0, mesh=5, progress=False)
@@ -249,7 +250,7 @@ def test_dataset_command_line(tmp_path, capsys):
 def test_a_structure_that_kills_the_process_twice_becomes_a_failed_row(tmp_path):
     """In-process runs mark the structure in flight; a second death on it (e.g. the OOM killer)
     turns it into a failed row on the next start instead of an endless retry."""
-    from phonon_ref.dataset import _inflight_path
+    from ase_cartnet.io.row_builder import inflight_path as _inflight_path
 
     out = tmp_path / "adp.db"
     structures = emt_structures()[:2]

@@ -45,6 +45,7 @@ from ase_cartnet.models.deeprelax_solver import (
     affine_start,
     solve_positions,
 )
+from ase_cartnet.symmetry import symmetrize_like
 from ase_cartnet.validation import validate_structure
 
 MIN_VOLUME_RATIO = 0.2
@@ -186,6 +187,7 @@ def predict(
     decay: bool = False,
     affine: bool = True,
     recentre: bool = True,
+    symmetrize: bool = False,
 ) -> list[DeepRelaxResult]:
     """Pre-relaxed copies of ``structures`` (inputs untouched), in batches of ``batch_size``:
     ensemble forward pass, then the EDG solver on d̄ ± mean exp(û) with the mean lattice,
@@ -195,7 +197,11 @@ def predict(
     ``recentre``: subtract each structure's mean displacement of the solve (solved − start).
     The hinge loss leaves the common translation free within the bounds exp(û) of the
     displacement edges, and Adam's constant steps let it drift by about the learning rate; on
-    held-out pairs the drift, not the change of internal coordinates, made coordinates worse."""
+    held-out pairs the drift, not the change of internal coordinates, made coordinates worse.
+
+    ``symmetrize``: impose each input's space group on its prediction
+    (:func:`ase_cartnet.symmetry.symmetrize_like`; a relaxation keeps the symmetry it starts
+    with, the solver's small errors do not). Not in the paper; off by default."""
     from ase_cartnet.train.deeprelax_data import deeprelax_graph
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -248,7 +254,11 @@ def predict(
                 0, batch.batch, positions - origin
             ) / torch.bincount(batch.batch).unsqueeze(-1).to(positions.dtype)
             positions = positions - drift.index_select(0, batch.batch)
-        results.extend(_split(chunk, batch, out, positions, threshold))
+        chunk_results = _split(chunk, batch, out, positions, threshold)
+        if symmetrize:
+            for result, atoms in zip(chunk_results, chunk, strict=True):
+                result.atoms = symmetrize_like(result.atoms, atoms)[0]
+        results.extend(chunk_results)
     return results
 
 
@@ -326,6 +336,7 @@ class DeepRelax:
         threshold: Å²; ``run()`` returns ``global_uncertainty < threshold``. None takes the
             checkpoint's value (the shipped card's: a percentile of the held-out uncertainty).
         steps, lr: EDG-solver settings (official: 100 Adam steps at 0.1 Å).
+        symmetrize: impose the input's space group on the prediction (see :func:`predict`).
         dtype: torch dtype of the model and solver (float32 default).
 
     After :meth:`run`, ``uncertainty`` holds a :class:`DeepRelaxUncertainty`.
@@ -341,6 +352,7 @@ class DeepRelax:
         threshold: float | None = None,
         steps: int = DEFAULT_STEPS,
         lr: float = DEFAULT_LR,
+        symmetrize: bool = False,
         dtype: torch.dtype = torch.float32,
     ) -> None:
         self.atoms = _unwrap(atoms)
@@ -352,6 +364,7 @@ class DeepRelax:
         self.trajectory = None if trajectory is None else Path(trajectory)
         self.logfile = logfile
         self.steps, self.lr = steps, lr
+        self.symmetrize = bool(symmetrize)
         self.uncertainty: DeepRelaxUncertainty | None = None
         self.nsteps = 0
 
@@ -381,6 +394,7 @@ class DeepRelax:
             lr=self.lr,
             threshold=self.threshold,
             elements=self.metadata.get("elements"),
+            symmetrize=self.symmetrize,
         )
         self.atoms.set_cell(result.atoms.cell[:], scale_atoms=False)
         self.atoms.set_positions(result.atoms.positions)
@@ -416,6 +430,7 @@ class DeepRelax:
         threshold: float | None = None,
         steps: int = DEFAULT_STEPS,
         lr: float = DEFAULT_LR,
+        symmetrize: bool = False,
         dtype: torch.dtype = torch.float32,
     ) -> list[DeepRelaxResult]:
         """Pre-relax many structures for screening: returns one :class:`DeepRelaxResult` (a
@@ -424,7 +439,13 @@ class DeepRelax:
         (``concurrent.futures`` or dask's ``client.get_executor()``) each batch is one task,
         and each worker loads ``model`` (pass a checkpoint path or None there)."""
         structures = [_unwrap(a) for a in atoms_list]
-        settings = {"batch_size": batch_size, "steps": steps, "lr": lr, "threshold": threshold}
+        settings = {
+            "batch_size": batch_size,
+            "steps": steps,
+            "lr": lr,
+            "threshold": threshold,
+            "symmetrize": symmetrize,
+        }
         if executor is None:
             ensemble, metadata = _resolve_model(model, dtype)
             if threshold is None:

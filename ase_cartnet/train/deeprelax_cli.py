@@ -57,14 +57,20 @@ def train_deeprelax(
     data_source: str = "",
     command: str = "",
     progress: bool = True,
+    init: DeepRelaxEnsemble | None = None,
+    init_source: str | None = None,
 ) -> list[dict[str, Any]]:
     """Train ``replicates`` members in ``out/replicate_<t>`` with seeds ``seed + t`` (eqns
     21–24 need independently initialised replicates); each run resumes where it stopped.
-    The validation split is the same for all (seeded by ``train_config.seed``)."""
+    The validation split is the same for all (seeded by ``train_config.seed``).
+
+    ``init``: fine-tune — replicate t starts from member t (mod T) of this ensemble, whose
+    architecture then replaces ``architecture``; the replicates stay distinct because their
+    starting points were trained independently."""
     train_config = train_config or TrainConfig(select_metric="mae")
     if isinstance(replicates, bool) or not isinstance(replicates, int) or replicates < 1:
         raise InputError(f"replicates must be a positive integer, got {replicates!r}")
-    config = DeepRelaxConfig(**(architecture or {}))
+    config = init.config if init is not None else DeepRelaxConfig(**(architecture or {}))
     train, val = split_pairs(pairs, val_fraction, train_config.seed)
     task = DeepRelaxTask(train, val, config, batch_size=batch_size)
     elements = sorted({int(z) for p in train for z in p.relaxed.numbers})
@@ -74,6 +80,8 @@ def train_deeprelax(
         member_config = TrainConfig(**{**train_config.__dict__, "seed": seed})
         torch.manual_seed(seed)
         model = DeepRelaxModel(config)
+        if init is not None:
+            model.load_state_dict(init.members[t % len(init.members)].state_dict())
         metadata = {
             "data_source": data_source,
             "n_train_pairs": len(train),
@@ -83,6 +91,7 @@ def train_deeprelax(
             "command": command,
             "batch_size": batch_size,
             "replicate": t,
+            "fine_tuned_from": init_source,
         }
         summaries.append(
             fit(
@@ -162,20 +171,31 @@ def export_deeprelax(
 def _run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     if args.synthetic_from:
+        if len(args.db) != 1:
+            raise InputError("--synthetic-from writes one database: give exactly one --db")
         build_synthetic_db(
             args.synthetic_from,
-            args.db,
+            args.db[0],
             strain_std=args.strain_std,
             rattle_std=args.rattle_std,
             seed=args.noise_seed,
             limit=args.limit,
         )
-    pairs = pairs_from_db(args.db, limit=args.limit)
-    source = f"ase.db {Path(args.db).name}" + (
-        f" (synthetic from {Path(args.synthetic_from).name}: strain σ_A {args.strain_std}, "
-        f"rattle σ_r {args.rattle_std} Å)"
-        if args.synthetic_from
-        else ""
+    pairs = [p for db in args.db for p in pairs_from_db(db, limit=args.limit)]
+    init = None
+    if args.init:
+        from ase_cartnet.calculators.deeprelax import load_deeprelax
+
+        init, _ = load_deeprelax(args.init)
+    source = (
+        "ase.db "
+        + " + ".join(Path(db).name for db in args.db)
+        + (
+            f" (synthetic from {Path(args.synthetic_from).name}: strain σ_A {args.strain_std}, "
+            f"rattle σ_r {args.rattle_std} Å)"
+            if args.synthetic_from
+            else ""
+        )
     )
     architecture = {
         "hidden": args.hidden,
@@ -197,6 +217,8 @@ def _run(args: argparse.Namespace) -> int:
         data_source=source,
         command="ase-cartnet " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
         progress=not args.no_progress,
+        init=init,
+        init_source=Path(args.init).name if args.init else None,
     )
     for t, summary in enumerate(summaries):
         best = summary["best"]
@@ -210,7 +232,15 @@ def _run(args: argparse.Namespace) -> int:
 def register(models) -> None:
     """Add the ``deeprelax`` model to ``ase-cartnet train``."""
     p = models.add_parser("deeprelax", help="DeepRelax ensemble on unrelaxed → relaxed pairs")
-    p.add_argument("--db", required=True, help="pair database (phonon_ref layout; see docs)")
+    p.add_argument(
+        "--db",
+        required=True,
+        nargs="+",
+        help="pair database(s) (pairs_from_db layout: synthetic, teacher or phonon_ref rows)",
+    )
+    p.add_argument(
+        "--init", help="fine-tune: start replicate t from member t of this DeepRelax checkpoint"
+    )
     p.add_argument(
         "--synthetic-from",
         help="MP-20 style CSV: first write synthetic pairs (exp(A) strain + rattle) into --db",
@@ -218,7 +248,9 @@ def register(models) -> None:
     p.add_argument("--strain-std", type=float, default=DEFAULT_STRAIN_STD, help="σ_A")
     p.add_argument("--rattle-std", type=float, default=DEFAULT_RATTLE_STD, help="σ_r, Å")
     p.add_argument("--noise-seed", type=int, default=0)
-    p.add_argument("--limit", type=int, default=None, help="first N structures/pairs only")
+    p.add_argument(
+        "--limit", type=int, default=None, help="first N structures/pairs of each database only"
+    )
     p.add_argument("--out", required=True, help="run folder (replicate_<t>/ each resumable)")
     p.add_argument("--replicates", type=int, default=5, help="ensemble size T")
     add_training_arguments(

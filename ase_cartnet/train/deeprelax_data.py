@@ -102,7 +102,8 @@ def deeprelax_graph(
     return data
 
 
-def _seed_for(key: str, seed: int) -> int:
+def seed_for_key(key: str, seed: int) -> int:
+    """A 64-bit random seed that depends only on (seed, key): reproducible per-structure noise."""
     digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
     return int.from_bytes(digest[:8], "little")
 
@@ -142,12 +143,12 @@ def synthetic_pairs(
     for k, atoms in enumerate(structures):
         key = str(atoms.info.get("source_id", f"structure-{k}"))
         relaxed = Atoms(atoms.numbers, positions=atoms.positions, cell=atoms.cell[:], pbc=True)
-        rng = np.random.default_rng(_seed_for(key, seed))
+        rng = np.random.default_rng(seed_for_key(key, seed))
         out.append(RelaxPair(key, distort(relaxed, strain_std, rattle_std, rng), relaxed))
     return out
 
 
-def _storable(key: str) -> str:
+def storable_key(key: str) -> str:
     """ASE databases refuse strings that read as numbers (Perov-5 ids are integers)."""
     try:
         float(key)
@@ -166,7 +167,7 @@ def write_pairs_db(pairs: Sequence[RelaxPair], out: str | os.PathLike, **extra) 
     with connect(path) as db:
         done = {str(row.source_id) for row in db.select(include_data=False) if "source_id" in row}
         for pair in pairs:
-            key = _storable(pair.key)
+            key = storable_key(pair.key)
             if key in done:
                 continue
             db.write(

@@ -107,7 +107,7 @@ def main() -> None:
     parser.add_argument("--train-mp20", type=int, default=3000)
     parser.add_argument("--train-perov5", type=int, default=300)
     parser.add_argument("--train-carbon24", type=int, default=200)
-    parser.add_argument("--test-mp20", type=int, default=400)
+    parser.add_argument("--test-mp20", type=int, default=800)
     parser.add_argument("--test-perov5", type=int, default=50)
     parser.add_argument("--test-carbon24", type=int, default=50)
     parser.add_argument("--max-atoms", type=int, default=10)

@@ -1,0 +1,213 @@
+"""Resumable, executor-ready builder of ASE databases: one task per structure, one row each.
+
+The one pattern behind every teacher dataset of the project — phonon_ref's harmonic-ADP rows
+(:func:`phonon_ref.dataset.build_dataset`) and DeepRelax's teacher relaxation pairs
+(:func:`ase_cartnet.train.deeprelax_teacher.build_teacher_pairs`):
+
+* every structure has a ``source_id``; ids that already have a row are skipped, so a killed run
+  resumes by calling again with the same ``out`` (``retry_failed`` also redoes "failed" rows);
+* a *task* ``task(source_id, atoms, settings, parent_pid) -> record`` computes one structure and
+  never raises: any failure comes back as ``record["status"] == "failed"`` with an ``error``;
+  it runs in-process or on any :class:`concurrent.futures.Executor` (process pool,
+  ``dask.distributed.Client.get_executor()``), so it and ``settings`` must be picklable;
+* a *row writer* ``write_row(db, record)`` stores the finished record in one transaction, in
+  this process only (``record["initial"]`` holds the input structure);
+* in-process, the id being computed is kept in ``<out>.inflight`` with an attempt count: a
+  structure during which the process dies (e.g. the out-of-memory killer) is retried once and
+  then written as a failed row, instead of killing every later run too.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Executor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ase import Atoms
+from tqdm.auto import tqdm
+
+from ase_cartnet.errors import InputError
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 2
+"""In-process runs: a structure during which the process died this many times is written as a
+failed row instead of being tried again."""
+
+Task = Callable[[str, Atoms, Any, int], dict[str, Any]]
+RowWriter = Callable[[Any, dict[str, Any]], None]
+
+
+@dataclass
+class BuildSummary:
+    """What :func:`build_rows` did: ids written as ``ok``/``unstable``/``failed`` in this call,
+    ids ``skipped`` because a row already existed, and the total ``seconds``."""
+
+    out: Path
+    ok: list[str] = field(default_factory=list)
+    unstable: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def as_items(structures: Mapping[str, Atoms] | Iterable[Any]) -> list[tuple[str, Atoms]]:
+    """(source_id, Atoms) pairs from a mapping, (id, Atoms) tuples, or Atoms whose
+    ``info["source_id"]`` names them (else their position in the sequence)."""
+    items = structures.items() if isinstance(structures, Mapping) else structures
+    out: list[tuple[str, Atoms]] = []
+    for k, item in enumerate(items):
+        if isinstance(item, Atoms):
+            sid, atoms = str(item.info.get("source_id", k)), item
+        else:
+            sid, atoms = item
+            sid = str(sid)
+        if not isinstance(atoms, Atoms):
+            raise InputError(f"structure {sid!r} is not an ase.Atoms ({type(atoms).__name__})")
+        out.append((sid, atoms))
+    ids = [sid for sid, _ in out]
+    if len(set(ids)) != len(ids):
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        raise InputError(f"duplicate source ids: {dup[:10]}")
+    return out
+
+
+def inflight_path(out: Path) -> Path:
+    """``<out>.inflight``: the id an in-process run is computing, with its attempt count."""
+    return out.with_name(out.name + ".inflight")
+
+
+def _read_inflight(out: Path) -> tuple[str, int] | None:
+    try:
+        marker = json.loads(inflight_path(out).read_text())
+        return str(marker["source_id"]), int(marker["attempts"])
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _write_inflight(out: Path, source_id: str, attempts: int) -> None:
+    from ase_cartnet.io.atomic import atomic_write
+
+    with atomic_write(inflight_path(out)) as handle:
+        json.dump({"source_id": source_id, "attempts": attempts}, handle)
+
+
+def finished_ids(out: str | os.PathLike, include_failed: bool = True) -> set[str]:
+    """source ids that already have a row in ``out`` (failed ones only if ``include_failed``)."""
+    from ase.db import connect
+
+    if not Path(out).exists():
+        return set()
+    with connect(out) as db:
+        return {
+            str(row.source_id)
+            for row in db.select(include_data=False)
+            if "source_id" in row and (include_failed or row.get("status") != "failed")
+        }
+
+
+def build_rows(
+    items: list[tuple[str, Atoms]],
+    task: Task,
+    settings: Any,
+    write_row: RowWriter,
+    out: str | os.PathLike,
+    executor: Executor | None = None,
+    *,
+    retry_failed: bool = False,
+    progress: bool = True,
+) -> BuildSummary:
+    """Run ``task`` on every (source_id, Atoms) of ``items`` without a row in ``out`` and store
+    each record with ``write_row`` as it finishes (module docstring). Returns a summary."""
+    from ase.db import connect
+
+    start = time.perf_counter()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    summary = BuildSummary(out=out)
+    done = finished_ids(out, include_failed=not retry_failed)
+    pending = []
+    for sid, atoms in items:
+        if sid in done:
+            summary.skipped.append(sid)
+        else:
+            pending.append((sid, atoms))
+    if summary.skipped:
+        log.info("%s: %d structures already done, skipped", out, len(summary.skipped))
+    if not pending:
+        summary.seconds = time.perf_counter() - start
+        return summary
+    initial = dict(pending)
+    db = connect(out)
+    marker = _read_inflight(out) if executor is None else None
+    if marker is not None and marker[0] in initial and marker[1] >= MAX_ATTEMPTS:
+        sid = marker[0]
+        error = (
+            f"the process died {marker[1]} times while computing this structure (killed, e.g. "
+            "by the out-of-memory killer); not tried again"
+        )
+        record = {"source_id": sid, "atoms": initial[sid], "initial": initial[sid],
+                  "status": "failed", "error": error, "timings": {}}  # fmt: skip
+        write_row(db, record)
+        summary.failed.append(sid)
+        log.warning("%s failed: %s", sid, error)
+        pending = [(i, a) for i, a in pending if i != sid]
+        inflight_path(out).unlink(missing_ok=True)
+    if retry_failed:
+        stale = [row.id for row in db.select(status="failed") if row.source_id in initial]
+        if stale:
+            db.delete(stale)
+    bar = tqdm(total=len(pending), desc="structures", disable=not progress)
+    try:
+        for record in _run(pending, task, settings, executor, out):
+            record["initial"] = initial[record["source_id"]]
+            write_row(db, record)
+            inflight_path(out).unlink(missing_ok=True)
+            getattr(summary, record["status"]).append(record["source_id"])
+            if record["status"] == "failed":
+                log.warning("%s failed: %s", record["source_id"], record["error"])
+            bar.update()
+    finally:
+        bar.close()
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _run(
+    pending: list[tuple[str, Atoms]],
+    task: Task,
+    settings: Any,
+    executor: Executor | None,
+    out: Path,
+) -> Iterator[dict[str, Any]]:
+    """Yield finished records as they complete (in order in-process; the in-flight marker is
+    kept only in-process, where a dying structure takes the run down with it)."""
+    pid = os.getpid()
+    if executor is None:
+        for sid, atoms in pending:
+            marker = _read_inflight(out)
+            attempts = marker[1] if marker is not None and marker[0] == sid else 0
+            _write_inflight(out, sid, attempts + 1)
+            yield task(sid, atoms, settings, pid)
+        return
+    futures = {
+        executor.submit(task, sid, atoms, settings, pid): (sid, atoms) for sid, atoms in pending
+    }
+    for fut in as_completed(futures):
+        sid, atoms = futures[fut]
+        try:
+            yield fut.result()
+        except Exception as exc:  # the worker itself died (killed, out of memory, …)
+            yield {
+                "source_id": sid,
+                "atoms": atoms,
+                "status": "failed",
+                "error": f"{type(exc).__name__}: {exc}",
+                "timings": {},
+            }

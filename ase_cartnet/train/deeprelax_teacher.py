@@ -1,0 +1,317 @@
+"""DeepRelax teacher pairs (issue 5, data (b)): prototype substitution relaxed by a teacher.
+
+No public unrelaxed → relaxed pairs are reachable here, so real relaxations are imitated the way
+the paper's X-Mn-O set was made: take a relaxed crystal as a *prototype*, replace elements by
+chemically similar ones (:func:`substitute`), and relax the result with an ML potential (CHGNet)
+— positions and cell, ``BFGS(FrechetCellFilter(atoms))`` to ``fmax`` (default 0.01 eV/Å, no
+symmetry constraint, as a DFT code would be run). The unrelaxed structure is the prototype's
+geometry with the new elements; the relaxed one is the teacher's minimum.
+
+Chemically similar = the same group of the periodic table, one period up or down
+(lanthanides: a neighbouring lanthanide), among elements an MP-trained potential knows
+(Z ≤ 83, no noble gases, no Tc or Pm); hydrogen is never substituted. Each species of the
+prototype is substituted with probability ½ (at least one), every atom of a species alike,
+never onto an element already present. The choice depends only on (seed, source_id).
+
+Rows are written by the shared resumable builder (:mod:`ase_cartnet.io.row_builder`, the
+pattern of :func:`phonon_ref.dataset.build_dataset`) in the layout
+:func:`ase_cartnet.train.deeprelax_data.pairs_from_db` reads: the row's atoms are the relaxed
+structure, ``data["initial_positions"]`` / ``data["initial_cell"]`` the unrelaxed one. Extra
+keys: ``substitution`` ("Mg>Ca O>S"), ``prototype`` (formula), ``teacher_energy`` (eV);
+``data``: ``relax`` (converged, steps, fmax_reached), ``timings`` (s), ``teacher_version``.
+Relaxations that do not converge in ``max_steps`` are "failed" rows (not used for training).
+
+    python -m ase_cartnet.train.deeprelax_teacher ../shared/data/mp_20/val.csv.gz \\
+        -o runs/deeprelax/teacher_train.db --max-atoms 12 --limit 400 --workers 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import time
+import traceback
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+
+from ase_cartnet.errors import InputError
+from ase_cartnet.io.row_builder import BuildSummary, as_items, build_rows
+from ase_cartnet.train.deeprelax_data import seed_for_key, storable_key
+
+DEFAULT_FMAX = 0.01
+"""eV/Å: the teacher's relaxed structure (tighter than the 0.05 eV/Å of the steps-saved test)."""
+
+DEFAULT_MAX_STEPS = 1000
+
+EXCLUDED = frozenset({1, 43, 61} | {2, 10, 18, 36, 54, 86})
+"""Never substituted, nor substituted to: H, Tc, Pm and the noble gases."""
+
+MAX_Z = 83
+
+
+@cache
+def similar_elements(z: int) -> tuple[int, ...]:
+    """Atomic numbers chemically similar to ``z`` (module docstring), ascending; () if none."""
+    from pymatgen.core.periodic_table import Element
+
+    if z in EXCLUDED or z > MAX_Z:
+        return ()
+    el = Element.from_Z(z)
+    if el.is_lanthanoid:
+        candidates = [z - 1, z + 1]
+        return tuple(c for c in candidates if 57 <= c <= 71 and c not in EXCLUDED)
+    out = []
+    for other in range(3, MAX_Z + 1):
+        if other == z or other in EXCLUDED:
+            continue
+        e = Element.from_Z(other)
+        if e.is_lanthanoid or e.group != el.group:
+            continue
+        if abs(e.row - el.row) == 1:
+            out.append(other)
+    return tuple(out)
+
+
+def substitute(atoms: Atoms, rng: np.random.Generator) -> tuple[Atoms, dict[int, int]]:
+    """The prototype ``atoms`` with elements replaced (module docstring) and the map {old: new}.
+
+    Raises InputError if no species of ``atoms`` has a similar element that is not present.
+    ``atoms`` is not modified; positions and cell are the prototype's.
+    """
+    present = sorted(set(int(z) for z in atoms.numbers))
+    options = {z: [c for c in similar_elements(z) if c not in present] for z in present}
+    substitutable = [z for z in present if options[z]]
+    if not substitutable:
+        raise InputError(
+            f"{atoms.get_chemical_formula()}: no element has a similar one to substitute"
+        )
+    chosen = [z for z in substitutable if rng.random() < 0.5]
+    if not chosen:
+        chosen = [substitutable[int(rng.integers(len(substitutable)))]]
+    mapping: dict[int, int] = {}
+    taken = set(present)
+    for z in chosen:
+        free = [c for c in options[z] if c not in taken]
+        if not free:
+            continue
+        new = free[int(rng.integers(len(free)))]
+        mapping[z] = new
+        taken.add(new)
+    numbers = np.array([mapping.get(int(z), int(z)) for z in atoms.numbers])
+    out = Atoms(numbers, positions=atoms.positions, cell=atoms.cell[:], pbc=True)
+    return out, mapping
+
+
+def format_substitution(mapping: Mapping[int, int]) -> str:
+    """ "Mg>Ca O>S" for {12: 20, 8: 16}."""
+    from ase.data import chemical_symbols
+
+    pairs = sorted(mapping.items())
+    return " ".join(f"{chemical_symbols[a]}>{chemical_symbols[b]}" for a, b in pairs)
+
+
+@dataclass(frozen=True)
+class TeacherPairSettings:
+    """Everything a worker needs for one pair (picklable)."""
+
+    calculator: str
+    seed: int
+    fmax: float
+    max_steps: int
+    fix_symmetry: bool
+    n_threads: int | None
+
+
+def process_pair(
+    source_id: str, atoms: Atoms, settings: TeacherPairSettings, parent_pid: int
+) -> dict[str, Any]:
+    """Substitute, then relax with the teacher; never raises an ``Exception`` (a failure is a
+    record with status "failed"). The record's ``initial`` is the *substituted* structure."""
+    from phonon_ref.calculators import configure_worker, get_calculator
+    from phonon_ref.relax import relax
+
+    t0 = time.perf_counter()
+    record: dict[str, Any] = {"source_id": source_id, "atoms": atoms, "timings": {}}
+    try:
+        rng = np.random.default_rng(seed_for_key(source_id, settings.seed))
+        initial, mapping = substitute(atoms, rng)
+        record.update(substituted=initial, mapping=mapping, prototype=atoms.get_chemical_formula())
+        configure_worker(parent_pid, settings.n_threads)
+        calc = get_calculator(settings.calculator)
+        record["timings"]["load"] = time.perf_counter() - t0
+        rel = relax(
+            initial,
+            calc,
+            fmax=settings.fmax,
+            max_steps=settings.max_steps,
+            fix_symmetry=settings.fix_symmetry,
+        )
+        record["timings"]["relax"] = rel.seconds
+        record["relax"] = {
+            "converged": rel.converged,
+            "steps": rel.steps,
+            "fmax_reached": rel.fmax_reached,
+        }
+        record["energy"] = rel.energy
+        record["atoms"] = rel.atoms
+        if not rel.converged:
+            raise RuntimeError(
+                f"relaxation did not reach fmax={settings.fmax} eV/Å in {rel.steps} steps "
+                f"(reached {rel.fmax_reached:.2e} eV/Å)"
+            )
+        record["status"] = "ok"
+    except Exception as exc:  # robust: any failure becomes a "failed" row
+        record["status"] = "failed"
+        record["error"] = f"{type(exc).__name__}: {exc}"
+        record["traceback"] = traceback.format_exc(limit=8)
+    record["timings"]["total"] = time.perf_counter() - t0
+    return record
+
+
+def _write_pair_row(db, record: dict[str, Any], settings: TeacherPairSettings, teacher: dict):
+    """One row per pair in the layout of ``pairs_from_db`` (one transaction)."""
+    initial = record.get("substituted")
+    atoms = (record["atoms"] if record["status"] == "ok" else initial or record["initial"]).copy()
+    atoms.calc = None
+    atoms.set_constraint()
+    kvp: dict[str, Any] = {
+        "source_id": record["source_id"],
+        "status": record["status"],
+        "teacher": teacher["name"],
+    }
+    data: dict[str, Any] = {
+        "teacher": teacher["name"],
+        "teacher_version": teacher["version"],
+        "timings": record.get("timings", {}),
+        "fmax": settings.fmax,
+        "fix_symmetry": settings.fix_symmetry,
+        "substitution_seed": settings.seed,
+    }
+    if initial is not None:
+        kvp["substitution"] = format_substitution(record["mapping"])
+        kvp["prototype"] = record["prototype"]
+        data["initial_positions"] = np.asarray(initial.positions)
+        data["initial_cell"] = np.asarray(initial.cell[:])
+    if "relax" in record:
+        data["relax"] = record["relax"]
+        kvp["teacher_energy"] = float(record["energy"])
+    if record["status"] == "failed":
+        data["error"] = record["error"]
+        data["traceback"] = record.get("traceback", "")
+    with db:
+        db.write(atoms, key_value_pairs=kvp, data=data)
+
+
+def build_teacher_pairs(
+    structures: Mapping[str, Atoms] | Iterable[Any],
+    out: str | os.PathLike,
+    calculator: str = "chgnet",
+    executor: Executor | None = None,
+    *,
+    seed: int = 0,
+    fmax: float = DEFAULT_FMAX,
+    max_steps: int = DEFAULT_MAX_STEPS,
+    fix_symmetry: bool = False,
+    worker_threads: int | None = 1,
+    retry_failed: bool = False,
+    progress: bool = True,
+) -> BuildSummary:
+    """Substitute and relax every prototype (module docstring); one row each in ``out``.
+
+    ``structures`` as :func:`ase_cartnet.io.row_builder.as_items` (e.g. ``read_mp20(csv)``);
+    ``executor`` any ``concurrent.futures.Executor`` (pass the calculator by name), None for
+    in-process. Resumable: ids with a row are skipped. Returns a
+    :class:`~ase_cartnet.io.row_builder.BuildSummary`.
+    """
+    from phonon_ref.calculators import teacher_info
+
+    if not (np.isfinite(fmax) and fmax > 0):
+        raise InputError(f"fmax must be a positive force in eV/Å, got {fmax}")
+    settings = TeacherPairSettings(
+        calculator=calculator,
+        seed=int(seed),
+        fmax=float(fmax),
+        max_steps=int(max_steps),
+        fix_symmetry=bool(fix_symmetry),
+        n_threads=worker_threads,
+    )
+    teacher: dict[str, str] = {}
+
+    def write_row(db, record: dict[str, Any]) -> None:
+        if not teacher:  # at the first finished row: nothing to do loads nothing
+            teacher.update(teacher_info(calculator, load_here=executor is None))
+        _write_pair_row(db, record, settings, teacher)
+
+    # ids as the pair reader stores them (ASE databases refuse strings that read as numbers)
+    items = [(storable_key(sid), atoms) for sid, atoms in as_items(structures)]
+    return build_rows(
+        items,
+        process_pair,
+        settings,
+        write_row,
+        out,
+        executor,
+        retry_failed=retry_failed,
+        progress=progress,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m ase_cartnet.train.deeprelax_teacher CSV -o pairs.db [--workers N]``."""
+    from phonon_ref.dataset import read_mp20
+
+    parser = argparse.ArgumentParser(
+        prog="python -m ase_cartnet.train.deeprelax_teacher", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("csv", help="MP-20 style CSV(.gz) of relaxed prototypes")
+    parser.add_argument("-o", "--out", required=True, help="ASE database (resumed if present)")
+    parser.add_argument("--calculator", default="chgnet", help="teacher: chgnet, emt, module:f")
+    parser.add_argument("--max-atoms", type=int, default=20, help="skip larger prototypes")
+    parser.add_argument("--limit", type=int, default=None, help="first N prototypes (≤ max-atoms)")
+    parser.add_argument("--seed", type=int, default=0, help="substitution seed")
+    parser.add_argument("--fmax", type=float, default=DEFAULT_FMAX, help="eV/Å")
+    parser.add_argument("--max-steps", type=int, default=DEFAULT_MAX_STEPS)
+    parser.add_argument("--workers", type=int, default=0, help="dask workers (0: in-process)")
+    parser.add_argument("--retry-failed", action="store_true")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    structures = [a for a in read_mp20(args.csv) if len(a) <= args.max_atoms]
+    if args.limit is not None:
+        structures = structures[: args.limit]
+    kwargs = dict(
+        calculator=args.calculator,
+        seed=args.seed,
+        fmax=args.fmax,
+        max_steps=args.max_steps,
+        retry_failed=args.retry_failed,
+        progress=not args.no_progress,
+    )
+    if args.workers > 0:
+        from dask.distributed import Client, LocalCluster
+
+        with (
+            LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True) as cluster,
+            Client(cluster) as client,
+        ):
+            summary = build_teacher_pairs(
+                structures, args.out, executor=client.get_executor(), **kwargs
+            )
+    else:
+        summary = build_teacher_pairs(structures, args.out, **kwargs)
+    print(
+        f"{summary.out}: {len(summary.ok)} ok, {len(summary.failed)} failed, "
+        f"{len(summary.skipped)} already done ({summary.seconds:.0f} s)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
