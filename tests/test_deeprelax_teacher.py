@@ -152,3 +152,18 @@ def test_fine_tuning_starts_from_the_given_members(tmp_path):
         assert meta["fine_tuned_from"] == "init.pt"
         for a, b in zip(member.parameters(), init.members[t].parameters(), strict=True):
             torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+
+
+def test_pairs_from_several_databases_keep_distinct_keys(tmp_path):
+    from ase_cartnet.train.deeprelax_data import pairs_from_dbs, write_pairs_db
+
+    cu = bulk("Cu", "fcc", a=3.6)
+    cu.info["source_id"] = "mp-30"
+    pairs = synthetic_pairs([cu], seed=0)
+    write_pairs_db(pairs, tmp_path / "synthetic.db")
+    write_pairs_db(pairs, tmp_path / "teacher.db")
+    assert [p.key for p in pairs_from_dbs([tmp_path / "synthetic.db"])] == ["mp-30"]
+    both = pairs_from_dbs([tmp_path / "synthetic.db", tmp_path / "teacher.db"])
+    assert [p.key for p in both] == ["synthetic:mp-30", "teacher:mp-30"]
+    with pytest.raises(InputError, match="no pair database"):
+        pairs_from_dbs([])

@@ -21,7 +21,7 @@ from ase_cartnet.train.deeprelax_data import (
     DEFAULT_STRAIN_STD,
     RelaxPair,
     build_synthetic_db,
-    pairs_from_db,
+    pairs_from_dbs,
 )
 from ase_cartnet.train.deeprelax_task import DeepRelaxTask
 from ase_cartnet.train.loop import TrainConfig, add_training_arguments, fit, train_config_from_args
@@ -181,7 +181,7 @@ def _run(args: argparse.Namespace) -> int:
             seed=args.noise_seed,
             limit=args.limit,
         )
-    pairs = [p for db in args.db for p in pairs_from_db(db, limit=args.limit)]
+    pairs = pairs_from_dbs(args.db, limit=args.limit)
     init = None
     if args.init:
         from ase_cartnet.calculators.deeprelax import load_deeprelax

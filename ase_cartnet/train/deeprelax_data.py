@@ -214,6 +214,24 @@ def pairs_from_db(
     return out
 
 
+def pairs_from_dbs(
+    paths: Sequence[str | os.PathLike], limit: int | None = None
+) -> list[RelaxPair]:
+    """The pairs of several databases (``limit`` per database). With more than one, every key
+    is prefixed with its database's stem ("teacher_train:mp-1234"), so that pairs made from the
+    same prototype in different databases (synthetic and teacher) stay distinct."""
+    if not paths:
+        raise InputError("no pair database given")
+    out = []
+    for path in paths:
+        pairs = pairs_from_db(path, limit=limit)
+        if len(paths) > 1:
+            stem = Path(path).stem
+            pairs = [RelaxPair(f"{stem}:{p.key}", p.initial, p.relaxed) for p in pairs]
+        out.extend(pairs)
+    return out
+
+
 def build_synthetic_db(
     csv: str | os.PathLike,
     out: str | os.PathLike,

@@ -1,7 +1,7 @@
-"""Ship the DeepRelax ensemble trained by ``runs/deeprelax/train.sh``: gather the replicates,
-set the uncertainty threshold from the *validation* split (the 90th percentile of the global
-uncertainty Û there), write ``ase_cartnet/weights/deeprelax_ensemble.pt`` and its model card, then
-evaluate the shipped file on the held-out test pairs and put those metrics into the card.
+"""Ship the DeepRelax ensemble fine-tuned by ``scripts/deeprelax/finetune.sh``: gather the
+replicates, set the uncertainty threshold from the *validation* split (the 90th percentile of the
+global uncertainty Û there), write ``ase_cartnet/weights/deeprelax_ensemble.pt`` and its model
+card, then evaluate the shipped file on the held-out test pairs and put those metrics into the card.
 
     .venv/bin/python scripts/deeprelax/export_weights.py
 """
@@ -29,6 +29,7 @@ from ase_cartnet.train.deeprelax_data import (  # noqa: E402
     DEFAULT_RATTLE_STD,
     DEFAULT_STRAIN_STD,
     pairs_from_db,
+    pairs_from_dbs,
 )
 
 CARD = {
@@ -40,25 +41,28 @@ CARD = {
     "task": "one-shot pre-relaxation: unrelaxed crystal -> relaxed distances, displacements and "
     "lattice with Laplace scales; positions from the EDG solver (100 Adam steps, lr 0.1 Å)",
     "training_data": {
-        "kind": "synthetic pairs: DFT-relaxed MP-20 'val' structures (9047, CDVAE split) "
-        "distorted by rho~ = exp(A) rho plus Gaussian rattling; the relaxed target is the MP "
-        "structure itself",
+        "synthetic": "DFT-relaxed MP-20 'val' structures (CDVAE split) distorted by "
+        "rho~ = exp(A) rho plus Gaussian rattling; the relaxed target is the MP structure itself",
         "strain_std_sigma_A": DEFAULT_STRAIN_STD,
         "rattle_std_angstrom": DEFAULT_RATTLE_STD,
         "noise_seed": 0,
-        "teacher_pairs": "none: the CHGNet teacher pairs of issue 5 (b) were not built (CPU)",
+        "teacher": "prototype substitution of MP-20 'val' structures of <= 20 atoms (each "
+        "species replaced with probability 1/2 by a same-group element one period up or down; "
+        "seed 0), relaxed by CHGNet 0.3.0 with BFGS + FrechetCellFilter to 0.01 eV/Å without a "
+        "symmetry constraint (ase_cartnet.train.deeprelax_teacher; "
+        "scripts/deeprelax/build_teacher_pairs.sh)",
     },
-    "size_choice": "hidden 64, 2 layers, 32 RBF, 32-wide offset encoding, 16 neighbours, 4 "
-    "epochs (1,076 Adam steps, batch 32, OneCycle to 2e-3) per replicate: what fits the issue's "
-    "CPU budget (<= 35 CPU-minutes) on the project's shared 2-core machine; the 5 replicates "
-    "took about 17 CPU-minutes (55 minutes wall). The paper's architecture (hidden 512, 3 "
-    "layers, 128 RBF, 30 neighbours) is the DeepRelaxConfig default. Validation distance MAE "
-    "was still falling at the last epoch: the model is under-trained.",
+    "stages": "stage 1: 5 replicates trained from scratch on the synthetic pairs "
+    "(scripts/deeprelax/train.sh, 4 epochs); stage 2: each replicate fine-tuned (--init) on "
+    "teacher + synthetic pairs (scripts/deeprelax/finetune.sh); 'command' is stage 2's",
+    "size_choice": "hidden 64, 2 layers, 32 RBF, 32-wide offset encoding, 16 neighbours: what "
+    "fits the CPU budget of the project's shared 2-core machine. The paper's architecture "
+    "(hidden 512, 3 layers, 128 RBF, 30 neighbours) is the DeepRelaxConfig default.",
     "optimiser": "the shared ase-cartnet loop (Adam + OneCycle), not the paper's AdamW with "
     "plateau decay",
-    "domain": "inorganic 3D crystals of 1-20 atoms with MP-20 elements, distorted by a few % "
-    "strain and ~0.1 Å rattling. Not meant for: molecules, slabs, amorphous or very large cells, "
-    "real DFT relaxation paths with large rearrangements (never trained on any).",
+    "domain": "inorganic 3D crystals of 1-20 atoms with MP-20 elements: element substitutions "
+    "of known prototypes and strained, rattled crystals. Not meant for: molecules, slabs, "
+    "amorphous or very large cells, relaxations with large rearrangements.",
     "uncertainty_threshold_rule": "90th percentile of the global uncertainty on the validation "
     "split (5 % of the training pairs)",
 }
@@ -66,12 +70,18 @@ CARD = {
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--run", default="runs/deeprelax/ensemble")
-    parser.add_argument("--train-db", default="runs/deeprelax/train_synthetic.db")
+    parser.add_argument("--run", default="runs/deeprelax/finetune")
+    parser.add_argument(
+        "--train-db",
+        nargs="+",
+        default=["runs/deeprelax/teacher_train.db", "runs/deeprelax/train_synthetic.db"],
+        help="the databases of the last training stage, as given to --db",
+    )
     parser.add_argument(
         "--test-db",
         nargs="+",
         default=[
+            "runs/deeprelax/teacher_test.db",
             "runs/deeprelax/test_synthetic.db",
             "runs/deeprelax/perov5_test_synthetic.db",
             "runs/deeprelax/carbon24_test_synthetic.db",
@@ -87,7 +97,7 @@ def main(argv=None) -> int:
     members, metas = zip(*(load_member(p) for p in paths), strict=True)
     ensemble = DeepRelaxEnsemble.from_members(list(members)).eval()
     val_ids = set(metas[0]["val_ids"])
-    val = [p for p in pairs_from_db(args.train_db) if p.key in val_ids]
+    val = [p for p in pairs_from_dbs(args.train_db) if p.key in val_ids]
     val_u = [r.uncertainty.global_uncertainty for r in predict(ensemble, [p.initial for p in val])]
     threshold = float(np.percentile(val_u, 90))
     print(f"{len(members)} replicates; threshold {threshold:.4g} Å² from {len(val)} val pairs")
