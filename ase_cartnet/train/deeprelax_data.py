@@ -214,9 +214,7 @@ def pairs_from_db(
     return out
 
 
-def pairs_from_dbs(
-    paths: Sequence[str | os.PathLike], limit: int | None = None
-) -> list[RelaxPair]:
+def pairs_from_dbs(paths: Sequence[str | os.PathLike], limit: int | None = None) -> list[RelaxPair]:
     """The pairs of several databases (``limit`` per database). With more than one, every key
     is prefixed with its database's stem ("teacher_train:mp-1234"), so that pairs made from the
     same prototype in different databases (synthetic and teacher) stay distinct."""
