@@ -28,6 +28,7 @@ def _run_relax(args: argparse.Namespace) -> int:
         threshold=args.threshold,
         steps=args.steps,
         lr=args.lr,
+        symmetrize=not args.no_symmetrize,
         dtype=torch.float64 if args.float64 else torch.float32,
     )
     trusted = opt.run()
@@ -64,6 +65,11 @@ def register(subparsers) -> None:
     p.add_argument("--threshold", type=float, default=None, help="Å² (default: model card)")
     p.add_argument("--steps", type=int, default=100, help="solver Adam steps")
     p.add_argument("--lr", type=float, default=0.1, help="solver Adam learning rate (Å)")
+    p.add_argument(
+        "--no-symmetrize",
+        action="store_true",
+        help="keep the model's raw prediction (default: impose the input's space group)",
+    )
     p.add_argument("--float64", action="store_true")
     p.add_argument(
         "--strict", action="store_true", help="exit with status 1 when the prediction is untrusted"

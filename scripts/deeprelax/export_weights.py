@@ -74,7 +74,7 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--train-db",
         nargs="+",
-        default=["runs/deeprelax/teacher_train.db", "runs/deeprelax/train_synthetic.db"],
+        default=["runs/deeprelax/teacher_train_frozen.db", "runs/deeprelax/train_synthetic.db"],
         help="the databases of the last training stage, as given to --db",
     )
     parser.add_argument(
@@ -90,8 +90,26 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="ase_cartnet/weights/deeprelax_ensemble.pt")
     parser.add_argument("--json", default="runs/deeprelax/eval.json")
     parser.add_argument("--limit", type=int, default=None, help="test pairs per database")
+    parser.add_argument(
+        "--add-steps-saved",
+        metavar="JSON",
+        help="only put this report of benchmarks/prerelax_steps_saved.py into the shipped card",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
+    if args.add_steps_saved:
+        card_path = Path(args.out).with_suffix(".json")
+        card = json.loads(card_path.read_text())
+        card["steps_saved"] = {
+            "benchmark": "benchmarks/prerelax_steps_saved.py (teacher force calls to fmax, from "
+            "the unrelaxed input vs from the prediction)",
+            **json.loads(Path(args.add_steps_saved).read_text()),
+        }
+        with atomic_write(card_path) as handle:
+            json.dump(card, handle, indent=1)
+            handle.write("\n")
+        print(f"added the steps-saved report to {card_path}")
+        return 0
 
     paths = sorted(Path(args.run).glob("replicate_*/best.pt"))
     members, metas = zip(*(load_member(p) for p in paths), strict=True)

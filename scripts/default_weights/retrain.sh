@@ -16,14 +16,17 @@ with sqlite3.connect(sys.argv[1]) as src, sqlite3.connect(sys.argv[2]) as dst:
     src.backup(dst)
 " "runs/adp_default/$split.db" "$FROZEN/${split}_$V.db"
 done
-RECIPE="--epochs ${EPOCHS:-40} --dim 128 --threads 1 --batch-size 32 --loss relative_l1 --select iou --no-progress"
+RECIPE="--epochs ${EPOCHS:-40} --dim 128 --threads 1 --batch-size 32 --loss relative_l1 --select iou"
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 # the model and its baseline train side by side, one core each
 ( cd "$RUN" && ../../.venv/bin/ase-cartnet train cartnet --db "../adp_default/frozen/train_$V.db" \
     --out main $RECIPE > main.log 2>&1 ) &
+MAIN=$!
 ( cd "$RUN" && ../../.venv/bin/ase-cartnet train cartnet --db "../adp_default/frozen/train_$V.db" \
     --out nodir --no-direction $RECIPE > nodir.log 2>&1 ) &
-wait
+NODIR=$!
+wait "$MAIN"
+wait "$NODIR"
 EXPORT=".venv/bin/python scripts/default_weights/export.py --checkpoint $RUN/main/best.pt \
 --train-db $FROZEN/train_$V.db --test-db $FROZEN/test_$V.db"
 ORIGIN="SQLite backup of runs/adp_default/{train,test}.db, the rows of data/adp_default/progress/"
