@@ -51,7 +51,7 @@ from phonon_ref.calculators import configure_worker, get_calculator, teacher_inf
 from phonon_ref.grids import DEFAULT_MESH_LENGTH, DEFAULT_MIN_LENGTH, MeshSpec, SupercellSpec
 from phonon_ref.harmonic import DEFAULT_FREQ_MIN, DEFAULT_IMAGINARY_TOL
 from phonon_ref.reference import DEFAULT_DISPLACEMENT, PhononReference
-from phonon_ref.relax import DEFAULT_FMAX, DEFAULT_MAX_STEPS, relax
+from phonon_ref.relax import DEFAULT_FMAX, DEFAULT_MAX_STEPS, relax_into_record
 
 log = logging.getLogger(__name__)
 
@@ -93,26 +93,15 @@ def process_structure(
         configure_worker(parent_pid, settings.n_threads)
         calc = get_calculator(settings.calculator)
         record["timings"]["load"] = time.perf_counter() - t0
-        rel = relax(
+        rel = relax_into_record(
             atoms,
             calc,
+            record,
             fmax=settings.fmax,
             max_steps=settings.max_steps,
             fix_symmetry=settings.fix_symmetry,
+            require_converged=settings.require_converged,
         )
-        record["timings"]["relax"] = rel.seconds
-        record["relax"] = {
-            "converged": rel.converged,
-            "steps": rel.steps,
-            "fmax_reached": rel.fmax_reached,
-        }
-        record["energy"] = rel.energy
-        if settings.require_converged and not rel.converged:
-            raise RuntimeError(
-                f"relaxation did not reach fmax={settings.fmax} eV/Å in {rel.steps} steps "
-                f"(reached {rel.fmax_reached:.2e} eV/Å)"
-            )
-        record["atoms"] = rel.atoms
         t1 = time.perf_counter()
         ref = PhononReference(
             rel.atoms,

@@ -96,3 +96,33 @@ def relax(
         energy=energy,
         seconds=time.perf_counter() - start,
     )
+
+
+def relax_into_record(
+    atoms: Atoms,
+    calculator: str | BaseCalculator,
+    record: dict,
+    fmax: float,
+    max_steps: int,
+    fix_symmetry: bool,
+    require_converged: bool = True,
+) -> Relaxation:
+    """:func:`relax` as one step of a dataset task (``phonon_ref.dataset``,
+    ``ase_cartnet.train.deeprelax_teacher``): stores ``timings["relax"]``, ``relax``
+    (converged, steps, fmax_reached), ``energy`` and — once converged, or when convergence is not
+    required — the relaxed ``atoms`` in ``record``; raises RuntimeError if not converged."""
+    rel = relax(atoms, calculator, fmax=fmax, max_steps=max_steps, fix_symmetry=fix_symmetry)
+    record["timings"]["relax"] = rel.seconds
+    record["relax"] = {
+        "converged": rel.converged,
+        "steps": rel.steps,
+        "fmax_reached": rel.fmax_reached,
+    }
+    record["energy"] = rel.energy
+    if require_converged and not rel.converged:
+        raise RuntimeError(
+            f"relaxation did not reach fmax={fmax} eV/Å in {rel.steps} steps "
+            f"(reached {rel.fmax_reached:.2e} eV/Å)"
+        )
+    record["atoms"] = rel.atoms
+    return rel

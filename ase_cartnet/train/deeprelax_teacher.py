@@ -135,7 +135,7 @@ def process_pair(
     """Substitute, then relax with the teacher; never raises an ``Exception`` (a failure is a
     record with status "failed"). The record's ``initial`` is the *substituted* structure."""
     from phonon_ref.calculators import configure_worker, get_calculator
-    from phonon_ref.relax import relax
+    from phonon_ref.relax import relax_into_record
 
     t0 = time.perf_counter()
     record: dict[str, Any] = {"source_id": source_id, "atoms": atoms, "timings": {}}
@@ -146,26 +146,14 @@ def process_pair(
         configure_worker(parent_pid, settings.n_threads)
         calc = get_calculator(settings.calculator)
         record["timings"]["load"] = time.perf_counter() - t0
-        rel = relax(
+        relax_into_record(
             initial,
             calc,
+            record,
             fmax=settings.fmax,
             max_steps=settings.max_steps,
             fix_symmetry=settings.fix_symmetry,
         )
-        record["timings"]["relax"] = rel.seconds
-        record["relax"] = {
-            "converged": rel.converged,
-            "steps": rel.steps,
-            "fmax_reached": rel.fmax_reached,
-        }
-        record["energy"] = rel.energy
-        record["atoms"] = rel.atoms
-        if not rel.converged:
-            raise RuntimeError(
-                f"relaxation did not reach fmax={settings.fmax} eV/Å in {rel.steps} steps "
-                f"(reached {rel.fmax_reached:.2e} eV/Å)"
-            )
         record["status"] = "ok"
     except Exception as exc:  # robust: any failure becomes a "failed" row
         record["status"] = "failed"
@@ -178,7 +166,8 @@ def process_pair(
 def _write_pair_row(db, record: dict[str, Any], settings: TeacherPairSettings, teacher: dict):
     """One row per pair in the layout of ``pairs_from_db`` (one transaction)."""
     initial = record.get("substituted")
-    atoms = (record["atoms"] if record["status"] == "ok" else initial or record["initial"]).copy()
+    fallback = initial if initial is not None else record["initial"]
+    atoms = (record["atoms"] if record["status"] == "ok" else fallback).copy()
     atoms.calc = None
     atoms.set_constraint()
     kvp: dict[str, Any] = {
