@@ -29,6 +29,8 @@ run_split() {
         echo "generator for $split stopped with an error (attempt $attempt); restarting" >> "$OUT/$split.log"
     done
 }
-run_split train "$TRAIN_WORKERS" &
-run_split test 0 &
+# SPLITS chooses which splits to (re)generate, e.g. SPLITS=train once the test split is large enough.
+for split in ${SPLITS:-train test}; do
+    if [ "$split" = train ]; then run_split train "$TRAIN_WORKERS" & else run_split "$split" 0 & fi
+done
 wait
