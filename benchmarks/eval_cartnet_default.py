@@ -116,7 +116,7 @@ def isotropic_mean_baseline(train: list[ADPStructure], test: list[ADPStructure])
     return np.array(preds), np.array(targets)
 
 
-def per_source(calc_pred, target, structures: list[ADPStructure]) -> dict[str, dict]:
+def per_source(pred, target, structures: list[ADPStructure]) -> dict[str, dict]:
     """The metrics per dataset of origin (the ``mp_20`` of ``mp_20:mp-123``), rows in the order
     :func:`cartnet_predictions` returns them."""
     sources = np.concatenate(
@@ -127,7 +127,7 @@ def per_source(calc_pred, target, structures: list[ADPStructure]) -> dict[str, d
     )
     return {
         str(src): {"structures": sum(s.key.split(":")[0] == src for s in structures),
-                   **adp_metrics(calc_pred[sources == src], target[sources == src])}
+                   **adp_metrics(pred[sources == src], target[sources == src])}
         for src in np.unique(sources)
     }  # fmt: skip
 
