@@ -18,11 +18,13 @@ threads never share one calculator's mutable state).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import importlib
 import os
 import sys
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from ase.calculators.calculator import BaseCalculator
@@ -44,14 +46,15 @@ def _emt() -> BaseCalculator:
 def _chgnet() -> BaseCalculator:
     try:
         from chgnet.model import CHGNet
-        from chgnet.model.dynamics import CHGNetCalculator
+
+        from phonon_ref.chgnet_teacher import CHGNetTeacher
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise InputError(
             "calculator 'chgnet' needs the optional teacher extra: "
             "pip install 'ase-cartnet[teacher]' (or pip install chgnet)"
         ) from exc
     model = CHGNet.load(use_device="cpu", verbose=False)
-    return CHGNetCalculator(model=model, use_device="cpu", on_isolated_atoms="ignore")
+    return CHGNetTeacher(model=model, use_device="cpu", on_isolated_atoms="ignore")
 
 
 _FACTORIES = {"emt": _emt, "chgnet": _chgnet}
@@ -100,6 +103,23 @@ def get_calculator(spec: str | BaseCalculator, *, cached: bool = True) -> BaseCa
     if cached:
         cache[key] = calc
     return calc
+
+
+@contextlib.contextmanager
+def forces_only(calc: BaseCalculator) -> Iterator[BaseCalculator]:
+    """Within this context a calculator with a ``compute_stress`` switch (the CHGNet teacher,
+    :class:`phonon_ref.chgnet_teacher.CHGNetTeacher`) computes energy and forces only, unless a
+    call asks for the stress; any other calculator is unchanged. For force-only work such as
+    phonopy's displaced supercells (2.6× faster with CHGNet, same forces)."""
+    if not hasattr(calc, "compute_stress"):
+        yield calc
+        return
+    before = calc.compute_stress
+    calc.compute_stress = False
+    try:
+        yield calc
+    finally:
+        calc.compute_stress = before
 
 
 def load_count() -> int:

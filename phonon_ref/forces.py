@@ -14,7 +14,7 @@ from numpy.typing import NDArray
 from tqdm.auto import tqdm
 
 from ase_cartnet.errors import InputError
-from phonon_ref.calculators import configure_worker, get_calculator
+from phonon_ref.calculators import configure_worker, forces_only, get_calculator
 
 WORKER_THREADS = 1
 """Torch/BLAS threads per worker *process* (workers share the machine's cores)."""
@@ -23,7 +23,8 @@ WORKER_THREADS = 1
 def _forces(calc: BaseCalculator, atoms: Atoms) -> NDArray[np.float64]:
     atoms = atoms.copy()
     atoms.calc = calc
-    forces = np.array(atoms.get_forces(), dtype=np.float64)
+    with forces_only(calc):
+        forces = np.array(atoms.get_forces(), dtype=np.float64)
     if forces.shape != (len(atoms), 3) or not np.all(np.isfinite(forces)):
         raise RuntimeError(f"the calculator returned invalid forces (shape {forces.shape})")
     return forces

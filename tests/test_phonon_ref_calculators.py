@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 
+import numpy as np
 import pytest
 from ase.calculators.emt import EMT
 
@@ -50,3 +52,40 @@ def test_malloc_thresholds_are_only_touched_when_dask_set_them(monkeypatch):
     assert calculators.restore_malloc_thresholds() is False
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
     assert calculators.restore_malloc_thresholds() is True
+
+
+def test_forces_only_leaves_other_calculators_alone():
+    calc = EMT()
+    with calculators.forces_only(calc) as inside:
+        assert inside is calc and not hasattr(calc, "compute_stress")
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("chgnet") is None, reason="chgnet (teacher extra) not installed"
+)
+def test_chgnet_forces_only_gives_the_same_forces_without_the_stress():
+    """Force-only CHGNet calls (task "ef") give the forces of full calls ("efsm"), skip the
+    stress, and a later stress request on the same atoms still computes it."""
+    from ase.build import bulk
+
+    from phonon_ref.forces import compute_forces
+
+    si = bulk("Si", "diamond", a=5.45) * (2, 1, 1)
+    si.positions[0] += (0.03, -0.02, 0.01)
+    calc = get_calculator("chgnet")
+    full = si.copy()
+    full.calc = calc
+    expected = full.get_forces()
+    assert "stress" in calc.results  # the default: everything in one call (cell relaxations)
+    calc.reset()  # same atoms: ASE would return the cached results
+    np.testing.assert_array_equal(compute_forces([si], "chgnet", progress=False)[0], expected)
+    assert calc.compute_stress  # restored after the force calls
+    assert "stress" not in calc.results
+    calc.reset()
+    probe = si.copy()
+    probe.calc = calc
+    with calculators.forces_only(calc):
+        np.testing.assert_array_equal(probe.get_forces(), expected)
+        assert "stress" not in calc.results
+        stress = probe.get_stress()
+    np.testing.assert_allclose(stress, full.get_stress(), atol=1e-9)
