@@ -36,7 +36,7 @@ ORIGIN="SQLite backup of runs/adp_default/{train,test}.db, the rows of data/adp_
 # ship first, so that the evaluation runs on exactly the shipped file (the default weights)
 [ -f "$RUN/eval.json" ] || $EXPORT --train-db-origin "$ORIGIN"
 EVAL=".venv/bin/python benchmarks/eval_cartnet_default.py --train-db $FROZEN/train_$V.db \
---test-db $FROZEN/test_$V.db --ablation $RUN/nodir/best.pt --speed-structures 3 \
+--test-db $FROZEN/test_$V.db --ablation $RUN/nodir/best.pt --speed-structures 6 \
 --json $RUN/eval.json"
 [ -f "$RUN/eval.json" ] || $EVAL | tee "$RUN/eval.txt"
 $EXPORT --train-db-origin "$ORIGIN" --metrics "$RUN/eval.json" --eval-command "$EVAL"
