@@ -2,12 +2,12 @@
 # Retrain the default CartNet weights and their no-direction baseline (paper ablation 4) on a
 # frozen copy of the generation databases, evaluate both and ship the model with its card.
 # Resumable: each training resumes from its last.pt; finished steps are skipped.
-#   V=v4l1 bash scripts/default_weights/retrain.sh      (from the repository root, after setup)
+#   V=v5 bash scripts/default_weights/retrain.sh      (from the repository root, after setup)
 # LOSS=l1|relative_l1 (default l1, the shipped recipe) picks the training loss; TRAIN_ONLY=1 stops
 # after the two trainings (to compare recipes side by side before one of them is shipped).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-V="${V:-v4l1}"
+V="${V:-v5}"
 FROZEN=runs/adp_default/frozen
 RUN="runs/$V"
 mkdir -p "$FROZEN" "$RUN"
