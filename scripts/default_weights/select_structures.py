@@ -61,25 +61,21 @@ def teacher_cost(atoms) -> float:
     return float(len(phonon.displacements) * supercell_atoms * neighbours)
 
 
-def read_cif(text: str):
-    from ase.io import read
-
-    return read(io.StringIO(text), format="cif")
-
-
 def describe(frame: pd.DataFrame, prefix: str) -> pd.DataFrame:
-    """Atoms per cell, elements and space group of every CIF in ``frame``."""
+    """The parsed ``atoms``, atoms per cell, elements and space group of every CIF in ``frame``."""
     import spglib
+    from ase.io import read
 
     rows = []
     for mid, cif in zip(frame["material_id"], frame["cif"], strict=True):
-        atoms = read_cif(cif)
+        atoms = read(io.StringIO(cif), format="cif")
         cell = (atoms.cell[:], atoms.get_scaled_positions(), atoms.numbers)
         dataset = spglib.get_symmetry_dataset(cell, symprec=1e-3)
         rows.append(
             {
                 "material_id": f"{prefix}:{mid}",
                 "cif": cif,
+                "atoms": atoms,
                 "n_atoms": len(atoms),
                 "elements": tuple(sorted(set(atoms.get_chemical_symbols()))),
                 "system": crystal_system(dataset.number if dataset else 1),
@@ -160,7 +156,7 @@ def main() -> None:
         split = "val" if name == "train" else "test"
         chosen = select(split, counts, args.max_atoms, args.per_element, args.seed)
         chosen = chosen.sample(frac=1.0, random_state=args.seed)
-        chosen["cost"] = [teacher_cost(read_cif(cif)) for cif in chosen["cif"]]
+        chosen["cost"] = [teacher_cost(atoms) for atoms in chosen["atoms"]]
         chosen = chosen.sort_values("cost", kind="stable").reset_index(drop=True)
         (out / f"{name}_ids.txt").write_text("\n".join(chosen["material_id"]) + "\n")
         chosen[["material_id", "cif"]].to_csv(csv_dir / f"{name}.csv.gz", index=False)
