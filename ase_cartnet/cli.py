@@ -48,6 +48,7 @@ def _run_predict(args: argparse.Namespace) -> int:
         temperature=args.temperature,
         hydrogen=args.hydrogen,
         rotations=args.rotations,
+        symmetrize=args.symmetrize,
         dtype=torch.float64 if args.float64 else torch.float32,
     )
     atoms.calc = calc
@@ -106,6 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--rotations", type=int, default=1, help="test-time rotation averaging (K)"
     )
     predict.add_argument("--float64", action="store_true", help="run the model in float64")
+    predict.add_argument(
+        "--symmetrize",
+        action="store_true",
+        help="average the predicted U over the space group (site symmetry, equivalent atoms)",
+    )
     predict.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     predict.set_defaults(func=_run_predict)
 

@@ -534,7 +534,8 @@ def atoms_to_graph(
 ) -> Data:
     """A PyG ``Data`` graph of an ``ase.Atoms``, by radius (``cutoff``) or by ``k`` nearest.
 
-    Fields: ``numbers`` (N,) int64, ``pos`` (N, 3), ``cell`` (1, 3, 3), ``pbc`` (1, 3) bool,
+    Fields: ``numbers`` (N,) int64, ``masses`` (N,) amu (``atoms.get_masses()``, so isotopes set
+    on the atoms count), ``pos`` (N, 3), ``cell`` (1, 3, 3), ``pbc`` (1, 3) bool,
     ``edge_index`` (2, E) int64, ``cell_shift`` (E, 3) (``dtype``), ``num_nodes`` = N.
     Callers may add per-structure fields (e.g. ``temperature`` of shape (1,)).
     ``keep_ties`` is passed to :func:`knn_graph` (kNN graphs only).
@@ -563,6 +564,7 @@ def atoms_to_graph(
     n_atoms = len(atoms)
     return Data(
         numbers=torch.as_tensor(atoms.numbers, dtype=torch.int64),
+        masses=torch.as_tensor(atoms.get_masses(), dtype=dtype),
         pos=torch.as_tensor(positions, dtype=dtype),
         cell=torch.as_tensor(cell, dtype=dtype).reshape(1, 3, 3),
         pbc=torch.as_tensor(pbc, dtype=torch.bool).reshape(1, 3),

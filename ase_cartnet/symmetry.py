@@ -59,3 +59,33 @@ def symmetrize_like(
     out.set_cell(cell_sym, scale_atoms=False)
     out.set_positions(frac_sym @ cell_sym)
     return out, len(rotations)
+
+
+def symmetrize_adps(
+    atoms: Atoms, adps: np.ndarray, symprec: float = DEFAULT_SYMPREC
+) -> tuple[np.ndarray, int]:
+    """Cartesian U (N, 3, 3), Å², averaged over the space group of ``atoms``.
+
+    A space-group operation (R, t) (fractional, x' = R x + t) maps atom j onto atom g(j) and
+    carries its displacement tensor with it: U_g(j) = R_c U_j R_cᵀ with the Cartesian rotation
+    R_c = Lᵀ R L⁻ᵀ (L: lattice vectors as rows). Harmonic ADPs obey this exactly (site symmetry
+    and the equality of symmetry-equivalent atoms, the constraints refinement programs impose);
+    the average (1/|G|) Σ_g R_c U_g⁻¹(i) R_cᵀ is the projection of a prediction onto them. A
+    mean of positive-definite matrices stays positive definite; NaN rows (unpredicted H) spread
+    only to the atoms they are equivalent to. Returns the symmetrized U and |G| (1: P1, the
+    input returned as a copy).
+    """
+    from ase.spacegroup.symmetrize import prep_symmetry
+
+    adps = np.asarray(adps, dtype=float)
+    if adps.shape != (len(atoms), 3, 3):
+        raise InputError(f"adps must have shape {(len(atoms), 3, 3)}, got {adps.shape}")
+    rotations, _, symm_map = prep_symmetry(atoms, symprec=symprec)
+    if len(rotations) <= 1:
+        return adps.copy(), len(rotations)
+    lattice = np.asarray(atoms.cell[:], dtype=float)
+    to_cart = lattice.T @ np.asarray(rotations, dtype=float) @ np.linalg.inv(lattice).T
+    total = np.zeros_like(adps)
+    for r_cart, images in zip(to_cart, symm_map, strict=True):
+        total[np.asarray(images)] += r_cart @ adps @ r_cart.T
+    return total / len(rotations), len(rotations)

@@ -196,3 +196,82 @@ def test_cli_train_from_cif_folder(tmp_path):
         ]
     )
     assert code == 0 and (tmp_path / "run" / "best.pt").is_file()
+
+
+# -- the harmonic head: joint (structure, all temperatures) samples -----------------------------
+
+HARMONIC_ARCH = dict(ARCH, head="harmonic", use_temperature=False, harmonic_bins=8)
+
+
+def test_joint_samples_carry_every_temperature_and_rotate_with_their_structure(tmp_path):
+    from ase_cartnet.train.cartnet_task import _Sample
+
+    structures = structures_from_db(synthetic_db(tmp_path / "d.db", n=2))
+    structures[1].temperatures = structures[1].temperatures[:2]  # a shorter list gets padded
+    structures[1].adps = structures[1].adps[:2]
+    task = CartNetADPTask(structures, [], cutoff=5.0, dtype=torch.float64, joint_temperatures=True)
+    samples = [_Sample(0, None), _Sample(1, None)]
+    plain = task.collate(structures, task.train_graphs, samples)
+    n0 = len(structures[0].atoms)
+    assert plain.temperature.shape == (2, 3)
+    torch.testing.assert_close(plain.temperature[1], torch.tensor([50.0, 150.0, 150.0]).double())
+    assert plain.target.shape == (plain.num_nodes, 3, 3, 3)
+    assert plain.temperature_mask[:n0].all() and not plain.temperature_mask[n0:, 2].any()
+    rotated = task.collate(structures, task.train_graphs, samples, torch.Generator().manual_seed(3))
+    from ase_cartnet.models.so3 import random_rotations
+
+    r = random_rotations(2, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    r_atom = r[plain.batch][:, None]
+    torch.testing.assert_close(rotated.target, r_atom @ plain.target @ r_atom.transpose(-1, -2))
+
+
+def test_joint_loss_equals_the_per_temperature_loss_on_the_same_samples(tmp_path):
+    from ase_cartnet.models.cartnet import CartNet, CartNetConfig
+    from ase_cartnet.train.cartnet_task import _Sample
+
+    structures = structures_from_db(synthetic_db(tmp_path / "d.db", n=2))
+    joint = CartNetADPTask(structures, [], cutoff=5.0, dtype=torch.float64, joint_temperatures=True)
+    single = CartNetADPTask(structures, [], cutoff=5.0, dtype=torch.float64)
+    torch.manual_seed(0)
+    model = CartNet(CartNetConfig(**HARMONIC_ARCH)).double().eval()
+    with torch.no_grad():
+        l_joint = joint.loss(
+            model, joint.collate(structures, joint.train_graphs, [_Sample(0, None)])
+        )
+        per_t = [
+            single.loss(model, single.collate(structures, single.train_graphs, [_Sample(0, k)]))
+            for k in range(3)
+        ]
+        p_joint, t_joint, temps = joint.predict(model, structures, joint.train_graphs)
+        p_single, t_single, _ = single.predict(model, structures, single.train_graphs)
+    torch.testing.assert_close(l_joint, torch.stack(per_t).mean())
+    assert len(p_joint) == len(p_single) == sum(3 * len(s.atoms) for s in structures)
+    # the same (atom, T) rows, in another order: atom-major instead of temperature-major
+    for joint_rows, single_rows in ((p_joint, p_single), (t_joint, t_single)):
+        np.testing.assert_allclose(
+            np.sort(joint_rows.reshape(len(joint_rows), -1), axis=0),
+            np.sort(single_rows.reshape(len(single_rows), -1), axis=0),
+            rtol=1e-12,
+        )
+    assert sorted(temps) == sorted(np.repeat([50.0, 150.0, 300.0], len(temps) // 3))
+
+
+def test_tiny_harmonic_training_run_learns_and_sweeps_temperatures(tmp_path):
+    db = synthetic_db(tmp_path / "d.db")
+    structures = structures_from_db(db)
+    summary = train_cartnet(
+        structures,
+        tmp_path / "run",
+        architecture=HARMONIC_ARCH,
+        train_config=TrainConfig(epochs=8, lr=1e-2, seed=1),
+        val_fraction=0.25,
+        batch_size=2,
+        progress=False,
+    )
+    history = summary["history"]
+    assert history[-1]["train_loss"] < 0.5 * history[0]["train_loss"]
+    calc = CartNetADP(checkpoint=tmp_path / "run" / "best.pt")
+    assert calc.model.config.head == "harmonic"
+    atoms = bulk("Cu", "fcc", a=3.8) * (1, 1, 2)
+    cold, hot = calc.predict_many([atoms, atoms], temperatures=[50.0, 300.0])
+    assert (np.linalg.eigvalsh(hot - cold) > 0).all()

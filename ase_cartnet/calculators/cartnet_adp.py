@@ -19,6 +19,7 @@ from ase_cartnet.graph import atoms_to_graph, batch_graphs
 from ase_cartnet.hydrogen import HYDROGEN_POLICIES, riding_hydrogen_adps
 from ase_cartnet.io.checkpoint import load_cartnet
 from ase_cartnet.models.so3 import averaging_rotations
+from ase_cartnet.symmetry import symmetrize_adps
 from ase_cartnet.validation import resolve_temperature, validate_structure
 from ase_cartnet.weights import default_cartnet_checkpoint
 
@@ -51,6 +52,10 @@ class CartNetADP(Calculator):
             equivariance error at K times the cost.
         store_in_arrays: also put the results in ``atoms.arrays`` ("adps", "u_equiv") so that
             writers that drop calculator results keep them.
+        symmetrize: average the predicted U over the structure's space group (spglib, tolerance
+            1e-3 Å; :func:`ase_cartnet.symmetry.symmetrize_adps`), so that every ellipsoid obeys
+            its site symmetry and symmetry-equivalent atoms get identical ellipsoids, as refined
+            and harmonic ADPs do. The model alone obeys them only approximately.
 
     Not meant for: structures far from the training domain. The model card of the checkpoint
     states the domain; a warning is raised for elements the checkpoint was not trained on.
@@ -69,6 +74,7 @@ class CartNetADP(Calculator):
         max_neighbours: int | None | Literal["checkpoint"] = FROM_CHECKPOINT,
         rotations: int = 1,
         store_in_arrays: bool = False,
+        symmetrize: bool = False,
         **kwargs: Any,
     ) -> None:
         if hydrogen not in HYDROGEN_POLICIES:
@@ -98,6 +104,7 @@ class CartNetADP(Calculator):
         )
         self.rotations = averaging_rotations(rotations, dtype=dtype).to(self.device)
         self.store_in_arrays = store_in_arrays
+        self.symmetrize = bool(symmetrize)
         trained = self.metadata.get("elements")
         self.trained_elements = frozenset(int(z) for z in trained) if trained else None
 
@@ -155,7 +162,9 @@ class CartNetADP(Calculator):
         """ADPs (N_k, 3, 3) in Å² for each structure, batched through the model.
 
         ``temperatures`` (K): one per structure, one for all, or None (this calculator's
-        temperature parameter, else each structure's ``atoms.info["temperature"]``).
+        temperature parameter, else each structure's ``atoms.info["temperature"]``). A temperature
+        sweep is the same Atoms object listed once per temperature; with a harmonic-head model
+        the whole sweep costs one forward pass.
         """
         if batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
@@ -184,6 +193,8 @@ class CartNetADP(Calculator):
                     max_neighbours=self.max_neighbours,
                     dtype=self.dtype,
                 )
+        if self.model.config.head == "harmonic":
+            return self._predict_sweeps(structures, temps, unique_graphs, batch_size)
         out: list[np.ndarray] = []
         for start in range(0, len(structures), batch_size):
             chunk = structures[start : start + batch_size]
@@ -192,20 +203,54 @@ class CartNetADP(Calculator):
                 g = unique_graphs[id(atoms)].clone()
                 g.temperature = torch.tensor([t], dtype=self.dtype)
                 graphs.append(g)
-            batch = batch_graphs(graphs).to(self.device)
-            heavy = batch.numbers != 1  # the model predicts non-H atoms (paper section 6.1)
-            u = np.full((len(heavy), 3, 3), np.nan)
-            u[heavy.cpu().numpy()] = self._predict_batch(batch, heavy).cpu().double().numpy()
+            u = self._predict_graphs(graphs)
             offsets = np.cumsum([0] + [len(a) for a in chunk])
             for k, atoms in enumerate(chunk):
-                out.append(self._apply_hydrogen_policy(atoms, u[offsets[k] : offsets[k + 1]]))
+                out.append(self._finish(atoms, u[offsets[k] : offsets[k + 1]]))
         return out
+
+    def _predict_sweeps(
+        self, structures: list[Atoms], temps: list[float], unique_graphs: dict, batch_size: int
+    ) -> list[np.ndarray]:
+        """Models whose trunk does not see T (the harmonic head): one forward pass per distinct
+        structure gives U at all the temperatures asked of it; ``batch_size`` structures a call."""
+        requests: dict[int, list[int]] = {}  # structure id -> positions in the output
+        for position, atoms in enumerate(structures):
+            requests.setdefault(id(atoms), []).append(position)
+        firsts = [structures[positions[0]] for positions in requests.values()]
+        out: list[np.ndarray | None] = [None] * len(structures)
+        for start in range(0, len(firsts), batch_size):
+            chunk = firsts[start : start + batch_size]
+            width = max(len(requests[id(a)]) for a in chunk)
+            graphs = []
+            for atoms in chunk:
+                sweep = [temps[i] for i in requests[id(atoms)]]
+                sweep += [sweep[-1]] * (width - len(sweep))  # padding, not returned
+                g = unique_graphs[id(atoms)].clone()
+                g.temperature = torch.tensor([sweep], dtype=self.dtype)  # (1, width)
+                graphs.append(g)
+            u = self._predict_graphs(graphs)  # (N, width, 3, 3)
+            offsets = np.cumsum([0] + [len(a) for a in chunk])
+            for k, atoms in enumerate(chunk):
+                rows = u[offsets[k] : offsets[k + 1]]
+                for j, position in enumerate(requests[id(atoms)]):
+                    out[position] = self._finish(atoms, rows[:, j])
+        return out
+
+    def _predict_graphs(self, graphs: list) -> np.ndarray:
+        """U (N, ..., 3, 3) Å² for the atoms of the batched ``graphs``; NaN rows for H."""
+        batch = batch_graphs(graphs).to(self.device)
+        heavy = batch.numbers != 1  # the model predicts non-H atoms (paper section 6.1)
+        predicted = self._predict_batch(batch, heavy).cpu().double().numpy()
+        u = np.full((len(heavy), *predicted.shape[1:]), np.nan)
+        u[heavy.cpu().numpy()] = predicted
+        return u
 
     @torch.inference_mode()
     def _predict_batch(self, batch, heavy: torch.Tensor) -> torch.Tensor:
-        """Rotation-averaged model output U (n_heavy, 3, 3) for the atoms where ``heavy`` is True:
-        (1/K) Σ Rᵀ f(R·x) R, positions and cells rotated together so every edge vector rotates
-        (the identity alone for K = 1)."""
+        """Rotation-averaged model output U (n_heavy, [T,] 3, 3) for the atoms where ``heavy`` is
+        True: (1/K) Σ Rᵀ f(R·x) R, positions and cells rotated together so every edge vector
+        rotates (the identity alone for K = 1)."""
         total = None
         for rotation in self.rotations:
             rotated = batch.clone()
@@ -216,6 +261,12 @@ class CartNetADP(Calculator):
             u = back.T @ u @ back
             total = u if total is None else total + u
         return total / len(self.rotations)
+
+    def _finish(self, atoms: Atoms, adps: np.ndarray) -> np.ndarray:
+        """The space-group average (if ``symmetrize``), then the hydrogen policy."""
+        if self.symmetrize:
+            adps, _ = symmetrize_adps(atoms, adps)
+        return self._apply_hydrogen_policy(atoms, adps)
 
     def _apply_hydrogen_policy(self, atoms: Atoms, adps: np.ndarray) -> np.ndarray:
         adps = adps.copy()

@@ -39,6 +39,7 @@ from ase_cartnet.models.blocks import (
     segment_lengths,
     sum_over_incoming,
 )
+from ase_cartnet.models.harmonic_head import HarmonicHead
 
 NUM_ELEMENTS = 119
 """Embedding rows: the atomic number indexes the table directly (row 0 unused, H is row 1)."""
@@ -58,7 +59,12 @@ class CartNetConfig:
         use_temperature: add the projected standardised temperature to the atom embedding
             (False = ablation 5).
         use_envelope: multiply the gate by the cosine envelope, eqn 11 (False = ablation 3).
-        head: "cholesky" (per-atom ADPs, eqns 15–18) or "scalar" (ESI S4, one value per structure).
+        head: "cholesky" (per-atom ADPs, eqns 15–18), "scalar" (ESI S4, one value per structure)
+            or "harmonic" (per-atom ADPs from spectral weights through eqns 2–3,
+            :mod:`ase_cartnet.models.harmonic_head`; the temperature enters there only, so it
+            needs ``use_temperature=False``, and one forward pass serves every temperature).
+        harmonic_bins, harmonic_freq_min, harmonic_freq_max: the harmonic head's K frequency bins,
+            log-spaced between the two frequencies (THz).
         temperature_mean, temperature_std: standardisation of the input temperature, K.
         max_neighbours: neighbour cap used when building graphs for this model (None = no cap, as
             in training; the official app uses 64). Not part of the weights.
@@ -75,11 +81,28 @@ class CartNetConfig:
     use_direction: bool = True
     use_temperature: bool = True
     use_envelope: bool = True
-    head: Literal["cholesky", "scalar"] = "cholesky"
+    head: Literal["cholesky", "scalar", "harmonic"] = "cholesky"
     temperature_mean: float = 192.1785
     temperature_std: float = 81.2135
     max_neighbours: int | None = None
     adp_floor: float = 0.0
+    harmonic_bins: int = 24
+    harmonic_freq_min: float = 0.2
+    harmonic_freq_max: float = 50.0
+
+    def __post_init__(self) -> None:
+        if self.head not in ("cholesky", "scalar", "harmonic"):
+            raise ValueError(f"head must be 'cholesky', 'scalar' or 'harmonic', got {self.head!r}")
+        if self.head == "harmonic" and self.use_temperature:
+            raise ValueError(
+                "the harmonic head takes the temperature through eqns 2-3; "
+                "set use_temperature=False"
+            )
+
+    @property
+    def per_atom(self) -> bool:
+        """True for the heads that return U per atom (cholesky, harmonic)."""
+        return self.head != "scalar"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -277,9 +300,11 @@ class CartNet(nn.Module):
     ``forward(graph)`` takes a PyG ``Data``/``Batch`` with fields ``numbers`` (N,) int64,
     ``pos`` (N, 3) Å, ``cell`` (B, 3, 3) Å (rows are lattice vectors), ``cell_shift`` (E, 3),
     ``edge_index`` (2, E) (row 0 source j, row 1 target i), ``temperature`` (B,) K and ``batch``
-    (N,) (absent for a single structure). It returns Cartesian U (N, 3, 3) in Å² for every atom
-    with the Cholesky head (callers keep the non-H rows; float64, see :class:`CholeskyHead`), or
-    (B,) with the scalar head.
+    (N,) (absent for a single structure); the harmonic head also reads ``masses`` (N,) amu and
+    accepts ``temperature`` (B, T), several temperatures per structure. It returns Cartesian U
+    (N, 3, 3) in Å² for every atom with the Cholesky or harmonic head ((N, T, 3, 3) for (B, T)
+    temperatures; callers keep the non-H rows; float64, see :class:`CholeskyHead`), or (B,) with
+    the scalar head.
     """
 
     def __init__(self, config: CartNetConfig | None = None) -> None:
@@ -288,7 +313,14 @@ class CartNet(nn.Module):
         c = self.config
         self.encoder = CartNetEncoder(c)
         self.layers = nn.ModuleList(CartLayer(c.dim) for _ in range(c.num_layers))
-        self.head = CholeskyHead(c.dim, c.adp_floor) if c.head == "cholesky" else ScalarHead(c.dim)
+        if c.head == "cholesky":
+            self.head = CholeskyHead(c.dim, c.adp_floor)
+        elif c.head == "harmonic":
+            self.head = HarmonicHead(
+                c.dim, c.harmonic_bins, c.harmonic_freq_min, c.harmonic_freq_max, c.adp_floor
+            )
+        else:
+            self.head = ScalarHead(c.dim)
 
     def standardise_temperature(self, temperature: torch.Tensor) -> torch.Tensor:
         """t = (T − mean) / std with the training statistics (paper section 4.1.1)."""
@@ -313,6 +345,7 @@ class CartNet(nn.Module):
             batch,
             cell.shape[0],
             output_mask=output_mask,
+            masses=getattr(graph, "masses", None),
         )
 
     def forward_from_vectors(
@@ -324,12 +357,14 @@ class CartNet(nn.Module):
         batch: torch.Tensor,
         num_graphs: int,
         output_mask: torch.Tensor | None = None,
+        masses: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The network on precomputed edge vectors (E, 3) = r_i − (r_j + n·C), Å (eqns 5–6).
 
         Augmentation rotates these vectors (eqn 19) without touching the graph. With a Cholesky
         head and an ``output_mask``, the last layer in eval mode only processes edges whose target
-        is selected — exact, since no other atom's final features are read.
+        is selected — exact, since no other atom's final features are read. The harmonic head
+        needs ``masses`` (N,) amu and takes ``temperature`` (B,) or (B, T) K.
         """
         distances = torch.linalg.vector_norm(vectors, dim=-1)  # eqn 5
         directions = vectors / distances.unsqueeze(-1)  # eqn 6
@@ -346,15 +381,23 @@ class CartNet(nn.Module):
         )
         num_nodes = h.shape[0]
         lengths = segment_lengths(edge_index[1], num_nodes)
-        cholesky = self.config.head == "cholesky"
+        per_atom = self.config.per_atom
         for k, layer in enumerate(self.layers):
             last = k == len(self.layers) - 1
-            if last and cholesky and output_mask is not None and not self.training:
+            if last and per_atom and output_mask is not None and not self.training:
                 keep = output_mask.index_select(0, edge_index[1])
                 edge_index, e = edge_index[:, keep], e[keep]
                 envelope = envelope[keep] if envelope is not None else None
                 lengths = segment_lengths(edge_index[1], num_nodes)
             h, e = layer(h, e, edge_index, envelope, lengths, update_edges=not last)
-        if cholesky:
+        if self.config.head == "harmonic":
+            if masses is None or temperature is None:
+                raise ValueError("the harmonic head needs masses and a temperature per structure")
+            t = temperature.reshape(num_graphs, -1).index_select(0, batch)  # (N, T)
+            t = t.squeeze(-1) if temperature.dim() == 1 else t
+            if output_mask is not None:
+                h, masses, t = h[output_mask], masses[output_mask], t[output_mask]
+            return self.head(h, masses, t)
+        if per_atom:
             return self.head(h if output_mask is None else h[output_mask])
         return self.head(h, batch, num_graphs)

@@ -20,8 +20,10 @@ from ase_cartnet.train.adp_data import ADPStructure
 
 @dataclass(frozen=True)
 class _Sample:
+    """One structure at one temperature (its index), or at all its temperatures (None)."""
+
     structure: int
-    temperature: int
+    temperature: int | None
 
 
 LOSSES = ("l1", "relative_l1")
@@ -33,6 +35,12 @@ class CartNetADPTask:
     A sample is one structure at one temperature. ``temperatures_per_epoch``: "all" uses every
     (structure, temperature) pair each epoch; an int k draws k temperatures per structure per
     epoch (cheaper epochs, every temperature seen over several epochs).
+
+    ``joint_temperatures``: a sample is one structure at all its temperatures instead, for models
+    whose trunk does not see T (the harmonic head: one forward pass gives U at every T). The batch
+    then carries ``temperature`` (B, T_max) (short lists padded with their last value),
+    ``target`` (N, T_max, 3, 3) and ``temperature_mask`` (N, T_max); every temperature is used
+    every epoch.
 
     ``loss``: "l1" is the paper's L1 on the elements of U (ESI S4), in Å²; "relative_l1" divides
     each sample's L1 by the mean U_eq of its labelled atoms (dimensionless), so that a 20 K
@@ -52,10 +60,12 @@ class CartNetADPTask:
         dtype: torch.dtype = torch.float32,
         max_neighbours: int | None = None,
         loss: str = "l1",
+        joint_temperatures: bool = False,
     ) -> None:
         if loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}; choose one of {LOSSES}")
         self.loss_kind = loss
+        self.joint_temperatures = bool(joint_temperatures)
         self.train, self.val = list(train), list(val)
         self.batch_size = int(batch_size)
         self.temperatures_per_epoch = temperatures_per_epoch
@@ -73,6 +83,8 @@ class CartNetADPTask:
     # -- batching ----------------------------------------------------------------------------
 
     def _epoch_samples(self, generator: torch.Generator) -> list[_Sample]:
+        if self.joint_temperatures:
+            return [_Sample(i, None) for i in range(len(self.train))]
         samples = []
         for i, s in enumerate(self.train):
             n_t = len(s.temperatures)
@@ -86,6 +98,8 @@ class CartNetADPTask:
         return samples
 
     def _samples_per_epoch(self) -> int:
+        if self.joint_temperatures:
+            return len(self.train)
         if self.temperatures_per_epoch == "all":
             return sum(len(s.temperatures) for s in self.train)
         return sum(min(len(s.temperatures), int(self.temperatures_per_epoch)) for s in self.train)
@@ -101,26 +115,46 @@ class CartNetADPTask:
         generator: torch.Generator | None = None,
     ) -> Batch:
         """A PyG batch with ``temperature`` (B,), ``target`` (N, 3, 3), ``label_mask`` (N,) and
-        ``scale`` (N,), the mean U_eq (Å²) of the sample's labelled atoms;
+        ``scale`` (N,), the mean U_eq (Å²) of the sample's labelled atoms (joint samples: (B, T),
+        (N, T, 3, 3), (N,), (N, T), and ``temperature_mask`` (N, T); class docstring);
         with a generator, each structure is rotated by its own random R: positions and cell
         (so every edge vector, eqn 19) and the target U' = R U Rᵀ (eqn 20)."""
+        width = max(
+            len(structures[x.structure].temperatures) if x.temperature is None else 1
+            for x in samples
+        )
         items = []
         for sample in samples:
             s = structures[sample.structure]
             g = graphs[sample.structure].clone()
-            g.temperature = torch.tensor([s.temperatures[sample.temperature]], dtype=self.dtype)
-            g.target = torch.as_tensor(s.adps[sample.temperature], dtype=self.dtype)
+            if sample.temperature is None:
+                chosen = np.minimum(np.arange(width), len(s.temperatures) - 1)  # pad with last
+                g.temperature = torch.as_tensor(s.temperatures[chosen], dtype=self.dtype)[None]
+                g.target = torch.as_tensor(s.adps[chosen], dtype=self.dtype).transpose(0, 1)
+                valid = torch.arange(width) < len(s.temperatures)
+                g.temperature_mask = valid.expand(len(s.atoms), width).clone()
+                labelled_u = s.adps[chosen][:, s.labelled]  # (T, n, 3, 3)
+                mean_u_eq = np.trace(labelled_u, axis1=2, axis2=3).mean(axis=1) / 3.0
+                g.scale = torch.as_tensor(mean_u_eq, dtype=self.dtype).expand(len(s.atoms), -1)
+            else:
+                g.temperature = torch.tensor([s.temperatures[sample.temperature]], dtype=self.dtype)
+                g.target = torch.as_tensor(s.adps[sample.temperature], dtype=self.dtype)
+                labelled_u = s.adps[sample.temperature][s.labelled]
+                mean_u_eq = float(np.trace(labelled_u, axis1=1, axis2=2).mean() / 3.0)
+                g.scale = torch.full((len(s.atoms),), mean_u_eq, dtype=self.dtype)
             g.label_mask = torch.as_tensor(s.labelled)
-            labelled_u = s.adps[sample.temperature][s.labelled]
-            mean_u_eq = float(np.trace(labelled_u, axis1=1, axis2=2).mean() / 3.0)
-            g.scale = torch.full((len(s.atoms),), mean_u_eq, dtype=self.dtype)
             items.append(g)
         batch = batch_graphs(items)
         if generator is not None:
             rotations = random_rotations(len(items), generator=generator, dtype=self.dtype)
             batch.pos = rotate_vectors(batch.pos, rotations, batch.batch)
             batch.cell = batch.cell @ rotations.transpose(1, 2)
-            batch.target = rotate_adps(batch.target, rotations, batch.batch)
+            target = batch.target
+            if target.dim() == 4:  # joint temperatures: (N, T, 3, 3), one R per structure
+                r = rotations.index_select(0, batch.batch)[:, None]
+                batch.target = r @ target @ r.transpose(-1, -2)
+            else:
+                batch.target = rotate_adps(target, rotations, batch.batch)
         return batch
 
     def train_batches(self, epoch: int, generator: torch.Generator) -> Iterator[Batch]:
@@ -140,7 +174,10 @@ class CartNetADPTask:
         mask = batch.label_mask
         error = (model(batch, output_mask=mask) - batch.target[mask]).abs()
         if self.loss_kind == "relative_l1":
-            error = error / batch.scale[mask][:, None, None]
+            error = error / batch.scale[mask][..., None, None]
+        if error.dim() == 4:  # joint temperatures: padded temperatures do not count
+            valid = batch.temperature_mask[mask]
+            return error[valid].mean()
         return error.mean()
 
     def predict(
@@ -148,16 +185,25 @@ class CartNetADPTask:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Predicted and target U (M, 3, 3) over all labelled atoms of all (structure, T) samples,
         plus each row's temperature (M,) K; no augmentation."""
-        samples = [
-            _Sample(i, k) for i, s in enumerate(structures) for k in range(len(s.temperatures))
-        ]
+        if self.joint_temperatures:
+            samples = [_Sample(i, None) for i in range(len(structures))]
+        else:
+            samples = [
+                _Sample(i, k) for i, s in enumerate(structures) for k in range(len(s.temperatures))
+            ]
         preds, targets, temps = [], [], []
         for start in range(0, len(samples), self.batch_size):
             batch = self.collate(structures, graphs, samples[start : start + self.batch_size])
             mask = batch.label_mask
-            preds.append(model(batch, output_mask=mask).double().numpy())
-            targets.append(batch.target[mask].double().numpy())
-            temps.append(batch.temperature[batch.batch[mask]].double().numpy())
+            pred = model(batch, output_mask=mask).double()
+            target = batch.target[mask].double()
+            temp = batch.temperature[batch.batch[mask]].double()
+            if pred.dim() == 4:  # joint temperatures: keep the real (atom, T) rows
+                valid = batch.temperature_mask[mask]
+                pred, target, temp = pred[valid], target[valid], temp[valid]
+            preds.append(pred.numpy())
+            targets.append(target.numpy())
+            temps.append(temp.numpy())
         return np.concatenate(preds), np.concatenate(targets), np.concatenate(temps)
 
     def validate(self, model: nn.Module) -> dict[str, float]:

@@ -58,8 +58,9 @@ def train_cartnet(
 ) -> dict[str, Any]:
     """Split by structure, standardise temperature with the training statistics, train with the
     shared loop, and return its summary. ``architecture``: CartNetConfig fields (dim, dim_rbf,
-    num_layers, cutoff, use_direction, use_temperature, use_envelope, adp_floor — default
-    ``DEFAULT_ADP_FLOOR``)."""
+    num_layers, cutoff, use_direction, use_temperature, use_envelope, head, harmonic_bins,
+    adp_floor — default ``DEFAULT_ADP_FLOOR``). A harmonic head trains on joint samples (a
+    structure at all its temperatures, one forward pass each)."""
     train_config = train_config or TrainConfig()
     train, val = split_structures(structures, val_fraction, train_config.seed)
     mean, std = temperature_statistics(train)
@@ -81,6 +82,7 @@ def train_cartnet(
         temperatures_per_epoch=temperatures_per_epoch,
         augment=augment,
         loss=loss,
+        joint_temperatures=config.head == "harmonic",
     )
     elements = sorted({int(z) for s in train for z in s.atoms.numbers})
     temps = [float(t) for s in train for t in s.temperatures]
@@ -120,8 +122,10 @@ def _run(args: argparse.Namespace) -> int:
         "num_layers": args.layers,
         "cutoff": args.cutoff,
         "use_direction": not args.no_direction,
-        "use_temperature": not args.no_temperature,
+        "use_temperature": not (args.no_temperature or args.head == "harmonic"),
         "use_envelope": not args.no_envelope,
+        "head": args.head,
+        "harmonic_bins": args.harmonic_bins,
     }
     config = train_config_from_args(args, select_metric=args.select)
     tpe: int | str = (
@@ -175,6 +179,16 @@ def register(subparsers) -> None:
     p.add_argument("--rbf", type=int, default=64)
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--cutoff", type=float, default=5.0)
+    p.add_argument(
+        "--head",
+        default="cholesky",
+        choices=("cholesky", "harmonic"),
+        help="cholesky: the paper's head, T in the atom embedding (eqns 4, 15-18); harmonic: "
+        "spectral weights through eqns 2-3, T in the head only (one pass for all temperatures)",
+    )
+    p.add_argument(
+        "--harmonic-bins", type=int, default=24, help="frequency bins of the harmonic head"
+    )
     p.add_argument("--no-direction", action="store_true", help="ablation 4: no direction vector")
     p.add_argument("--no-temperature", action="store_true", help="ablation 5: no temperature")
     p.add_argument("--no-envelope", action="store_true", help="ablation 3: no envelope")

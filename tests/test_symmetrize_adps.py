@@ -1,0 +1,78 @@
+"""symmetrize_adps: site symmetry and equivalent atoms imposed on per-atom U (a projection)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import bulk
+from scipy.spatial.transform import Rotation
+
+from ase_cartnet.errors import InputError
+from ase_cartnet.symmetry import symmetrize_adps
+
+
+def random_spd(n: int, seed: int) -> np.ndarray:
+    a = np.random.default_rng(seed).normal(size=(n, 3, 3)) * 0.05
+    return a @ np.swapaxes(a, 1, 2) + 1e-3 * np.eye(3)
+
+
+def test_cubic_sites_become_isotropic_and_equivalent_atoms_equal():
+    atoms = bulk("NaCl", "rocksalt", a=5.64, cubic=True)  # 4 Na + 4 Cl, sites m-3m
+    u, n_ops = symmetrize_adps(atoms, random_spd(len(atoms), 0))
+    assert n_ops == 192  # Fm-3m in the conventional cell: 48 rotations x 4 centrings
+    for species in (11, 17):
+        rows = u[atoms.numbers == species]
+        np.testing.assert_allclose(rows, np.broadcast_to(rows[0], rows.shape), atol=1e-15)
+        np.testing.assert_allclose(rows[0], np.trace(rows[0]) / 3 * np.eye(3), atol=1e-15)
+
+
+def test_hexagonal_site_has_the_axial_form():
+    atoms = bulk("ZnO", "wurtzite", a=3.25, c=5.2)  # sites 3m: U11 = U22, U13 = U23 = 0 along c
+    u, _ = symmetrize_adps(atoms, random_spd(len(atoms), 1))
+    np.testing.assert_allclose(u[:, 0, 0], u[:, 1, 1], atol=1e-15)
+    np.testing.assert_allclose(u[:, [0, 0, 1], [1, 2, 2]], 0.0, atol=1e-15)
+
+
+def test_projection_is_idempotent_spd_and_rotation_equivariant():
+    atoms = bulk("ZnO", "wurtzite", a=3.25, c=5.2) * (1, 1, 2)
+    u, _ = symmetrize_adps(atoms, random_spd(len(atoms), 2))
+    again, _ = symmetrize_adps(atoms, u)
+    np.testing.assert_allclose(again, u, atol=1e-15)
+    assert (np.linalg.eigvalsh(u) > 0).all()
+    r = Rotation.from_euler("zyx", [31, -47, 12], degrees=True).as_matrix()
+    turned = atoms.copy()
+    turned.set_cell(atoms.cell[:] @ r.T, scale_atoms=False)
+    turned.set_positions(atoms.positions @ r.T)
+    u_raw = random_spd(len(atoms), 3)
+    u_turned, _ = symmetrize_adps(turned, r @ u_raw @ r.T)
+    np.testing.assert_allclose(u_turned, r @ symmetrize_adps(atoms, u_raw)[0] @ r.T, atol=1e-14)
+
+
+def test_p1_is_returned_unchanged_and_shapes_are_checked():
+    rng = np.random.default_rng(4)
+    atoms = Atoms(
+        "CNO",
+        scaled_positions=rng.uniform(size=(3, 3)),
+        cell=[4.1, 5.3, 6.2, 81, 97, 103],
+        pbc=True,
+    )
+    u = random_spd(3, 5)
+    out, n_ops = symmetrize_adps(atoms, u)
+    assert n_ops == 1 and out is not u
+    np.testing.assert_array_equal(out, u)
+    with pytest.raises(InputError, match="shape"):
+        symmetrize_adps(atoms, u[:2])
+
+
+def test_calculator_option_returns_the_symmetrized_prediction(tmp_path):
+    from helpers_models import small_checkpoint
+
+    from ase_cartnet.calculators.cartnet_adp import CartNetADP
+
+    path = small_checkpoint(tmp_path)
+    atoms = bulk("ZnO", "wurtzite", a=3.25, c=5.2)
+    raw = CartNetADP(checkpoint=path, temperature=300.0).get_property("adps", atoms)
+    calc = CartNetADP(checkpoint=path, temperature=300.0, symmetrize=True)
+    np.testing.assert_allclose(calc.get_property("adps", atoms), symmetrize_adps(atoms, raw)[0])
+    assert not np.allclose(raw[:, 0, 0], raw[:, 1, 1])  # the option is not a no-op here
