@@ -25,9 +25,11 @@ import torch
 
 from ase_cartnet.errors import CheckpointError
 from ase_cartnet.io.atomic import atomic_path
-from ase_cartnet.models.cartnet import CartNet, CartNetConfig
+from ase_cartnet.models.cartnet import CartNet, CartNetConfig, CartNetEnsemble
 
 FORMAT_TAG = "ase-cartnet"
+ENSEMBLE_KIND = "cartnet_ensemble"
+"""``model`` name of a CartNetEnsemble checkpoint; its config adds ``ensemble_size``."""
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
@@ -159,8 +161,9 @@ def load_cartnet(
     *,
     dtype: torch.dtype = torch.float32,
     device: str | torch.device = "cpu",
-) -> tuple[CartNet, dict[str, Any]]:
-    """Load a CartNet from an official-format or ase-cartnet checkpoint, in eval mode.
+) -> tuple[CartNet | CartNetEnsemble, dict[str, Any]]:
+    """Load a CartNet from an official-format or ase-cartnet checkpoint, in eval mode; an
+    ase-cartnet ``cartnet_ensemble`` checkpoint (config + ``ensemble_size``) gives the ensemble.
 
     Returns the model and the checkpoint's metadata dict (for official checkpoints: the source
     format and the temperature statistics assumed). Raises ``CheckpointError`` for unreadable
@@ -168,12 +171,16 @@ def load_cartnet(
     """
     payload = read_checkpoint(path)
     state = payload["model_state"]
+    size = None
     if payload.get("format") == FORMAT_TAG:
         kind = payload.get("model")
-        if kind != "cartnet":
+        if kind not in ("cartnet", ENSEMBLE_KIND):
             raise CheckpointError(f"checkpoint {path} holds a {kind!r} model, not a CartNet")
+        values = dict(payload.get("config", {}))
+        if kind == ENSEMBLE_KIND:
+            size = int(values.pop("ensemble_size", 1))
         try:
-            config = CartNetConfig.from_dict(dict(payload.get("config", {})))
+            config = CartNetConfig.from_dict(values)
         except (TypeError, ValueError) as exc:
             raise CheckpointError(f"checkpoint {path}: invalid CartNet config ({exc})") from exc
         metadata = dict(payload.get("metadata", {}))
@@ -184,7 +191,7 @@ def load_cartnet(
             "temperature_mean": config.temperature_mean,
             "temperature_std": config.temperature_std,
         }
-    model = CartNet(config)
+    model = CartNet(config) if size is None else CartNetEnsemble(config, size)
     load_state_strict(model, state, str(path))
     model.to(device=device, dtype=dtype)
     model.eval()

@@ -401,3 +401,24 @@ class CartNet(nn.Module):
         if per_atom:
             return self.head(h if output_mask is None else h[output_mask])
         return self.head(h, batch, num_graphs)
+
+
+class CartNetEnsemble(nn.Module):
+    """K CartNets of one architecture (independently trained) whose outputs are averaged:
+    U = (1/K) Σ_k U_k. A mean of positive-definite matrices is positive definite, and averaging
+    independent members removes part of each one's error. Same ``forward`` signature and
+    ``config`` (the members') as :class:`CartNet`, so adapters use either."""
+
+    def __init__(self, config: CartNetConfig, size: int) -> None:
+        super().__init__()
+        if size < 1:
+            raise ValueError(f"an ensemble needs at least one member, got {size}")
+        self.config = config
+        self.members = nn.ModuleList(CartNet(config) for _ in range(size))
+
+    def forward(self, graph, output_mask: torch.Tensor | None = None) -> torch.Tensor:
+        total = None
+        for member in self.members:
+            out = member(graph, output_mask=output_mask)
+            total = out if total is None else total + out
+        return total / len(self.members)

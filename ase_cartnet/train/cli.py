@@ -55,14 +55,18 @@ def train_cartnet(
     data_source: str = "",
     command: str = "",
     progress: bool = True,
+    split_seed: int | None = None,
 ) -> dict[str, Any]:
     """Split by structure, standardise temperature with the training statistics, train with the
     shared loop, and return its summary. ``architecture``: CartNetConfig fields (dim, dim_rbf,
     num_layers, cutoff, use_direction, use_temperature, use_envelope, head, harmonic_bins,
     adp_floor — default ``DEFAULT_ADP_FLOOR``). A harmonic head trains on joint samples (a
-    structure at all its temperatures, one forward pass each)."""
+    structure at all its temperatures, one forward pass each). ``split_seed`` draws the
+    validation split (default: the training seed); members of an ensemble share it, so that
+    their validation figures and the ensemble's are measured on the same held-out structures."""
     train_config = train_config or TrainConfig()
-    train, val = split_structures(structures, val_fraction, train_config.seed)
+    split = train_config.seed if split_seed is None else split_seed
+    train, val = split_structures(structures, val_fraction, split)
     mean, std = temperature_statistics(train)
     config = CartNetConfig(
         **{
@@ -143,6 +147,7 @@ def _run(args: argparse.Namespace) -> int:
         loss=args.loss,
         data_source=source,
         command="ase-cartnet " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        split_seed=args.split_seed,
     )
     best = summary["best"]
     print(
@@ -168,6 +173,12 @@ def register(subparsers) -> None:
         p, epochs=50, batch_size=16, lr=1e-3, pct_start=0.01, grad_clip=None, val_fraction=0.1
     )
     p.add_argument("--temperatures-per-epoch", default="all", help="'all' or k per structure")
+    p.add_argument(
+        "--split-seed",
+        type=int,
+        default=None,
+        help="seed of the validation split (default: --seed); ensemble members share one",
+    )
     p.add_argument(
         "--loss",
         default="l1",

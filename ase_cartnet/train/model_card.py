@@ -10,12 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ase_cartnet.io.atomic import atomic_write
-from ase_cartnet.io.checkpoint import read_checkpoint, save_checkpoint
-from ase_cartnet.models.cartnet import CartNet, CartNetConfig
+from ase_cartnet.io.checkpoint import ENSEMBLE_KIND, read_checkpoint, save_checkpoint
+from ase_cartnet.models.cartnet import CartNet, CartNetConfig, CartNetEnsemble
 
 KEEP_METADATA = (
     "data_source",
@@ -60,7 +61,7 @@ def write_model_card(weights: Path, fields: dict[str, Any]) -> Path:
 
 
 def export_cartnet(
-    checkpoint: str | os.PathLike,
+    checkpoint: str | os.PathLike | Sequence[str | os.PathLike],
     weights_out: str | os.PathLike,
     card: dict[str, Any],
     *,
@@ -70,23 +71,44 @@ def export_cartnet(
     the model card next to it (same stem, ``.json``). ``card`` holds the descriptive fields; the
     architecture, training metadata and sha256 are filled in here. ``adp_floor`` (Å²) replaces
     the config's ε of U = LᵀL + εI (a run trained with ε = 0 can predict needle-like ellipsoids
-    that round to a non-positive-definite U). Returns both paths."""
-    payload = read_checkpoint(checkpoint)
-    values = dict(payload["config"])
+    that round to a non-positive-definite U). Several checkpoints of one architecture become one
+    :class:`CartNetEnsemble` (their outputs averaged); the card's training metadata is the first
+    member's, with every member's command and validation figures. Returns both paths."""
+    paths = [checkpoint] if isinstance(checkpoint, (str, os.PathLike)) else list(checkpoint)
+    payloads = [read_checkpoint(path) for path in paths]
+    values = dict(payloads[0]["config"])
     if adp_floor is not None:
         values["adp_floor"] = float(adp_floor)
+    for path, payload in zip(paths[1:], payloads[1:], strict=True):
+        other = {**payload["config"], "adp_floor": values["adp_floor"]}
+        if other != values:
+            raise ValueError(f"{path} has another architecture than {paths[0]}; cannot ensemble")
     config = CartNetConfig.from_dict(values)
-    model = CartNet(config)
-    model.load_state_dict(payload["model_state"])
-    metadata = {k: v for k, v in dict(payload.get("metadata", {})).items() if k in KEEP_METADATA}
+    if len(payloads) == 1:
+        model: CartNet | CartNetEnsemble = CartNet(config)
+        model.load_state_dict(payloads[0]["model_state"])
+        name, saved_config = "cartnet", config.to_dict()
+    else:
+        model = CartNetEnsemble(config, len(payloads))
+        for member, payload in zip(model.members, payloads, strict=True):
+            member.load_state_dict(payload["model_state"])
+        name, saved_config = ENSEMBLE_KIND, {**config.to_dict(), "ensemble_size": len(payloads)}
+    metadata = {
+        k: v for k, v in dict(payloads[0].get("metadata", {})).items() if k in KEEP_METADATA
+    }
+    if len(payloads) > 1:
+        metadata["members"] = [
+            {k: p.get("metadata", {}).get(k) for k in ("command", "validation", "epoch")}
+            for p in payloads
+        ]
     weights = save_checkpoint(
-        weights_out, model.float(), model_name="cartnet", config=config.to_dict(), metadata=metadata
+        weights_out, model.float(), model_name=name, config=saved_config, metadata=metadata
     )
     card_path = write_model_card(
         weights,
         {
             **card,
-            "architecture": config.to_dict(),
+            "architecture": saved_config,
             "n_parameters": sum(p.numel() for p in model.parameters()),
             "training": metadata,
         },

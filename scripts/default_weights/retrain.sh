@@ -3,8 +3,10 @@
 # frozen copy of the generation databases, evaluate both and ship the model with its card.
 # Resumable: each training resumes from its last.pt; finished steps are skipped.
 #   V=v5 bash scripts/default_weights/retrain.sh      (from the repository root, after setup)
-# LOSS=l1|relative_l1 (default l1, the shipped recipe) picks the training loss; TRAIN_ONLY=1 stops
-# after the two trainings (to compare recipes side by side before one of them is shipped).
+# The recipe (defaults: the shipped v6 one): HEAD=harmonic|cholesky (the harmonic head trains on
+# joint samples, a structure at all its temperatures), DIM, EPOCHS, BATCH, LOSS=l1|relative_l1.
+# TRAIN_ONLY=1 stops after the two trainings (to compare recipes side by side on validation
+# before one of them is shipped).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 V="${V:-v5}"
@@ -18,7 +20,8 @@ with sqlite3.connect(sys.argv[1]) as src, sqlite3.connect(sys.argv[2]) as dst:
     src.backup(dst)
 " "runs/adp_default/$split.db" "$FROZEN/${split}_$V.db"
 done
-RECIPE="--epochs ${EPOCHS:-40} --dim 128 --threads 1 --batch-size 32 --loss ${LOSS:-l1} --select iou"
+RECIPE="--head ${HEAD:-harmonic} --epochs ${EPOCHS:-100} --dim ${DIM:-128} --threads 1 \
+--batch-size ${BATCH:-16} --loss ${LOSS:-l1} --select iou"
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 # the model and its baseline train side by side, one core each
 ( cd "$RUN" && ../../.venv/bin/ase-cartnet train cartnet --db "../adp_default/frozen/train_$V.db" \
