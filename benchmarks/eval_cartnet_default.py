@@ -145,6 +145,28 @@ def per_source(pred, target, structures: list[ADPStructure]) -> dict[str, dict]:
     }  # fmt: skip
 
 
+def size_and_shape_errors(pred, target, structures: list[ADPStructure]) -> dict:
+    """Where the error lies: the metrics when the prediction keeps its shape but takes the
+    target's size (tr U) and the other way round, and the spread of the log size ratio
+    ln(tr U_pred / tr U_true), split into its between-structure part (each structure's mean over
+    its atoms and temperatures) and the rest. Rows in :func:`cartnet_predictions`' order."""
+    trace_p = np.trace(pred, axis1=1, axis2=2)[:, None, None]
+    trace_t = np.trace(target, axis1=1, axis2=2)[:, None, None]
+    owner = np.concatenate(
+        [np.full(int(s.labelled.sum()) * len(s.temperatures), i) for i, s in enumerate(structures)]
+    )
+    log_ratio = np.log(trace_p.ravel() / trace_t.ravel())
+    per_structure = np.bincount(owner, log_ratio) / np.bincount(owner)
+    between = per_structure[owner]
+    return {
+        "true_size_predicted_shape": adp_metrics(pred / trace_p * trace_t, target),
+        "true_shape_predicted_size": adp_metrics(target / trace_t * trace_p, target),
+        "log_size_ratio_std": float(log_ratio.std()),
+        "between_structure_variance_share": float(between.var() / log_ratio.var()),
+        "per_structure_size_corrected": adp_metrics(pred * np.exp(-between)[:, None, None], target),
+    }
+
+
 def per_temperature(pred, target, temps) -> list[dict]:
     rows = []
     for t in np.unique(temps):
@@ -210,6 +232,7 @@ def main() -> None:
         "cartnet": adp_metrics(pred, target),
         "cartnet_per_temperature": per_temperature(pred, target, temps),
         "cartnet_per_source": per_source(pred, target, test),
+        "cartnet_size_and_shape": size_and_shape_errors(pred, target, test),
     }
     if args.rotations > 1:
         averaged = CartNetADP(checkpoint=args.model, max_neighbours=None, rotations=args.rotations)
@@ -273,6 +296,15 @@ def main() -> None:
         print(f"    {src:<10} ({row['structures']:3d} structures) {fmt(row)}")
     for row in results["cartnet_per_temperature"]:
         print(f"    T = {row['temperature']:5.0f} K  {fmt(row)}")
+    split = results["cartnet_size_and_shape"]
+    print(
+        f"  size vs shape: ln(tr U_pred / tr U_true) std {split['log_size_ratio_std']:.3f} "
+        f"({100 * split['between_structure_variance_share']:.0f} % of its variance between "
+        "structures)"
+    )
+    print(f"    predicted shape, true size   {fmt(split['true_size_predicted_shape'])}")
+    print(f"    true shape, predicted size   {fmt(split['true_shape_predicted_size'])}")
+    print(f"    each structure's size fixed  {fmt(split['per_structure_size_corrected'])}")
     if "dft_phonopy_examples" in results:
         print(f"DFT phonopy examples (stable), {DFT_TEMPERATURES} K:")
         for row in results["dft_phonopy_examples"]:

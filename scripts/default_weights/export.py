@@ -37,6 +37,13 @@ DESCRIPTION = (
     "crystals, no anharmonicity, no disorder, no molecular-crystal libration. For experimental "
     "organic/metal-organic ADPs use the official checkpoint: CartNetADP(checkpoint='cartnet.ckpt')."
 )
+HARMONIC_NOTE = (
+    "Architecture: the CartNet trunk with ase-cartnet's harmonic head instead of the paper's "
+    "Cholesky head: per-atom spectral weights over fixed frequency bins turned into U(T) by "
+    "eqns 2-3 (temperature only in the head; one forward pass for any number of temperatures; "
+    "see ase_cartnet/models/harmonic_head.py). Chosen on validation against the Cholesky head "
+    "trained on the same data."
+)
 
 
 def db_summary(path: Path) -> dict:
@@ -83,10 +90,12 @@ def main() -> None:
     metrics = json.loads(Path(args.metrics).read_text()) if args.metrics else None
     train = db_summary(Path(args.train_db))
     test = db_summary(Path(args.test_db))
-    metadata = read_checkpoint(args.checkpoint).get("metadata", {})
+    checkpoint = read_checkpoint(args.checkpoint)
+    metadata = checkpoint.get("metadata", {})
+    harmonic = checkpoint["config"].get("head") == "harmonic"
     card = {
         "name": "cartnet_adp_default",
-        "description": DESCRIPTION,
+        "description": DESCRIPTION + (" " + HARMONIC_NOTE if harmonic else ""),
         "target": "Cartesian U (3x3 per atom, Å²) at a given temperature (K)",
         "teacher": {
             "name": "CHGNet",

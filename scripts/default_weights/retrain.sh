@@ -20,7 +20,7 @@ with sqlite3.connect(sys.argv[1]) as src, sqlite3.connect(sys.argv[2]) as dst:
     src.backup(dst)
 " "runs/adp_default/$split.db" "$FROZEN/${split}_$V.db"
 done
-RECIPE="--head ${HEAD:-harmonic} --epochs ${EPOCHS:-100} --dim ${DIM:-128} --threads 1 \
+RECIPE="--head ${HEAD:-harmonic} --epochs ${EPOCHS:-100} --dim ${DIM:-256} --threads 1 \
 --batch-size ${BATCH:-16} --loss ${LOSS:-l1} --select iou"
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 # the model and its baseline train side by side, one core each
