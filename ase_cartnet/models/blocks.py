@@ -95,3 +95,15 @@ class GaussianSmearing(nn.Module):
 
     def forward(self, distances: torch.Tensor) -> torch.Tensor:
         return torch.exp(self.coefficient * (distances.unsqueeze(-1) - self.means) ** 2)
+
+
+def spd_from_six(p: torch.Tensor) -> torch.Tensor:
+    """CartNet's Cholesky construction (eqns 15–18, official convention): six numbers (..., 6) →
+    an upper-triangular L with softplus(p₀..p₂) on the diagonal and L01 = p3, L02 = p4,
+    L12 = p5 → LᵀL (..., 3, 3), symmetric positive semidefinite (definite unless a diagonal
+    softplus underflows)."""
+    diag = torch.nn.functional.softplus(p[..., :3])
+    upper = p.new_zeros(*p.shape[:-1], 3, 3)
+    upper[..., 0, 0], upper[..., 1, 1], upper[..., 2, 2] = diag[..., 0], diag[..., 1], diag[..., 2]
+    upper[..., 0, 1], upper[..., 0, 2], upper[..., 1, 2] = p[..., 3], p[..., 4], p[..., 5]
+    return upper.transpose(-1, -2) @ upper

@@ -37,6 +37,7 @@ from ase_cartnet.models.blocks import (
     ExpNormalSmearing,
     cosine_cutoff,
     segment_lengths,
+    spd_from_six,
     sum_over_incoming,
 )
 from ase_cartnet.models.harmonic_head import HarmonicHead
@@ -268,13 +269,7 @@ class CholeskyHead(nn.Module):
         """U (N, 3, 3) in float64 whatever the model's dtype: in float32, LᵀL with a tiny
         softplus diagonal (a needle-like ellipsoid) rounds to a matrix with an eigenvalue ≤ 0.
         With ``floor`` > 0, U = LᵀL + floor·I is positive definite in floating point too."""
-        p = self.MLP(h).double()
-        diag = F.softplus(p[:, :3])
-        n = h.shape[0]
-        upper = p.new_zeros(n, 3, 3)
-        upper[:, 0, 0], upper[:, 1, 1], upper[:, 2, 2] = diag[:, 0], diag[:, 1], diag[:, 2]
-        upper[:, 0, 1], upper[:, 0, 2], upper[:, 1, 2] = p[:, 3], p[:, 4], p[:, 5]
-        u = upper.transpose(1, 2) @ upper  # U = Lᵀ L
+        u = spd_from_six(self.MLP(h).double())  # U = Lᵀ L
         if self.floor > 0.0:
             u = u + self.floor * torch.eye(3, dtype=u.dtype, device=u.device)
         return u

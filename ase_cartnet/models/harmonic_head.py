@@ -30,8 +30,9 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from ase_cartnet.models.blocks import spd_from_six
 
 HBAR_OVER_2_AMU_THZ = 1.054571817e-34 / (2.0 * 1.66053906660e-27 * 2.0 * math.pi * 1e12) * 1e20
 """ħ / (2 m ω) in Å² for m = 1 amu and ν = ω / 2π = 1 THz (CODATA 2018 ħ and amu)."""
@@ -109,16 +110,7 @@ class HarmonicHead(nn.Module):
     def spectral_weights(self, h: torch.Tensor) -> torch.Tensor:
         """W (n, K, 3, 3): B_k = L_kᵀ L_k with an upper-triangular L_k (eqns 15–18's
         construction, softplus diagonal), normalised so that Σ_k tr W_k = 3 (completeness)."""
-        p = self.MLP(h).double().reshape(h.shape[0], self.num_bins, 6)
-        diag = F.softplus(p[..., :3])
-        upper = p.new_zeros(*p.shape[:2], 3, 3)
-        upper[..., 0, 0], upper[..., 1, 1], upper[..., 2, 2] = (
-            diag[..., 0],
-            diag[..., 1],
-            diag[..., 2],
-        )
-        upper[..., 0, 1], upper[..., 0, 2], upper[..., 1, 2] = p[..., 3], p[..., 4], p[..., 5]
-        b = upper.transpose(-1, -2) @ upper
+        b = spd_from_six(self.MLP(h).double().reshape(h.shape[0], self.num_bins, 6))
         total = torch.diagonal(b, dim1=-2, dim2=-1).sum(dim=(-1, -2))  # Σ_k tr B_k, (n,)
         return 3.0 * b / total[:, None, None, None]
 
