@@ -64,7 +64,8 @@ def symmetrize_like(
 def symmetrize_adps(
     atoms: Atoms, adps: np.ndarray, symprec: float = DEFAULT_SYMPREC
 ) -> tuple[np.ndarray, int]:
-    """Cartesian U (N, 3, 3), Å², averaged over the space group of ``atoms``.
+    """Cartesian U (..., N, 3, 3), Å², averaged over the space group of ``atoms`` (leading axes,
+    e.g. a temperature sweep, share one symmetry search).
 
     A space-group operation (R, t) (fractional, x' = R x + t) maps atom j onto atom g(j) and
     carries its displacement tensor with it: U_g(j) = R_c U_j R_cᵀ with the Cartesian rotation
@@ -78,8 +79,8 @@ def symmetrize_adps(
     from ase.spacegroup.symmetrize import prep_symmetry
 
     adps = np.asarray(adps, dtype=float)
-    if adps.shape != (len(atoms), 3, 3):
-        raise InputError(f"adps must have shape {(len(atoms), 3, 3)}, got {adps.shape}")
+    if adps.shape[-3:] != (len(atoms), 3, 3):
+        raise InputError(f"adps must have shape (..., {len(atoms)}, 3, 3), got {adps.shape}")
     rotations, _, symm_map = prep_symmetry(atoms, symprec=symprec)
     if len(rotations) <= 1:
         return adps.copy(), len(rotations)
@@ -87,5 +88,5 @@ def symmetrize_adps(
     to_cart = lattice.T @ np.asarray(rotations, dtype=float) @ np.linalg.inv(lattice).T
     total = np.zeros_like(adps)
     for r_cart, images in zip(to_cart, symm_map, strict=True):
-        total[np.asarray(images)] += r_cart @ adps @ r_cart.T
+        total[..., np.asarray(images), :, :] += r_cart @ adps @ r_cart.T
     return total / len(rotations), len(rotations)

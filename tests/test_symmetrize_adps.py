@@ -76,3 +76,11 @@ def test_calculator_option_returns_the_symmetrized_prediction(tmp_path):
     calc = CartNetADP(checkpoint=path, temperature=300.0, symmetrize=True)
     np.testing.assert_allclose(calc.get_property("adps", atoms), symmetrize_adps(atoms, raw)[0])
     assert not np.allclose(raw[:, 0, 0], raw[:, 1, 1])  # the option is not a no-op here
+
+
+def test_a_sweep_is_symmetrized_with_one_symmetry_search():
+    atoms = bulk("ZnO", "wurtzite", a=3.25, c=5.2)
+    sweep = np.stack([random_spd(len(atoms), k) for k in range(3)])  # (T, N, 3, 3)
+    stacked, _ = symmetrize_adps(atoms, sweep)
+    for k in range(3):
+        np.testing.assert_allclose(stacked[k], symmetrize_adps(atoms, sweep[k])[0], atol=1e-15)

@@ -193,8 +193,19 @@ class CartNetADP(Calculator):
                     max_neighbours=self.max_neighbours,
                     dtype=self.dtype,
                 )
+        sweeps: dict[int, list[int]] = {}  # structure id -> its positions in the output
+        for position, atoms in enumerate(structures):
+            sweeps.setdefault(id(atoms), []).append(position)
         if self.model.config.head == "harmonic":
-            return self._predict_sweeps(structures, temps, unique_graphs, batch_size)
+            raw = self._predict_sweeps(structures, temps, unique_graphs, sweeps, batch_size)
+        else:
+            raw = self._predict_samples(structures, temps, unique_graphs, batch_size)
+        return self._finish(structures, raw, sweeps)
+
+    def _predict_samples(
+        self, structures: list[Atoms], temps: list[float], unique_graphs: dict, batch_size: int
+    ) -> list[np.ndarray]:
+        """Models that take T in the trunk: one (structure, T) sample per graph of a batch."""
         out: list[np.ndarray] = []
         for start in range(0, len(structures), batch_size):
             chunk = structures[start : start + batch_size]
@@ -205,18 +216,20 @@ class CartNetADP(Calculator):
                 graphs.append(g)
             u = self._predict_graphs(graphs)
             offsets = np.cumsum([0] + [len(a) for a in chunk])
-            for k, atoms in enumerate(chunk):
-                out.append(self._finish(atoms, u[offsets[k] : offsets[k + 1]]))
+            out.extend(u[offsets[k] : offsets[k + 1]] for k in range(len(chunk)))
         return out
 
     def _predict_sweeps(
-        self, structures: list[Atoms], temps: list[float], unique_graphs: dict, batch_size: int
+        self,
+        structures: list[Atoms],
+        temps: list[float],
+        unique_graphs: dict,
+        requests: dict[int, list[int]],
+        batch_size: int,
     ) -> list[np.ndarray]:
         """Models whose trunk does not see T (the harmonic head): one forward pass per distinct
-        structure gives U at all the temperatures asked of it; ``batch_size`` structures a call."""
-        requests: dict[int, list[int]] = {}  # structure id -> positions in the output
-        for position, atoms in enumerate(structures):
-            requests.setdefault(id(atoms), []).append(position)
+        structure gives U at all the temperatures asked of it (``requests``: structure id → its
+        positions in the output); ``batch_size`` structures a call."""
         firsts = [structures[positions[0]] for positions in requests.values()]
         out: list[np.ndarray | None] = [None] * len(structures)
         for start in range(0, len(firsts), batch_size):
@@ -234,7 +247,7 @@ class CartNetADP(Calculator):
             for k, atoms in enumerate(chunk):
                 rows = u[offsets[k] : offsets[k + 1]]
                 for j, position in enumerate(requests[id(atoms)]):
-                    out[position] = self._finish(atoms, rows[:, j])
+                    out[position] = rows[:, j]
         return out
 
     def _predict_graphs(self, graphs: list) -> np.ndarray:
@@ -262,11 +275,20 @@ class CartNetADP(Calculator):
             total = u if total is None else total + u
         return total / len(self.rotations)
 
-    def _finish(self, atoms: Atoms, adps: np.ndarray) -> np.ndarray:
-        """The space-group average (if ``symmetrize``), then the hydrogen policy."""
+    def _finish(
+        self, structures: list[Atoms], raw: list[np.ndarray], sweeps: dict[int, list[int]]
+    ) -> list[np.ndarray]:
+        """The space-group average (if ``symmetrize``; one symmetry search per distinct
+        structure, whatever the number of its temperatures), then the hydrogen policy."""
+        out = list(raw)
         if self.symmetrize:
-            adps, _ = symmetrize_adps(atoms, adps)
-        return self._apply_hydrogen_policy(atoms, adps)
+            for group in sweeps.values():
+                stacked, _ = symmetrize_adps(
+                    structures[group[0]], np.stack([raw[i] for i in group])
+                )
+                for i, u in zip(group, stacked, strict=True):
+                    out[i] = u
+        return [self._apply_hydrogen_policy(a, u) for a, u in zip(structures, out, strict=True)]
 
     def _apply_hydrogen_policy(self, atoms: Atoms, adps: np.ndarray) -> np.ndarray:
         adps = adps.copy()

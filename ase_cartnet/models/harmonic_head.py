@@ -122,10 +122,7 @@ class HarmonicHead(nn.Module):
         weights (n, K, 3, 3); masses (n,) amu; temperature (n,) or (n, T) K."""
         factor = oscillator_factor(self.frequencies, temperature)  # (n, K) or (n, T, K)
         factor = factor / masses.to(torch.float64).reshape(-1, *([1] * (factor.dim() - 1)))
-        if factor.dim() == 2:
-            u = torch.einsum("nk,nkab->nab", factor, weights)
-        else:
-            u = torch.einsum("ntk,nkab->ntab", factor, weights)
+        u = torch.einsum("n...k,nkab->n...ab", factor, weights)
         if self.floor > 0.0:
             u = u + self.floor * torch.eye(3, dtype=u.dtype, device=u.device)
         return u

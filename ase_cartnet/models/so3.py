@@ -38,8 +38,10 @@ def rotate_vectors(
 
 
 def rotate_adps(u: torch.Tensor, rotations: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """Eqn 20: U' = R U Rᵀ for each (3, 3) matrix of ``u`` (N, 3, 3), with R = rotations[index]."""
+    """Eqn 20: U' = R U Rᵀ for each (3, 3) matrix of ``u`` (N, ..., 3, 3) (e.g. (N, T, 3, 3), one
+    U per temperature), with R = rotations[index] for row n."""
     r = rotations.index_select(0, index)
+    r = r.reshape(r.shape[0], *([1] * (u.dim() - 3)), 3, 3)
     return r @ u @ r.transpose(-1, -2)
 
 

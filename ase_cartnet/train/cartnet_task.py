@@ -127,21 +127,24 @@ class CartNetADPTask:
         for sample in samples:
             s = structures[sample.structure]
             g = graphs[sample.structure].clone()
-            if sample.temperature is None:
-                chosen = np.minimum(np.arange(width), len(s.temperatures) - 1)  # pad with last
-                g.temperature = torch.as_tensor(s.temperatures[chosen], dtype=self.dtype)[None]
-                g.target = torch.as_tensor(s.adps[chosen], dtype=self.dtype).transpose(0, 1)
+            joint = sample.temperature is None
+            # temperature indices: all (padded with the last) or the one drawn
+            chosen = (
+                np.minimum(np.arange(width), len(s.temperatures) - 1)
+                if joint
+                else np.array([sample.temperature])
+            )
+            temps = torch.as_tensor(s.temperatures[chosen], dtype=self.dtype)  # (t,)
+            target = torch.as_tensor(s.adps[chosen], dtype=self.dtype).transpose(0, 1)  # (N, t)
+            labelled_u = s.adps[chosen][:, s.labelled]  # (t, n, 3, 3)
+            mean_u_eq = np.trace(labelled_u, axis1=2, axis2=3).mean(axis=1) / 3.0  # (t,)
+            scale = torch.as_tensor(mean_u_eq, dtype=self.dtype).expand(len(s.atoms), -1)
+            if joint:
+                g.temperature, g.target, g.scale = temps[None], target, scale.clone()
                 valid = torch.arange(width) < len(s.temperatures)
                 g.temperature_mask = valid.expand(len(s.atoms), width).clone()
-                labelled_u = s.adps[chosen][:, s.labelled]  # (T, n, 3, 3)
-                mean_u_eq = np.trace(labelled_u, axis1=2, axis2=3).mean(axis=1) / 3.0
-                g.scale = torch.as_tensor(mean_u_eq, dtype=self.dtype).expand(len(s.atoms), -1)
             else:
-                g.temperature = torch.tensor([s.temperatures[sample.temperature]], dtype=self.dtype)
-                g.target = torch.as_tensor(s.adps[sample.temperature], dtype=self.dtype)
-                labelled_u = s.adps[sample.temperature][s.labelled]
-                mean_u_eq = float(np.trace(labelled_u, axis1=1, axis2=2).mean() / 3.0)
-                g.scale = torch.full((len(s.atoms),), mean_u_eq, dtype=self.dtype)
+                g.temperature, g.target, g.scale = temps, target[:, 0], scale[:, 0].clone()
             g.label_mask = torch.as_tensor(s.labelled)
             items.append(g)
         batch = batch_graphs(items)
@@ -149,12 +152,7 @@ class CartNetADPTask:
             rotations = random_rotations(len(items), generator=generator, dtype=self.dtype)
             batch.pos = rotate_vectors(batch.pos, rotations, batch.batch)
             batch.cell = batch.cell @ rotations.transpose(1, 2)
-            target = batch.target
-            if target.dim() == 4:  # joint temperatures: (N, T, 3, 3), one R per structure
-                r = rotations.index_select(0, batch.batch)[:, None]
-                batch.target = r @ target @ r.transpose(-1, -2)
-            else:
-                batch.target = rotate_adps(target, rotations, batch.batch)
+            batch.target = rotate_adps(batch.target, rotations, batch.batch)
         return batch
 
     def train_batches(self, epoch: int, generator: torch.Generator) -> Iterator[Batch]:
