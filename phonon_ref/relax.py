@@ -47,6 +47,7 @@ class Relaxation:
     fmax_reached: float
     energy: float
     seconds: float
+    frames: tuple[Atoms, ...] = ()
 
 
 def relax(
@@ -56,13 +57,16 @@ def relax(
     max_steps: int = DEFAULT_MAX_STEPS,
     fix_symmetry: bool = True,
     symprec: float = 1e-3,
+    keep_frames: int = 0,
 ) -> Relaxation:
     """Relax positions and cell (``ase.filters.FrechetCellFilter`` + BFGS) to ``fmax`` eV/Å.
 
     With ``fix_symmetry`` (default) the space group found at ``symprec`` Å is kept
     (``ase.constraints.FixSymmetry``): the relaxed crystal stays exactly symmetric, so phonopy
     needs few displacements, and no float32 noise of an ML potential can lower the symmetry.
-    ``atoms`` is not modified.
+    ``keep_frames`` > 0 keeps up to that many intermediate structures of the trajectory
+    (``Relaxation.frames``: the start and log-spaced steps, the minimum excluded), e.g. as extra
+    (frame → relaxed) training pairs. ``atoms`` is not modified.
     """
     from ase.constraints import FixSymmetry
     from ase.filters import FrechetCellFilter
@@ -79,6 +83,16 @@ def relax(
         work.set_constraint(FixSymmetry(work, symprec=symprec))
     filtered = FrechetCellFilter(work)
     opt = BFGS(filtered, logfile=None)
+    trajectory: list[Atoms] = []
+    if keep_frames > 0:
+
+        def keep() -> None:
+            frame = work.copy()
+            frame.set_constraint()
+            frame.calc = None
+            trajectory.append(frame)
+
+        opt.attach(keep, interval=1)
     with warnings.catch_warnings(), single_threaded_blas():
         # CHGNet converts to pymatgen, which cannot carry FixSymmetry; harmless here
         warnings.filterwarnings("ignore", message="Only FixAtoms and FixCartesian")
@@ -88,6 +102,7 @@ def relax(
     out = work.copy()
     out.set_constraint()
     out.calc = None
+    frames = _log_spaced(trajectory[:-1], keep_frames) if keep_frames > 0 else []
     return Relaxation(
         atoms=out,
         converged=converged,
@@ -95,7 +110,16 @@ def relax(
         fmax_reached=reached,
         energy=energy,
         seconds=time.perf_counter() - start,
+        frames=tuple(frames),
     )
+
+
+def _log_spaced(frames: list[Atoms], n: int) -> list[Atoms]:
+    """At most ``n`` of ``frames``: the first, then log-spaced steps (the early steps move most)."""
+    if len(frames) <= n:
+        return frames
+    picks = np.unique(np.round(np.geomspace(1, len(frames), n)).astype(int) - 1)
+    return [frames[i] for i in picks]
 
 
 def relax_into_record(
@@ -106,12 +130,20 @@ def relax_into_record(
     max_steps: int,
     fix_symmetry: bool,
     require_converged: bool = True,
+    keep_frames: int = 0,
 ) -> Relaxation:
     """:func:`relax` as one step of a dataset task (``phonon_ref.dataset``,
     ``ase_cartnet.train.deeprelax_teacher``): stores ``timings["relax"]``, ``relax``
     (converged, steps, fmax_reached), ``energy`` and — once converged, or when convergence is not
     required — the relaxed ``atoms`` in ``record``; raises RuntimeError if not converged."""
-    rel = relax(atoms, calculator, fmax=fmax, max_steps=max_steps, fix_symmetry=fix_symmetry)
+    rel = relax(
+        atoms,
+        calculator,
+        fmax=fmax,
+        max_steps=max_steps,
+        fix_symmetry=fix_symmetry,
+        keep_frames=keep_frames,
+    )
     record["timings"]["relax"] = rel.seconds
     record["relax"] = {
         "converged": rel.converged,
@@ -119,6 +151,8 @@ def relax_into_record(
         "fmax_reached": rel.fmax_reached,
     }
     record["energy"] = rel.energy
+    if rel.frames:
+        record["frames"] = rel.frames
     if require_converged and not rel.converged:
         raise RuntimeError(
             f"relaxation did not reach fmax={fmax} eV/Å in {rel.steps} steps "

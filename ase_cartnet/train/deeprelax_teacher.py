@@ -127,6 +127,7 @@ class TeacherPairSettings:
     max_steps: int
     fix_symmetry: bool
     n_threads: int | None
+    keep_frames: int = 0
 
 
 def process_pair(
@@ -153,6 +154,7 @@ def process_pair(
             fmax=settings.fmax,
             max_steps=settings.max_steps,
             fix_symmetry=settings.fix_symmetry,
+            keep_frames=settings.keep_frames,
         )
         record["status"] = "ok"
     except Exception as exc:  # robust: any failure becomes a "failed" row
@@ -191,6 +193,10 @@ def _write_pair_row(db, record: dict[str, Any], settings: TeacherPairSettings, t
     if "relax" in record:
         data["relax"] = record["relax"]
         kvp["teacher_energy"] = float(record["energy"])
+    if record.get("frames"):
+        # intermediate structures of the teacher's trajectory: extra (frame -> relaxed) pairs
+        data["frames_positions"] = np.stack([f.positions for f in record["frames"]])
+        data["frames_cells"] = np.stack([f.cell[:] for f in record["frames"]])
     if record["status"] == "failed":
         data["error"] = record["error"]
         data["traceback"] = record.get("traceback", "")
@@ -211,8 +217,15 @@ def build_teacher_pairs(
     worker_threads: int | None = 1,
     retry_failed: bool = False,
     progress: bool = True,
+    substitutions: int = 1,
+    keep_frames: int = 0,
 ) -> BuildSummary:
     """Substitute and relax every prototype (module docstring); one row each in ``out``.
+
+    ``substitutions`` > 1 makes that many substituted versions of each prototype (ids
+    ``"<id>~s1"``, … beside ``"<id>"``; each draws its own species pattern). ``keep_frames``
+    stores up to that many intermediate frames of each teacher trajectory
+    (``data["frames_positions"]`` (F, N, 3) Å, ``data["frames_cells"]`` (F, 3, 3) Å).
 
     ``structures`` as :func:`ase_cartnet.io.row_builder.as_items` (e.g. ``read_mp20(csv)``);
     ``executor`` any ``concurrent.futures.Executor`` (pass the calculator by name), None for
@@ -230,6 +243,7 @@ def build_teacher_pairs(
         max_steps=int(max_steps),
         fix_symmetry=bool(fix_symmetry),
         n_threads=worker_threads,
+        keep_frames=int(keep_frames),
     )
     teacher: dict[str, str] = {}
 
@@ -238,8 +252,14 @@ def build_teacher_pairs(
             teacher.update(teacher_info(calculator, load_here=executor is None))
         _write_pair_row(db, record, settings, teacher)
 
-    # ids as the pair reader stores them (ASE databases refuse strings that read as numbers)
-    items = [(storable_key(sid), atoms) for sid, atoms in as_items(structures)]
+    # ids as the pair reader stores them (ASE databases refuse strings that read as numbers);
+    # substitution rounds interleave so that every prototype gets its first pattern first
+    prototypes = [(storable_key(sid), atoms) for sid, atoms in as_items(structures)]
+    items = [
+        (sid if k == 0 else f"{sid}~s{k}", atoms)
+        for k in range(max(1, int(substitutions)))
+        for sid, atoms in prototypes
+    ]
     return build_rows(
         items,
         process_pair,
@@ -268,6 +288,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--fmax", type=float, default=DEFAULT_FMAX, help="eV/Å")
     parser.add_argument("--max-steps", type=int, default=DEFAULT_MAX_STEPS)
     parser.add_argument("--workers", type=int, default=0, help="dask workers (0: in-process)")
+    parser.add_argument(
+        "--substitutions", type=int, default=1, help="substituted versions per prototype"
+    )
+    parser.add_argument(
+        "--keep-frames", type=int, default=0, help="trajectory frames stored per pair"
+    )
     parser.add_argument("--retry-failed", action="store_true")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
@@ -282,6 +308,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_steps=args.max_steps,
         retry_failed=args.retry_failed,
         progress=not args.no_progress,
+        substitutions=args.substitutions,
+        keep_frames=args.keep_frames,
     )
     if args.workers > 0:
         from dask.distributed import Client, LocalCluster
