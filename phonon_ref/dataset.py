@@ -81,6 +81,7 @@ class DatasetSettings:
     require_converged: bool
     n_threads: int | None
     cache_dir: str | None = None
+    device: str = "cpu"
 
 
 def process_structure(
@@ -95,7 +96,7 @@ def process_structure(
     record: dict[str, Any] = {"source_id": source_id, "atoms": atoms, "timings": {}}
     try:
         configure_worker(parent_pid, settings.n_threads)
-        calc = get_calculator(settings.calculator)
+        calc = get_calculator(settings.calculator, device=settings.device)
         record["timings"]["load"] = time.perf_counter() - t0
         rel = relax_into_record(
             atoms,
@@ -214,6 +215,7 @@ def build_dataset(
     worker_threads: int | None = 1,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    device: str = "cpu",
 ) -> BuildSummary:
     """Relax every structure with the teacher, compute harmonic ADPs, store one row each.
 
@@ -234,6 +236,8 @@ def build_dataset(
     fix_symmetry : keep the space group during relaxation (FixSymmetry, symprec 1e-3 Å).
     retry_failed : also redo ids whose row says "failed" (the old row is replaced).
     worker_threads : torch/BLAS threads inside each worker *process* (not applied in-process).
+    device : where the teacher runs ("cpu", "cuda"); several worker processes may share one
+        GPU.
     cache_dir : keep every structure's force constants there (phonopy yaml, ~0.1–1 MB each), so
         other meshes, temperatures or imaginary-mode tolerances cost no force call later.
 
@@ -257,6 +261,7 @@ def build_dataset(
         require_converged=bool(require_converged),
         n_threads=worker_threads,
         cache_dir=None if cache_dir is None else str(cache_dir),
+        device=str(device),
     )
     teacher: dict[str, str] = {}
 
@@ -319,8 +324,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("csv", help="MP-20 style CSV(.gz) with material_id and cif columns")
     parser.add_argument("-o", "--out", default="adp.db", help="ASE database (resumed if present)")
     parser.add_argument(
-        "--calculator", default="chgnet", help="teacher: chgnet, emt, module:factory"
+        "--calculator",
+        default="chgnet",
+        help="teacher: chgnet, sevennet, sevennet-l3i5, sevennet-mf-mpa, emt, module:factory",
     )
+    parser.add_argument("--device", default="cpu", help="where the teacher runs (cpu, cuda)")
     parser.add_argument(
         "-T", "--temperatures", type=float, nargs="+", default=list(DEFAULT_TEMPERATURES)
     )
@@ -330,8 +338,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mesh-length", type=float, default=DEFAULT_MESH_LENGTH, help="Å")
     parser.add_argument("--fmax", type=float, default=DEFAULT_FMAX, help="eV/Å")
     parser.add_argument("--max-steps", type=int, default=DEFAULT_MAX_STEPS)
+    parser.add_argument("--workers", type=int, default=0, help="worker processes (0: in-process)")
     parser.add_argument(
-        "--workers", type=int, default=0, help="dask LocalCluster workers (0: in-process)"
+        "--pool",
+        default="dask",
+        choices=("dask", "process"),
+        help="kind of worker pool: a dask LocalCluster, or the standard library's process pool "
+        "(spawned workers; no dask needed, e.g. on a GPU machine)",
     )
     parser.add_argument("--cache-dir", help="keep the force constants (phonopy yaml) here")
     parser.add_argument("--retry-failed", action="store_true")
@@ -353,8 +366,17 @@ def run_cli(args: argparse.Namespace) -> int:
         retry_failed=args.retry_failed,
         cache_dir=args.cache_dir,
         progress=not args.no_progress,
+        device=args.device,
     )
-    if args.workers > 0:
+    if args.workers > 0 and args.pool == "process":
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawned, not forked: CUDA cannot be used in a forked child
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(args.workers, mp_context=context) as pool:
+            summary = build_dataset(structures, executor=pool, **kwargs)
+    elif args.workers > 0:
         from dask.distributed import Client, LocalCluster
 
         with (

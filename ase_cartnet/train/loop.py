@@ -59,6 +59,8 @@ class TrainConfig:
         seed: fixes initialisation, shuffling and augmentation.
         select_metric: validation metric used to keep ``best.pt``; minimised unless it is in
             ``MAXIMISED`` (e.g. "iou").
+        device: where the model trains ("cpu", "cuda"); batches are moved there, checkpoints
+            are written on the CPU.
     """
 
     epochs: int = 50
@@ -68,6 +70,7 @@ class TrainConfig:
     grad_clip: float | None = None
     seed: int = 0
     select_metric: str = "mae"
+    device: str = "cpu"
 
     MAXIMISED = ("iou",)
 
@@ -97,6 +100,7 @@ def add_training_arguments(
     parser.add_argument("--grad-clip", type=float, default=grad_clip, help="max gradient norm")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--val-fraction", type=float, default=val_fraction)
+    parser.add_argument("--device", default="cpu", help="where to train (cpu, cuda)")
 
 
 def train_config_from_args(args: argparse.Namespace, select_metric: str = "mae") -> TrainConfig:
@@ -109,6 +113,7 @@ def train_config_from_args(args: argparse.Namespace, select_metric: str = "mae")
         grad_clip=args.grad_clip,
         seed=args.seed,
         select_metric=select_metric,
+        device=args.device,
     )
 
 
@@ -140,6 +145,8 @@ def fit(
     steps_per_epoch = task.num_train_batches()
     if steps_per_epoch < 1:
         raise InputError("the training set gives no batches")
+    device = torch.device(config.device)
+    model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer,
@@ -179,6 +186,8 @@ def fit(
             leave=False,
         )
         for batch in bar:
+            if hasattr(batch, "to"):  # PyG batches; tasks with other batches place their own
+                batch = batch.to(device)
             optimizer.zero_grad(set_to_none=True)
             loss = task.loss(model, batch)
             if not torch.isfinite(loss):
