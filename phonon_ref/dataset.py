@@ -126,6 +126,12 @@ def process_structure(
         result = ref.run(settings.temperatures)
         extrapolated = ref.run_extrapolated(settings.temperatures) if result.is_stable else None
         record["timings"]["adps"] = time.perf_counter() - t2
+        if result.is_stable and not _positive_definite(result.u_cart):
+            # e.g. a teacher that sees no interaction (zero forces: every mode skipped, U = 0)
+            raise RuntimeError(
+                "harmonic ADPs are not positive definite (no vibrational mode above freq_min "
+                f"for some atom; max frequency {result.max_frequency:.3g} THz)"
+            )
         record.update(
             status="ok" if result.is_stable else "unstable",
             adps=result.u_cart,
@@ -144,6 +150,11 @@ def process_structure(
         record["traceback"] = traceback.format_exc(limit=8)
     record["timings"]["total"] = time.perf_counter() - t0
     return record
+
+
+def _positive_definite(u: np.ndarray) -> bool:
+    """Every 3×3 block of ``u`` (..., 3, 3) has only positive eigenvalues."""
+    return bool(np.all(np.linalg.eigvalsh(np.asarray(u, dtype=float)) > 0))
 
 
 def _write_row(db, record: dict[str, Any], settings: DatasetSettings, teacher: dict) -> None:

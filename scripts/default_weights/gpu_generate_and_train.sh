@@ -11,7 +11,7 @@
 set -u
 cd "$(dirname "$0")/../.."
 RESULTS="${OUT:-runs/gpu}"
-RUN=runs/v7_gpu
+RUN="${RUN:-runs/v7_gpu}"
 PY="${PY:-python3}"
 DEVICE="${DEVICE:-cuda}"
 GEN_SECONDS="${GEN_SECONDS:-320}"
