@@ -199,6 +199,7 @@ def predict(
     recentre: bool = True,
     symmetrize: bool = False,
     canonical: bool = True,
+    progress: bool = False,
 ) -> list[DeepRelaxResult]:
     """Pre-relaxed copies of ``structures`` (inputs untouched), in batches of ``batch_size``:
     ensemble forward pass, then the EDG solver on d̄ ± mean exp(û) with the mean lattice,
@@ -231,6 +232,8 @@ def predict(
     with, the solver's small errors do not). Not in the paper: off here (the model's raw
     output), on by default in the :class:`DeepRelax` adapter and ``relax_many``.
 
+    ``progress``: a tqdm progress bar over the structures (stderr).
+
     A prediction with two atoms closer than ``MIN_INTERATOMIC_DISTANCE`` (0.5 Å) is refused
     with a warning: the result is the unchanged input, marked untrusted."""
     from ase_cartnet.train.deeprelax_data import deeprelax_graph
@@ -242,8 +245,11 @@ def predict(
         _check(atoms, k if len(structures) > 1 else None)
     if elements is not None:
         _warn_unseen_elements(structures, elements)
+    from tqdm.auto import tqdm
+
     dtype = next(ensemble.parameters()).dtype
     results: list[DeepRelaxResult] = []
+    bar = tqdm(total=len(structures), unit="structure", desc="DeepRelax", disable=not progress)
     for first in range(0, len(structures), batch_size):
         chunk = structures[first : first + batch_size]
         listings = [canonical_listing(a) if canonical else None for a in chunk]
@@ -281,6 +287,8 @@ def predict(
                 result.atoms = symmetrize_like(result.atoms, chunk[g])[0]
             _refuse_overlaps(result, chunk[g], first + g)
             results.append(result)
+        bar.update(len(chunk))
+    bar.close()
     return results
 
 
@@ -542,6 +550,7 @@ class DeepRelax(Dynamics):
         symmetrize: bool = True,
         dtype: torch.dtype = torch.float32,
         errors: str = "raise",
+        progress: bool = False,
     ) -> list[DeepRelaxResult | None]:
         """Pre-relax many structures for screening: one :class:`DeepRelaxResult` per input, in
         order, whose ``atoms`` is a relaxed *copy* in the input's type (``ase.Atoms``, or a
@@ -551,7 +560,8 @@ class DeepRelax(Dynamics):
         ``client.get_executor()``) each batch is one task, and each worker loads ``model``
         (pass a checkpoint path or None there). ``errors``: a structure DeepRelax cannot use
         raises an ``InputError`` naming its index ("raise"), or is skipped with a
-        ``BatchItemWarning`` naming it and None in its place ("skip")."""
+        ``BatchItemWarning`` naming it and None in its place ("skip"). ``progress``: a tqdm
+        bar (without an executor)."""
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
         inputs = list(atoms_list)
