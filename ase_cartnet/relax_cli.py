@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from ase_cartnet.errors import InputError
+from ase_cartnet.errors import AseCartnetError, InputError
 
 
 def _plan(args: argparse.Namespace, tag: str) -> list[tuple[Path, Path, str]]:
@@ -36,8 +36,9 @@ def _read_all(plan, read) -> tuple[list, int]:
     for row in plan:
         try:
             ready.append((row, read(row[0])))
-        except InputError as exc:
-            print(f"ase-cartnet: {row[0]}: {exc}", file=sys.stderr)
+        except AseCartnetError as exc:  # the package's own errors name the problem
+            named = str(row[0]) in str(exc)
+            print(f"ase-cartnet: {'' if named else f'{row[0]}: '}{exc}", file=sys.stderr)
             failed += 1
     return ready, failed
 
