@@ -73,6 +73,18 @@ class CanonicalListing:
         out[self.order] = moved
         return out @ self.rotation.T
 
+    def carry(self, partner: Atoms) -> Atoms:
+        """``partner`` — the same atoms in the same order, positions continuous with the input
+        (e.g. a relaxed structure of a training pair) — in this listing: the inverse of
+        :meth:`positions_to_input` and :meth:`cell_to_input`, so that a model trained on
+        (``atoms``, ``carry(relaxed)``) sees pairs as it sees inputs at prediction time."""
+        if len(partner) != len(self.order):
+            raise ValueError(f"{len(partner)} atoms against the listing's {len(self.order)}")
+        cell = self.basis @ np.asarray(partner.cell[:], dtype=np.float64) @ self.rotation
+        positions = partner.positions[self.order] @ self.rotation
+        positions = positions - (self.images + self.origin) @ cell
+        return Atoms(self.atoms.numbers, positions=positions, cell=cell, pbc=True)
+
     def cell_to_input(self, cell: np.ndarray) -> np.ndarray:
         """A predicted canonical ``cell`` (3, 3) expressed in the input's basis and frame."""
         return np.linalg.solve(self.basis, cell) @ self.rotation.T

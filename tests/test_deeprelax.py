@@ -586,3 +586,26 @@ def test_canonical_listing_is_bitwise_the_same_for_every_way_of_writing_a_crysta
     back = ref.positions_to_input(ref.atoms.positions, ref.atoms.cell[:])
     np.testing.assert_allclose(back, atoms.positions, atol=1e-8)
     np.testing.assert_allclose(ref.cell_to_input(ref.atoms.cell[:]), atoms.cell[:], atol=1e-8)
+
+
+def test_canonical_listing_carries_a_relaxed_partner_both_ways():
+    from ase_cartnet.canonical_cell import canonical_listing
+
+    pair = synthetic_pairs([_crystal(7)], seed=5)[0]
+    listing = canonical_listing(pair.initial)
+    carried = listing.carry(pair.relaxed)
+    np.testing.assert_array_equal(carried.numbers, listing.atoms.numbers)
+    np.testing.assert_allclose(
+        listing.cell_to_input(carried.cell[:]), pair.relaxed.cell[:], atol=1e-9
+    )
+    np.testing.assert_allclose(
+        listing.positions_to_input(carried.positions, carried.cell[:]),
+        pair.relaxed.positions,
+        atol=1e-9,
+    )
+    order = listing.order  # the same crystal: distances between the same atoms agree
+    np.testing.assert_allclose(
+        carried.get_all_distances(mic=True),
+        pair.relaxed[order].get_all_distances(mic=True),
+        atol=1e-9,
+    )
