@@ -1,7 +1,8 @@
-"""DeepRelax as a one-shot pre-relaxer shaped like an ASE optimizer (DeepRelax paper, section 4).
+"""DeepRelax as a one-shot pre-relaxer and ASE optimizer (an ``ase.optimize`` ``Dynamics``;
+DeepRelax paper, section 4).
 
->>> opt = DeepRelax(atoms, trajectory="prerelax.traj")
->>> trusted = opt.run()        # positions and cell replaced in place, one shot
+>>> with DeepRelax(atoms, trajectory="prerelax.traj") as opt:
+...     trusted = opt.run()    # positions and cell replaced in place, one step
 >>> opt.uncertainty.global_uncertainty, opt.uncertainty.bond_uncertainty
 
 The ensemble predicts the relaxed interatomic distances (periodic edges), the distances from
@@ -168,7 +169,8 @@ def _unwrap(atoms: Any) -> Atoms:
     if isinstance(inner, Atoms):
         return inner
     raise InputError(
-        f"expected an ase.Atoms or an ASE Filter around one, got {type(atoms).__name__}"
+        f"expected an ase.Atoms or an ASE Filter around one, got {type(atoms).__name__} "
+        "(pymatgen Structures: DeepRelax.relax_many)"
     )
 
 
