@@ -71,6 +71,7 @@ def evaluate(
     lr: float = 0.1,
     decay: bool = False,
     affine: bool = True,
+    canonical: bool = True,
 ) -> dict:
     from pymatgen.analysis.structure_matcher import StructureMatcher
     from scipy.stats import spearmanr
@@ -91,9 +92,12 @@ def evaluate(
         threshold=metadata.get("uncertainty_threshold"),
         decay=decay,
         affine=affine,
+        canonical=canonical,
     )
     seconds = time.perf_counter() - started
-    lattice_only = predict(ensemble, inputs, batch_size=batch_size, steps=0, affine=True)
+    lattice_only = predict(
+        ensemble, inputs, batch_size=batch_size, steps=0, affine=True, canonical=canonical
+    )
     rows = {"DeepRelax": [], "Dummy": [], LATTICE_ONLY: []}
     globals_, dist_err = [], []
     for k, (pair, result) in enumerate(zip(pairs, results, strict=True)):
@@ -176,6 +180,11 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--no-affine", action="store_true", help="start the solver at the input positions"
     )
+    parser.add_argument(
+        "--no-canonical",
+        action="store_true",
+        help="feed the model the input's own listing (origin, images, basis, order)",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     reports = {}
@@ -189,6 +198,7 @@ def main(argv=None) -> int:
             lr=args.lr,
             decay=args.decay,
             affine=not args.no_affine,
+            canonical=not args.no_canonical,
         )
         reports[Path(path).name] = report
         print(format_table(Path(path).name, report))
