@@ -19,7 +19,7 @@ from ase_cartnet.weights import DEFAULT_CARTNET
 
 ROOT = Path(__file__).resolve().parents[1]
 CARD = DEFAULT_CARTNET.with_suffix(".json")
-TEST_SNAPSHOT = ROOT / "data" / "adp_default" / "progress" / "test.db.gz"
+TEST_SNAPSHOT = ROOT / "data" / "adp_v7" / "progress" / "test.db.gz"
 
 pytestmark = pytest.mark.skipif(not DEFAULT_CARTNET.is_file(), reason="no default weights")
 
@@ -33,7 +33,8 @@ def test_card_describes_the_shipped_file(card):
     data = DEFAULT_CARTNET.read_bytes()
     assert hashlib.sha256(data).hexdigest() == card["sha256"]
     assert len(data) == card["size_bytes"] <= 20 * 2**20
-    assert "CHGNet" in card["description"] and "NOT the official" in card["description"]
+    assert card["teacher"]["name"] in card["description"]
+    assert "NOT the official" in card["description"]
     for key in ("training_command", "held_out_metrics", "licence", "teacher", "data"):
         assert card[key], key
     assert card["data"]["train_db"]["rows_by_status"]["ok"] >= 100

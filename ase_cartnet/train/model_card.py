@@ -66,6 +66,7 @@ def export_cartnet(
     card: dict[str, Any],
     *,
     adp_floor: float | None = None,
+    elements: Sequence[int] | None = None,
 ) -> tuple[Path, Path]:
     """Write the weights of ``checkpoint`` (no optimizer state; float32) to ``weights_out`` and
     the model card next to it (same stem, ``.json``). ``card`` holds the descriptive fields; the
@@ -73,7 +74,9 @@ def export_cartnet(
     the config's ε of U = LᵀL + εI (a run trained with ε = 0 can predict needle-like ellipsoids
     that round to a non-positive-definite U). Several checkpoints of one architecture become one
     :class:`CartNetEnsemble` (their outputs averaged); the card's training metadata is the first
-    member's, with every member's command and validation figures. Returns both paths."""
+    member's, with every member's command and validation figures. ``elements`` (atomic numbers)
+    replaces the training metadata's element list, e.g. with those of a pretraining run as well
+    (the calculator warns outside it). Returns both paths."""
     paths = [checkpoint] if isinstance(checkpoint, (str, os.PathLike)) else list(checkpoint)
     payloads = [read_checkpoint(path) for path in paths]
     values = dict(payloads[0]["config"])
@@ -96,6 +99,8 @@ def export_cartnet(
     metadata = {
         k: v for k, v in dict(payloads[0].get("metadata", {})).items() if k in KEEP_METADATA
     }
+    if elements is not None:
+        metadata["elements"] = sorted(int(z) for z in elements)
     if len(payloads) > 1:
         metadata["members"] = [
             {k: p.get("metadata", {}).get(k) for k in ("command", "validation", "epoch")}

@@ -87,6 +87,11 @@ def main() -> None:
     )
     parser.add_argument("--teacher", default="CHGNet", help="teacher name for the card")
     parser.add_argument(
+        "--generation-command",
+        default="bash scripts/default_weights/generate.sh",
+        help="the command that built the databases",
+    )
+    parser.add_argument(
         "--pretrained-card",
         default=None,
         help="card (JSON) of the weights the run was initialised from (training with --init)",
@@ -117,7 +122,7 @@ def main() -> None:
             "training_candidates": "data/adp_default/train_ids.txt (val splits of MP-20, Perov-5 "
             "and Carbon-24; ≤ 10 atoms per cell)",
             "test_candidates": "data/adp_default/test_ids.txt (test splits; held out)",
-            "generation_command": "bash scripts/default_weights/generate.sh",
+            "generation_command": args.generation_command,
             "train_db": {
                 **{k: v for k, v in train.items() if k != "stable_ids"},
                 "origin": args.train_db_origin,
@@ -149,7 +154,10 @@ def main() -> None:
             "train_db": earlier.get("data", {}).get("train_db"),
             "held_out_metrics_summary": (earlier.get("held_out_metrics") or {}).get("cartnet"),
         }
-    weights, card_path = export_cartnet(args.checkpoint, args.out, card, adp_floor=args.adp_floor)
+    elements = [chemical_symbols.index(e) for e in card["elements"]]
+    weights, card_path = export_cartnet(
+        args.checkpoint, args.out, card, adp_floor=args.adp_floor, elements=elements
+    )
     print(f"wrote {weights} ({weights.stat().st_size / 2**20:.1f} MB) and {card_path}")
 
 
