@@ -22,7 +22,7 @@ def validate_structure(atoms: Any, *, require_pbc: bool = False) -> None:
     1–118; a non-degenerate cell along every periodic axis (and all three axes periodic when
     ``require_pbc``); no two atoms (or an atom and a periodic image) closer than 0.5 Å.
     """
-    from ase_cartnet.graph import closest_pairs
+    from ase_cartnet.graph.neighbours import closest_pairs
 
     if not isinstance(atoms, Atoms):
         raise InputError(f"expected an ase.Atoms object, got {type(atoms).__name__}")

@@ -26,14 +26,14 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ase_cartnet.property_models import (  # noqa: E402
+from ase_cartnet.graph.property import cartnet_property_graph
+from ase_cartnet.property_models import (
     DEFAULT_WEIGHTS,
-    cartnet_property_graph,
     export_property_model,
     load_property_model,
     standardised_cartnet,
 )
-from ase_cartnet.train.crystograph_cli import (  # noqa: E402
+from ase_cartnet.train.crystograph import (  # noqa: E402
     DATASETS,
     REDUCED,
     load_splits,

@@ -12,9 +12,9 @@ import argparse
 import numpy as np
 import torch
 
-from ase_cartnet.graph import batch_graphs
-from ase_cartnet.models.empnn import EMPNN, EMPNNConfig
-from ase_cartnet.train.empnn_task import crystal_graph, run_model
+from ase_cartnet.graph.empnn import crystal_graph
+from ase_cartnet.graph.neighbours import batch_graphs
+from ase_cartnet.models.empnn import EMPNN, EMPNNConfig, run_model
 
 UNIMODULAR = (
     np.array([[1, 1, 0], [0, 1, 0], [0, 0, 1]])

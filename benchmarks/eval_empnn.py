@@ -22,9 +22,9 @@ from pathlib import Path
 import torch
 
 from ase_cartnet.calculators.empnn_lattice import load_empnn
-from ase_cartnet.models.empnn import lattice_errors
+from ase_cartnet.models.empnn import run_model
 from ase_cartnet.train.empnn_data import load_split
-from ase_cartnet.train.empnn_task import noisy_batches, run_model
+from ase_cartnet.train.empnn_task import lattice_errors, noisy_batches
 
 DATASETS = ("carbon_24", "mp_20", "perov_5")
 PAPER = {  # Table 2: (lengths Å, angles °) improvements

@@ -1,6 +1,7 @@
 """Training data: relax with a teacher, harmonic ADPs at many temperatures, one ase.db row each.
 
->>> from phonon_ref.dataset import build_dataset, read_mp20
+>>> from ase_cartnet.io.datasets import read_mp20
+>>> from phonon_ref.dataset import build_dataset
 >>> build_dataset(read_mp20("val.csv.gz", limit=100), calculator="chgnet", out="adp.db")
 
 Each structure becomes one row, written in one transaction when it is finished:
@@ -34,8 +35,6 @@ CHGNet.
 
 from __future__ import annotations
 
-import argparse
-import io
 import logging
 import os
 import time
@@ -277,27 +276,6 @@ def build_dataset(
     )
 
 
-def read_mp20(
-    path: str | os.PathLike, limit: int | None = None, ids: Sequence[str] | None = None
-) -> list[Atoms]:
-    """Structures of an MP-20 style CSV (columns ``material_id``, ``cif``; gzip allowed),
-    each with ``info["source_id"]`` = material_id. ``ids`` selects rows, ``limit`` caps."""
-    import pandas as pd
-    from ase.io import read
-
-    frame = pd.read_csv(path)
-    if ids is not None:
-        frame = frame.set_index("material_id").loc[list(ids)].reset_index()
-    if limit is not None:
-        frame = frame.head(int(limit))
-    out = []
-    for mid, cif in zip(frame["material_id"], frame["cif"], strict=True):
-        atoms = read(io.StringIO(cif), format="cif")
-        atoms.info = {"source_id": str(mid)}
-        out.append(atoms)
-    return out
-
-
 def read_dataset(
     path: str | os.PathLike, status: str = "ok", extrapolated: bool = False
 ) -> Iterator[tuple[Atoms, np.ndarray, np.ndarray]]:
@@ -313,73 +291,9 @@ def read_dataset(
             yield atoms, np.asarray(row.data["temperatures"]), np.asarray(row.data[key])
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of the dataset command (shared by ``python -m phonon_ref.dataset`` and
-    ``ase-cartnet phonon-dataset``)."""
-    parser.add_argument("csv", help="MP-20 style CSV(.gz) with material_id and cif columns")
-    parser.add_argument("-o", "--out", default="adp.db", help="ASE database (resumed if present)")
-    parser.add_argument(
-        "--calculator", default="chgnet", help="teacher: chgnet, emt, module:factory"
-    )
-    parser.add_argument(
-        "-T", "--temperatures", type=float, nargs="+", default=list(DEFAULT_TEMPERATURES)
-    )
-    parser.add_argument("--limit", type=int, default=None, help="first N rows only")
-    parser.add_argument("--ids", nargs="+", default=None, help="only these material ids")
-    parser.add_argument("--supercell-length", type=float, default=DEFAULT_MIN_LENGTH, help="Å")
-    parser.add_argument("--mesh-length", type=float, default=DEFAULT_MESH_LENGTH, help="Å")
-    parser.add_argument("--fmax", type=float, default=DEFAULT_FMAX, help="eV/Å")
-    parser.add_argument("--max-steps", type=int, default=DEFAULT_MAX_STEPS)
-    parser.add_argument(
-        "--workers", type=int, default=0, help="dask LocalCluster workers (0: in-process)"
-    )
-    parser.add_argument("--cache-dir", help="keep the force constants (phonopy yaml) here")
-    parser.add_argument("--retry-failed", action="store_true")
-    parser.add_argument("--no-progress", action="store_true")
+if __name__ == "__main__":  # ``python -m phonon_ref.dataset``, as the generation scripts call it
+    import sys
 
+    from ase_cartnet.cli import main
 
-def run_cli(args: argparse.Namespace) -> int:
-    """Run :func:`build_dataset` from parsed arguments; prints a one-line summary."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    structures = read_mp20(args.csv, limit=args.limit, ids=args.ids)
-    kwargs = dict(
-        calculator=args.calculator,
-        temperatures=args.temperatures,
-        out=args.out,
-        supercell=args.supercell_length,
-        mesh=args.mesh_length,
-        fmax=args.fmax,
-        max_steps=args.max_steps,
-        retry_failed=args.retry_failed,
-        cache_dir=args.cache_dir,
-        progress=not args.no_progress,
-    )
-    if args.workers > 0:
-        from dask.distributed import Client, LocalCluster
-
-        with (
-            LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True) as cluster,
-            Client(cluster) as client,
-        ):
-            summary = build_dataset(structures, executor=client.get_executor(), **kwargs)
-    else:
-        summary = build_dataset(structures, **kwargs)
-    print(
-        f"{summary.out}: {len(summary.ok)} ok, {len(summary.unstable)} unstable, "
-        f"{len(summary.failed)} failed, {len(summary.skipped)} already done "
-        f"({summary.seconds:.0f} s)"
-    )
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m phonon_ref.dataset val.csv.gz -o adp.db --limit 100 --workers 2``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m phonon_ref.dataset", description=__doc__.split("\n")[0]
-    )
-    add_arguments(parser)
-    return run_cli(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(["phonon-dataset", *sys.argv[1:]]))

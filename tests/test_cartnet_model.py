@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from reference_cartnet import reference_cartnet
 from shared_paths import FIXTURES, needs_shared
 
-from ase_cartnet.graph import atoms_to_graph, batch_graphs, edge_vectors
+from ase_cartnet.graph.neighbours import atoms_to_graph, batch_graphs, edge_vectors
 from ase_cartnet.io.checkpoint import infer_official_cartnet_config, load_cartnet, read_checkpoint
 from ase_cartnet.models.cartnet import CartNetConfig
 

@@ -9,16 +9,16 @@ import torch
 from ase import Atoms
 from ase.build import bulk
 
-from ase_cartnet.atom_features import BLOCKS, NUM_FEATURES, atom_feature_table, atom_features
-from ase_cartnet.crystograph_graph import (
+from ase_cartnet.errors import InputError
+from ase_cartnet.graph.atom_features import BLOCKS, NUM_FEATURES, atom_feature_table, atom_features
+from ase_cartnet.graph.crystograph import (
     crystograph_graph,
     laplacian_pe,
     line_graph,
     random_laplacian_sign_flip,
     random_walk_pe,
 )
-from ase_cartnet.errors import InputError
-from ase_cartnet.graph import batch_graphs, knn_graph
+from ase_cartnet.graph.neighbours import batch_graphs, knn_graph
 from ase_cartnet.models.crystograph import CrysToGraph, CrysToGraphConfig, cell_frames
 from ase_cartnet.train.loop import TrainConfig, fit
 from ase_cartnet.train.property_task import PropertyTask, predict_graphs
@@ -303,7 +303,7 @@ def test_checkpoint_of_another_model_is_refused(tmp_path):
     from ase_cartnet.errors import CheckpointError
     from ase_cartnet.io.checkpoint import save_checkpoint
     from ase_cartnet.models.cartnet import CartNet, CartNetConfig
-    from ase_cartnet.train.crystograph_cli import load_crystograph
+    from ase_cartnet.train.crystograph import load_crystograph
 
     path = save_checkpoint(
         tmp_path / "cartnet.pt", CartNet(CartNetConfig(dim=8)), model_name="cartnet", config={}
@@ -327,7 +327,7 @@ def test_checkpoint_of_another_model_is_refused(tmp_path):
 def test_tiny_training_run_learns_and_round_trips(tmp_path):
     """16 structures whose target is the lithium fraction: a small model trained for 25 epochs
     with the shared loop beats the mean predictor, and best.pt reloads to the same numbers."""
-    from ase_cartnet.train.crystograph_cli import load_crystograph
+    from ase_cartnet.train.crystograph import load_crystograph
 
     structures = []
     rng = np.random.default_rng(0)

@@ -153,8 +153,8 @@ def test_export_writes_weights_and_card(checkpoint, tmp_path):
 
 
 def _batch():
-    from ase_cartnet.crystograph_graph import crystograph_graph
-    from ase_cartnet.graph import batch_graphs
+    from ase_cartnet.graph.crystograph import crystograph_graph
+    from ase_cartnet.graph.neighbours import batch_graphs
 
     return batch_graphs(
         [crystograph_graph(a, lap_dim=3, rw_dim=4, lap_mode="projector") for a in structures()]

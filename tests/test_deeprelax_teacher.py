@@ -127,7 +127,7 @@ def test_fine_tuning_starts_from_the_given_members(tmp_path):
     """train_deeprelax(init=ensemble) with 0 optimisation steps' worth of learning rate leaves
     every replicate equal to its member of the initial ensemble."""
     from ase_cartnet.models.deeprelax import DeepRelaxConfig, DeepRelaxEnsemble
-    from ase_cartnet.train.deeprelax_cli import load_member, train_deeprelax
+    from ase_cartnet.train.deeprelax import load_member, train_deeprelax
     from ase_cartnet.train.loop import TrainConfig
 
     torch.set_num_threads(1)

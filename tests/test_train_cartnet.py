@@ -13,8 +13,8 @@ from ase.db import connect
 
 from ase_cartnet.calculators.cartnet_adp import CartNetADP
 from ase_cartnet.train.adp_data import split_structures, structures_from_db, temperature_statistics
+from ase_cartnet.train.cartnet import train_cartnet
 from ase_cartnet.train.cartnet_task import CartNetADPTask
-from ase_cartnet.train.cli import train_cartnet
 from ase_cartnet.train.loop import TrainConfig
 
 TEMPERATURES = np.array([50.0, 150.0, 300.0])
@@ -52,7 +52,7 @@ def test_db_loading_split_and_statistics(tmp_path):
 
 def test_augmentation_rotates_geometry_and_targets_consistently(tmp_path):
     """A rotated batch has edge vectors R·v and targets R U Rᵀ (eqns 19–20)."""
-    from ase_cartnet.graph import edge_vectors
+    from ase_cartnet.graph.neighbours import edge_vectors
 
     structures = structures_from_db(synthetic_db(tmp_path / "d.db", n=2))
     task = CartNetADPTask(structures, structures, cutoff=5.0, batch_size=4, dtype=torch.float64)

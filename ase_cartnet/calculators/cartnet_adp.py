@@ -15,7 +15,7 @@ from ase.calculators.calculator import Calculator, all_changes
 
 from ase_cartnet.adp import u_cart_to_u_cif, u_equiv
 from ase_cartnet.errors import InputError
-from ase_cartnet.graph import atoms_to_graph, batch_graphs
+from ase_cartnet.graph.neighbours import atoms_to_graph, batch_graphs
 from ase_cartnet.hydrogen import HYDROGEN_POLICIES, riding_hydrogen_adps
 from ase_cartnet.io.checkpoint import load_cartnet
 from ase_cartnet.models.so3 import averaging_rotations

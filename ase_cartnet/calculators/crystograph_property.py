@@ -14,7 +14,7 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 
 from ase_cartnet.errors import InputError
-from ase_cartnet.graph import batch_graphs
+from ase_cartnet.graph.neighbours import batch_graphs
 from ase_cartnet.property_models import (
     DEFAULT_TARGET,
     default_property_checkpoint,

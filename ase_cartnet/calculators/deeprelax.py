@@ -36,7 +36,7 @@ import torch
 from ase import Atoms
 
 from ase_cartnet.errors import CheckpointError, InputError
-from ase_cartnet.graph import batch_graphs
+from ase_cartnet.graph.neighbours import batch_graphs
 from ase_cartnet.models.deeprelax import (
     DeepRelaxConfig,
     DeepRelaxEnsemble,
@@ -207,7 +207,7 @@ def predict(
     (:func:`ase_cartnet.symmetry.symmetrize_like`; a relaxation keeps the symmetry it starts
     with, the solver's small errors do not). Not in the paper: off here (the model's raw
     output), on by default in the :class:`DeepRelax` adapter and ``relax_many``."""
-    from ase_cartnet.train.deeprelax_data import deeprelax_graph
+    from ase_cartnet.graph.deeprelax import deeprelax_graph
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")

@@ -14,10 +14,10 @@ from ase import Atoms
 from torch import nn
 
 from ase_cartnet.errors import CheckpointError, InputError
-from ase_cartnet.graph import batch_graphs
+from ase_cartnet.graph.empnn import crystal_graph
+from ase_cartnet.graph.neighbours import batch_graphs
 from ase_cartnet.io.checkpoint import FORMAT_TAG, load_state_strict, read_checkpoint
-from ase_cartnet.models.empnn import EMPNNConfig, build_model, cell_to_lattice_params
-from ase_cartnet.train.empnn_task import crystal_graph, run_model
+from ase_cartnet.models.empnn import EMPNNConfig, build_model, cell_to_lattice_params, run_model
 from ase_cartnet.validation import validate_structure
 
 

@@ -31,3 +31,18 @@ def read_structure(path: str | os.PathLike) -> Atoms:
         raise InputError(f"{p} does not hold a single structure")
     atoms.info.setdefault("source_file", str(p.resolve()))
     return atoms
+
+
+def write_structure(path: str | os.PathLike, atoms: Atoms, fmt: str | None, **kwargs) -> Path:
+    """Write ``atoms`` with ``ase.io.write`` in format ``fmt`` (None: from the suffix), atomically
+    (a failed write leaves no partial file). Raises ``InputError`` for a format ASE cannot write."""
+    from ase.io import write
+
+    from ase_cartnet.io.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        try:
+            write(tmp, atoms, format=fmt, **kwargs)
+        except (ValueError, KeyError) as exc:
+            raise InputError(f"cannot write format {fmt!r}: {exc}") from exc
+    return Path(path)

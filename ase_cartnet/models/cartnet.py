@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ase_cartnet.graph import edge_vectors
+from ase_cartnet.graph.neighbours import edge_vectors
 from ase_cartnet.models.blocks import (
     ExpNormalSmearing,
     cosine_cutoff,

@@ -3,8 +3,8 @@ Properties and the Benchmark"): eTGC blocks on the crystal graph and its line gr
 transformer with positional encodings, and a Softplus FFNN on the mean-pooled node features.
 
 Pure torch. The inputs (k-NN graph, line graph, positional encodings, atom descriptors) come from
-:mod:`ase_cartnet.crystograph_graph`; edge geometry is computed here from positions, cell and
-integer cell shifts with :func:`ase_cartnet.graph.edge_vectors`.
+:mod:`ase_cartnet.graph.crystograph`; edge geometry is computed here from positions, cell and
+integer cell shifts with :func:`ase_cartnet.graph.neighbours.edge_vectors`.
 
 Choices the paper leaves open, made here:
 
@@ -29,7 +29,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from ase_cartnet.graph import edge_vectors
+from ase_cartnet.graph.neighbours import edge_vectors
 from ase_cartnet.models.blocks import segment_lengths, sum_over_incoming
 
 
@@ -57,7 +57,7 @@ class CrysToGraphConfig:
         num_rbf_angle: Gaussians for each of θ and φ.
         num_rbf_cosine: Gaussians for the bond-angle cosine of line-graph edges.
         use_edge_angles: include θ and φ (cell frame) in the edge features.
-        lap_dim, rw_dim, lap_mode: positional encodings (see ``ase_cartnet.crystograph_graph``).
+        lap_dim, rw_dim, lap_mode: positional encodings (see ``ase_cartnet.graph.crystograph``).
         target_mean, target_std: the output is ``target_mean + target_std * FFNN(...)``, so the
             network works on a standardised target; set from the training data.
         target: name of the predicted property (for model cards and calculators).
@@ -267,7 +267,7 @@ def pack(values: torch.Tensor, batch: torch.Tensor, num_graphs: int):
 class CrysToGraph(nn.Module):
     """CrysToGraph(G, L(G)) = FFNN(GwT(eTGC(G, L(G)))) (eqn 1): one scalar per structure.
 
-    ``forward(graph)`` takes a ``Data``/``Batch`` from :mod:`ase_cartnet.crystograph_graph`
+    ``forward(graph)`` takes a ``Data``/``Batch`` from :mod:`ase_cartnet.graph.crystograph`
     (fields ``x`` (N, 92), ``pos`` (N, 3) Å, ``cell`` (B, 3, 3) Å, ``edge_index`` (2, E),
     ``cell_shift`` (E, 3), ``lg_edge_index`` (2, T), ``pe`` (N, P), ``batch`` (N,) — absent for
     one structure) and returns (B,) predictions in ``config.units``.

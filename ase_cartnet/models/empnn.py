@@ -8,11 +8,11 @@ the same lattice gives the same point cloud) and permutations of the atoms (pape
 Conventions. ASE/``ase_cartnet.graph``: the lattice vectors are the **rows** of ``cell``; the
 paper's ρ has them as columns (ρ = cellᵀ). An action h acts on column vectors, so ρ' = h ρ is
 ``cell' = cell @ hᵀ``, and Cartesian positions move with the lattice as ``pos' = pos @ hᵀ``
-(fractional coordinates fixed). Edge vectors v come from :func:`ase_cartnet.graph.edge_vectors`
+(fractional coordinates fixed). Edge vectors v come from :func:`ase_cartnet.graph.neighbours.edge_vectors`
 (centre → neighbour image), recomputed in torch after every deformation step, so gradients flow
 through the cell. In the paper's notation the edge γ = (i, j, τ) has i = our target (centre) and
 j = our source (neighbour); the 2-graph Γ₂ pairs γ: i → j with γ': j → k
-(:func:`ase_cartnet.graph.triplets`).
+(:func:`ase_cartnet.graph.neighbours.triplets`).
 
 Vector fields (Def. 8, eqns 5–7). Each field is a 3×3 matrix per edge or triplet that transforms
 as λ → g λ gᵀ under O(3) and is invariant under SL₃(ℤ):
@@ -49,13 +49,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from ase_cartnet.graph import edge_vectors, triplets
+from ase_cartnet.graph.neighbours import edge_vectors, triplets
 
 EDGE_FIELDS = ("ketbra", "grad_r")
 TRIPLET_FIELDS = ("ketbra", "ketbra_cross", "grad_r", "grad_r2", "grad_theta", "grad_area")
 HEADS = ("deform", "ff")
 EXPONENTIALS = ("exp", "first_order")
-LOSSES = ("param_mae", "param_mse", "metric_mae", "metric_mse", "riemann")
 
 
 @dataclass
@@ -424,7 +423,7 @@ class EMPNN(nn.Module):
         numbers (N,) int64 atomic numbers; positions (N, 3) Å; cell (B, 3, 3) Å, rows are
         lattice vectors; edge_index (2, E) int64 (row 0 source/neighbour, row 1 target/centre);
         cell_shifts (E, 3) integer shifts; batch (N,) structure of each atom;
-        triplet_index (2, T) optional, :func:`ase_cartnet.graph.triplets` of the edges (built
+        triplet_index (2, T) optional, :func:`ase_cartnet.graph.neighbours.triplets` of the edges (built
         here when the config uses triplets and none is given).
     """
 
@@ -627,70 +626,6 @@ def lattice_params_to_cell(lengths: torch.Tensor, angles: torch.Tensor) -> torch
     return torch.stack([a, b, c], dim=1)
 
 
-def random_strain(
-    n: int,
-    sigma: float,
-    *,
-    symmetric: bool = True,
-    generator: torch.Generator | None = None,
-    dtype: torch.dtype = torch.float64,
-) -> torch.Tensor:
-    """Noise actions exp(A) (n, 3, 3), A_ij ~ N(0, σ²), symmetrised A = (B + Bᵀ)/2 by default
-    (then the diagonal has std σ and the off-diagonal σ/√2; a pure stretch, section 6)."""
-    a = torch.randn((n, 3, 3), generator=generator, dtype=torch.float64) * sigma
-    if symmetric:
-        a = symmetric_part(a)
-    return torch.linalg.matrix_exp(a).to(dtype)
-
-
-def lattice_loss(
-    predicted: torch.Tensor,
-    target: torch.Tensor,
-    n_atoms: torch.Tensor,
-    kind: str,
-    config: EMPNNConfig,
-) -> torch.Tensor:
-    """Loss between cells (B, 3, 3) (section 5.3; Table 1's options), mean over the batch.
-
-    "param_mae"/"param_mse": on lengths / N^{1/3} / length_std and angles / angle_std;
-    "metric_mae"/"metric_mse": on the metric tensors G = cell cellᵀ / N^{2/3} (Å²);
-    "riemann": the affine-invariant distance on SPD matrices, Σ log² eig(G_t⁻¹ G_p).
-    All are O(3)-invariant and follow a change of cell basis (SL₃(ℤ)) consistently.
-    """
-    scale = n_atoms.to(predicted.dtype) ** (1.0 / 3.0)
-    if kind in ("param_mae", "param_mse"):
-        lp, ap = cell_to_lattice_params(predicted)
-        lt, at = cell_to_lattice_params(target)
-        diff = torch.cat(
-            [(lp - lt) / scale[:, None] / config.length_std, (ap - at) / config.angle_std], -1
-        )
-        return diff.abs().mean() if kind == "param_mae" else (diff * diff).mean()
-    if kind in ("metric_mae", "metric_mse"):
-        gp = predicted @ predicted.transpose(1, 2) / (scale**2)[:, None, None]
-        gt = target @ target.transpose(1, 2) / (scale**2)[:, None, None]
-        diff = gp - gt
-        return diff.abs().mean() if kind == "metric_mae" else (diff * diff).mean()
-    if kind == "riemann":
-        gp = predicted @ predicted.transpose(1, 2)
-        gt = target @ target.transpose(1, 2)
-        chol = torch.linalg.cholesky(gt)
-        inv = torch.linalg.solve_triangular(chol, torch.eye(3, dtype=gt.dtype), upper=False)
-        m = symmetric_part(inv @ gp @ inv.transpose(1, 2))
-        eig = torch.linalg.eigvalsh(m).clamp(min=1e-12)
-        return (torch.log(eig) ** 2).sum(-1).mean()
-    raise ValueError(f"unknown loss {kind!r}; choose from {LOSSES}")
-
-
-def lattice_errors(
-    predicted: torch.Tensor, target: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-structure mean absolute errors of lengths (B,) Å and angles (B,) degrees (the l1
-    terms of eqns 11–12, divided by 3)."""
-    lp, ap = cell_to_lattice_params(predicted)
-    lt, at = cell_to_lattice_params(target)
-    return (lp - lt).abs().mean(-1), (ap - at).abs().mean(-1)
-
-
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -699,7 +634,6 @@ __all__ = [
     "EDGE_FIELDS",
     "EMPNN",
     "EMPNNConfig",
-    "LOSSES",
     "LatticeFF",
     "LatticeOutput",
     "TRIPLET_FIELDS",
@@ -707,9 +641,19 @@ __all__ = [
     "cell_to_lattice_params",
     "edge_field",
     "geometry",
-    "lattice_errors",
-    "lattice_loss",
     "lattice_params_to_cell",
-    "random_strain",
     "triplet_field",
 ]
+
+
+def run_model(model: nn.Module, batch, num_steps: int | None = None):
+    """Call an EMPNN/LatticeFF on a batch of :func:`crystal_graph` graphs."""
+    return model(
+        batch.numbers,
+        batch.pos,
+        batch.cell,
+        batch.edge_index,
+        batch.cell_shift,
+        batch.batch,
+        num_steps=num_steps,
+    )

@@ -27,12 +27,10 @@ Relaxations that do not converge in ``max_steps`` are "failed" rows (not used fo
 
 from __future__ import annotations
 
-import argparse
-import logging
 import os
 import time
 import traceback
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from functools import cache
@@ -272,63 +270,9 @@ def build_teacher_pairs(
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m ase_cartnet.train.deeprelax_teacher CSV -o pairs.db [--workers N]``."""
-    from phonon_ref.dataset import read_mp20
+if __name__ == "__main__":  # ``python -m ase_cartnet.train.deeprelax_teacher``, as scripts call it
+    import sys
 
-    parser = argparse.ArgumentParser(
-        prog="python -m ase_cartnet.train.deeprelax_teacher", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("csv", help="MP-20 style CSV(.gz) of relaxed prototypes")
-    parser.add_argument("-o", "--out", required=True, help="ASE database (resumed if present)")
-    parser.add_argument("--calculator", default="chgnet", help="teacher: chgnet, emt, module:f")
-    parser.add_argument("--max-atoms", type=int, default=20, help="skip larger prototypes")
-    parser.add_argument("--limit", type=int, default=None, help="first N prototypes (≤ max-atoms)")
-    parser.add_argument("--seed", type=int, default=0, help="substitution seed")
-    parser.add_argument("--fmax", type=float, default=DEFAULT_FMAX, help="eV/Å")
-    parser.add_argument("--max-steps", type=int, default=DEFAULT_MAX_STEPS)
-    parser.add_argument("--workers", type=int, default=0, help="dask workers (0: in-process)")
-    parser.add_argument(
-        "--substitutions", type=int, default=1, help="substituted versions per prototype"
-    )
-    parser.add_argument(
-        "--keep-frames", type=int, default=0, help="trajectory frames stored per pair"
-    )
-    parser.add_argument("--retry-failed", action="store_true")
-    parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    structures = [a for a in read_mp20(args.csv) if len(a) <= args.max_atoms]
-    if args.limit is not None:
-        structures = structures[: args.limit]
-    kwargs = dict(
-        calculator=args.calculator,
-        seed=args.seed,
-        fmax=args.fmax,
-        max_steps=args.max_steps,
-        retry_failed=args.retry_failed,
-        progress=not args.no_progress,
-        substitutions=args.substitutions,
-        keep_frames=args.keep_frames,
-    )
-    if args.workers > 0:
-        from dask.distributed import Client, LocalCluster
+    from ase_cartnet.cli import main
 
-        with (
-            LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True) as cluster,
-            Client(cluster) as client,
-        ):
-            summary = build_teacher_pairs(
-                structures, args.out, executor=client.get_executor(), **kwargs
-            )
-    else:
-        summary = build_teacher_pairs(structures, args.out, **kwargs)
-    print(
-        f"{summary.out}: {len(summary.ok)} ok, {len(summary.failed)} failed, "
-        f"{len(summary.skipped)} already done ({summary.seconds:.0f} s)"
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(["teacher-pairs", *sys.argv[1:]]))

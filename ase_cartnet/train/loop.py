@@ -18,7 +18,6 @@ data order of an uninterrupted one.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
@@ -75,41 +74,6 @@ class TrainConfig:
         if old is None or not math.isfinite(old):
             return math.isfinite(new)
         return new > old if self.select_metric in self.MAXIMISED else new < old
-
-
-def add_training_arguments(
-    parser: argparse.ArgumentParser,
-    *,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    pct_start: float,
-    grad_clip: float | None,
-    val_fraction: float,
-) -> None:
-    """The options of :class:`TrainConfig` plus batch size and validation fraction, for one
-    ``ase-cartnet train <model>`` parser (each model passes its own defaults)."""
-    parser.add_argument("--epochs", type=int, default=epochs)
-    parser.add_argument("--batch-size", type=int, default=batch_size, help="structures per batch")
-    parser.add_argument("--lr", type=float, default=lr, help="peak OneCycle learning rate")
-    parser.add_argument("--pct-start", type=float, default=pct_start, help="warm-up fraction")
-    parser.add_argument("--weight-decay", type=float, default=0.0)
-    parser.add_argument("--grad-clip", type=float, default=grad_clip, help="max gradient norm")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--val-fraction", type=float, default=val_fraction)
-
-
-def train_config_from_args(args: argparse.Namespace, select_metric: str = "mae") -> TrainConfig:
-    """:class:`TrainConfig` from options added by :func:`add_training_arguments`."""
-    return TrainConfig(
-        epochs=args.epochs,
-        lr=args.lr,
-        pct_start=args.pct_start,
-        weight_decay=args.weight_decay,
-        grad_clip=args.grad_clip,
-        seed=args.seed,
-        select_metric=select_metric,
-    )
 
 
 def _epoch_generator(seed: int, epoch: int) -> torch.Generator:

@@ -17,7 +17,7 @@ from torch import nn
 from torch_geometric.data import Batch, Data
 
 from ase_cartnet.errors import InputError
-from ase_cartnet.graph import batch_graphs
+from ase_cartnet.graph.neighbours import batch_graphs
 
 Augment = Callable[[Batch, torch.Generator], None]
 

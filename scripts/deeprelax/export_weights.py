@@ -24,7 +24,7 @@ from eval_deeprelax import evaluate, format_table  # noqa: E402
 from ase_cartnet.calculators.deeprelax import predict  # noqa: E402
 from ase_cartnet.io.atomic import atomic_write  # noqa: E402
 from ase_cartnet.models.deeprelax import DeepRelaxEnsemble  # noqa: E402
-from ase_cartnet.train.deeprelax_cli import export_deeprelax, load_member  # noqa: E402
+from ase_cartnet.train.deeprelax import export_deeprelax, load_member  # noqa: E402
 from ase_cartnet.train.deeprelax_data import (  # noqa: E402
     DEFAULT_RATTLE_STD,
     DEFAULT_STRAIN_STD,

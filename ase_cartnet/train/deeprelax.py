@@ -3,10 +3,7 @@ then (``--export``) the ensemble as one weights file with a JSON model card."""
 
 from __future__ import annotations
 
-import argparse
 import os
-import shlex
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +14,10 @@ from ase_cartnet.errors import InputError
 from ase_cartnet.io.checkpoint import read_checkpoint, save_checkpoint
 from ase_cartnet.models.deeprelax import DeepRelaxConfig, DeepRelaxEnsemble, DeepRelaxModel
 from ase_cartnet.train.deeprelax_data import (
-    DEFAULT_RATTLE_STD,
-    DEFAULT_STRAIN_STD,
     RelaxPair,
-    build_synthetic_db,
-    pairs_from_dbs,
 )
 from ase_cartnet.train.deeprelax_task import DeepRelaxTask
-from ase_cartnet.train.loop import TrainConfig, add_training_arguments, fit, train_config_from_args
+from ase_cartnet.train.loop import TrainConfig, fit
 
 MODEL_NAME = "deeprelax"
 ENSEMBLE_NAME = "deeprelax_ensemble"
@@ -166,103 +159,3 @@ def export_deeprelax(
     }
     card_path = write_model_card(weights, full_card)
     return weights, card_path
-
-
-def _run(args: argparse.Namespace) -> int:
-    torch.set_num_threads(args.threads)
-    if args.synthetic_from:
-        if len(args.db) != 1:
-            raise InputError("--synthetic-from writes one database: give exactly one --db")
-        build_synthetic_db(
-            args.synthetic_from,
-            args.db[0],
-            strain_std=args.strain_std,
-            rattle_std=args.rattle_std,
-            seed=args.noise_seed,
-            limit=args.limit,
-        )
-    pairs = pairs_from_dbs(args.db, limit=args.limit)
-    init = None
-    if args.init:
-        from ase_cartnet.calculators.deeprelax import load_deeprelax
-
-        init, _ = load_deeprelax(args.init)
-    source = (
-        "ase.db "
-        + " + ".join(Path(db).name for db in args.db)
-        + (
-            f" (synthetic from {Path(args.synthetic_from).name}: strain σ_A {args.strain_std}, "
-            f"rattle σ_r {args.rattle_std} Å)"
-            if args.synthetic_from
-            else ""
-        )
-    )
-    architecture = {
-        "hidden": args.hidden,
-        "num_layers": args.layers,
-        "num_rbf": args.rbf,
-        "cutoff": args.cutoff,
-        "max_neighbours": args.max_neighbours,
-        "pcoe_dim": args.pcoe_dim,
-    }
-    config = train_config_from_args(args, select_metric="mae")
-    summaries = train_deeprelax(
-        pairs,
-        args.out,
-        architecture=architecture,
-        train_config=config,
-        replicates=args.replicates,
-        val_fraction=args.val_fraction,
-        batch_size=args.batch_size,
-        data_source=source,
-        command="ase-cartnet " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-        progress=not args.no_progress,
-        init=init,
-        init_source=Path(args.init).name if args.init else None,
-    )
-    for t, summary in enumerate(summaries):
-        best = summary["best"]
-        print(
-            f"replicate {t}: best epoch {best['epoch']}, "
-            + ", ".join(f"{k} {v:.4g}" for k, v in best.items() if k not in ("epoch", "metric"))
-        )
-    return 0
-
-
-def register(models) -> None:
-    """Add the ``deeprelax`` model to ``ase-cartnet train``."""
-    p = models.add_parser("deeprelax", help="DeepRelax ensemble on unrelaxed → relaxed pairs")
-    p.add_argument(
-        "--db",
-        required=True,
-        nargs="+",
-        help="pair database(s) (pairs_from_db layout: synthetic, teacher or phonon_ref rows)",
-    )
-    p.add_argument(
-        "--init", help="fine-tune: start replicate t from member t of this DeepRelax checkpoint"
-    )
-    p.add_argument(
-        "--synthetic-from",
-        help="MP-20 style CSV: first write synthetic pairs (exp(A) strain + rattle) into --db",
-    )
-    p.add_argument("--strain-std", type=float, default=DEFAULT_STRAIN_STD, help="σ_A")
-    p.add_argument("--rattle-std", type=float, default=DEFAULT_RATTLE_STD, help="σ_r, Å")
-    p.add_argument("--noise-seed", type=int, default=0)
-    p.add_argument(
-        "--limit", type=int, default=None, help="first N structures/pairs of each database only"
-    )
-    p.add_argument("--out", required=True, help="run folder (replicate_<t>/ each resumable)")
-    p.add_argument("--replicates", type=int, default=5, help="ensemble size T")
-    add_training_arguments(
-        p, epochs=50, batch_size=32, lr=1e-3, pct_start=0.05, grad_clip=10.0, val_fraction=0.05
-    )
-    defaults = DeepRelaxConfig()
-    p.add_argument("--hidden", type=int, default=defaults.hidden)
-    p.add_argument("--layers", type=int, default=defaults.num_layers)
-    p.add_argument("--rbf", type=int, default=defaults.num_rbf)
-    p.add_argument("--cutoff", type=float, default=defaults.cutoff)
-    p.add_argument("--max-neighbours", type=int, default=defaults.max_neighbours)
-    p.add_argument("--pcoe-dim", type=int, default=defaults.pcoe_dim)
-    p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=_run)

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import argparse
-import os
 
-from ase_cartnet.errors import InputError
+from ase_cartnet.cli import add_command
+from ase_cartnet.cli.options import (
+    add_checkpoint,
+    add_float64,
+    add_output,
+    add_threads,
+    dtype,
+    set_threads,
+)
 
 
 def _run_relax(args: argparse.Namespace) -> int:
-    import torch
-    from ase.io import write
-
     from ase_cartnet.calculators.deeprelax import DeepRelax
-    from ase_cartnet.io.atomic import atomic_path, ensure_not_input
-    from ase_cartnet.io.structure import read_structure
+    from ase_cartnet.io.atomic import ensure_not_input
+    from ase_cartnet.io.structure import read_structure, write_structure
 
-    torch.set_num_threads(args.threads)
+    set_threads(args)
     output = args.output or f"{args.input}.prerelaxed"
     out = ensure_not_input(output, args.input)
     atoms = read_structure(args.input)
@@ -29,19 +33,11 @@ def _run_relax(args: argparse.Namespace) -> int:
         steps=args.steps,
         lr=args.lr,
         symmetrize=not args.no_symmetrize,
-        dtype=torch.float64 if args.float64 else torch.float32,
+        dtype=dtype(args),
     )
     trusted = opt.run()
     fmt = args.format
-    if fmt == "vasp":
-        kwargs = {"direct": True, "sort": False}
-    else:
-        kwargs = {}
-    with atomic_path(out) as tmp:
-        try:
-            write(tmp, atoms, format=fmt, **kwargs)
-        except (ValueError, KeyError) as exc:
-            raise InputError(f"cannot write format {fmt!r}: {exc}") from exc
+    write_structure(out, atoms, fmt, **({"direct": True, "sort": False} if fmt == "vasp" else {}))
     u = opt.uncertainty
     print(
         f"wrote {out} ({fmt}); global uncertainty {u.global_uncertainty:.3g} Å², "
@@ -52,15 +48,10 @@ def _run_relax(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     """Add ``relax`` to the ``ase-cartnet`` CLI."""
-    p = subparsers.add_parser(
-        "relax", help="one-shot pre-relaxation of a crystal with DeepRelax (positions and cell)"
-    )
+    p = add_command(subparsers, "relax")
     p.add_argument("input", help="structure file (POSCAR, CIF, any ASE-readable format)")
-    p.add_argument(
-        "-o", "--output", help="output file (default: INPUT.prerelaxed; never the input)"
-    )
-    p.add_argument("--format", default="vasp", help="ASE output format (default: vasp)")
-    p.add_argument("--checkpoint", help="DeepRelax checkpoint (default: the shipped ensemble)")
+    add_output(p, "INPUT.prerelaxed", fmt="vasp")
+    add_checkpoint(p, "DeepRelax checkpoint")
     p.add_argument("--trajectory", help="ASE trajectory with the initial and predicted frames")
     p.add_argument("--threshold", type=float, default=None, help="Å² (default: model card)")
     p.add_argument("--steps", type=int, default=100, help="solver Adam steps")
@@ -70,9 +61,9 @@ def register(subparsers) -> None:
         action="store_true",
         help="keep the model's raw prediction (default: impose the input's space group)",
     )
-    p.add_argument("--float64", action="store_true")
+    add_float64(p)
     p.add_argument(
         "--strict", action="store_true", help="exit with status 1 when the prediction is untrusted"
     )
-    p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    add_threads(p)
     p.set_defaults(func=_run_relax)

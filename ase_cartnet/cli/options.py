@@ -1,0 +1,76 @@
+"""Options shared by several commands, written once: threads, float64, checkpoint, output."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Iterator
+from concurrent.futures import Executor
+from contextlib import contextmanager
+
+
+def add_threads(parser: argparse.ArgumentParser, default: int | None = None) -> None:
+    """``--threads``: torch intra-op threads."""
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=default if default is not None else min(2, os.cpu_count() or 1),
+        help="torch threads",
+    )
+
+
+def set_threads(args: argparse.Namespace) -> None:
+    """Apply ``--threads`` (imports torch: call it when the command runs, not when it parses)."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+
+
+def add_float64(parser: argparse.ArgumentParser) -> None:
+    """``--float64``: run the model in double precision."""
+    parser.add_argument("--float64", action="store_true", help="run the model in float64")
+
+
+def dtype(args: argparse.Namespace):
+    """The torch dtype chosen by ``--float64``."""
+    import torch
+
+    return torch.float64 if args.float64 else torch.float32
+
+
+def add_checkpoint(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--checkpoint``: a model file instead of the shipped weights (``what`` names them)."""
+    parser.add_argument("--checkpoint", default=None, help=f"{what} (default: the shipped weights)")
+
+
+def add_output(parser: argparse.ArgumentParser, default: str, fmt: str | None = None) -> None:
+    """``-o/--output`` and ``--format`` of a command that writes one structure (``default``
+    describes the output name used without ``-o``; ``fmt`` the default ASE format)."""
+    parser.add_argument("-o", "--output", help=f"output file (default: {default}; never the input)")
+    parser.add_argument(
+        "--format",
+        default=fmt,
+        help="ASE output format" + ("" if fmt else " (default: from the suffix)"),
+    )
+
+
+def add_workers(parser: argparse.ArgumentParser) -> None:
+    """``--workers``: dask processes for the teacher-data builders (0: in this process)."""
+    parser.add_argument(
+        "--workers", type=int, default=0, help="dask LocalCluster workers (0: in-process)"
+    )
+
+
+@contextmanager
+def worker_pool(workers: int) -> Iterator[Executor | None]:
+    """A dask ``LocalCluster`` executor of ``workers`` one-thread processes, or None for 0."""
+    if workers <= 0:
+        yield None
+        return
+    from dask.distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(n_workers=workers, threads_per_worker=1, processes=True) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client.get_executor()
