@@ -95,10 +95,9 @@ def main() -> None:
                 last.weight.normal_(std=0.3)
         models[f"{name} (random weights)"] = model
     try:
-        from ase_cartnet.calculators.empnn_lattice import load_empnn
-        from ase_cartnet.weights import default_empnn_checkpoint
+        from ase_cartnet.io.checkpoint import load_model
 
-        models["shipped weights"] = load_empnn(default_empnn_checkpoint(), dtype=torch.float64)[0]
+        models["shipped weights"] = load_model("empnn", "empnn", dtype=torch.float64).model
     except ValueError as exc:
         print(f"(shipped weights skipped: {exc})")
     print(f"max errors over {args.structures} random crystals (2–8 atoms), float64")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from ase_cartnet.calculators.empnn_lattice import load_empnn
+from ase_cartnet.io.checkpoint import load_model
 from ase_cartnet.models.empnn import run_model
 from ase_cartnet.train.empnn_data import load_split
 from ase_cartnet.train.empnn_task import lattice_errors, noisy_batches
@@ -94,7 +94,7 @@ def main() -> None:
     models = {}
     for item in args.model:
         name, _, path = item.partition("=")
-        models[name] = load_empnn(path)[0]
+        models[name] = load_model(path, "empnn").model
     ks = {m.config.k for m in models.values()}
     if len(ks) != 1:
         raise SystemExit(f"models use different kNN graphs (k = {sorted(ks)})")

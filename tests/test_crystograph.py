@@ -301,15 +301,14 @@ def test_bad_inputs_raise_clear_errors():
 
 def test_checkpoint_of_another_model_is_refused(tmp_path):
     from ase_cartnet.errors import CheckpointError
-    from ase_cartnet.io.checkpoint import save_checkpoint
+    from ase_cartnet.io.checkpoint import load_model, save_checkpoint
     from ase_cartnet.models.cartnet import CartNet, CartNetConfig
-    from ase_cartnet.train.crystograph import load_crystograph
 
     path = save_checkpoint(
         tmp_path / "cartnet.pt", CartNet(CartNetConfig(dim=8)), model_name="cartnet", config={}
     )
     with pytest.raises(CheckpointError, match="not a CrysToGraph"):
-        load_crystograph(path)
+        load_model(path, "crystograph")
     m = CrysToGraph(CrysToGraphConfig(**SMALL))
     path = save_checkpoint(
         tmp_path / "wrong.pt",
@@ -318,7 +317,7 @@ def test_checkpoint_of_another_model_is_refused(tmp_path):
         config=CrysToGraphConfig(**{**SMALL, "dim": 24}).to_dict(),
     )
     with pytest.raises(CheckpointError, match="does not match"):
-        load_crystograph(path)
+        load_model(path, "crystograph")
 
 
 # -- training ------------------------------------------------------------------------------------
@@ -327,7 +326,7 @@ def test_checkpoint_of_another_model_is_refused(tmp_path):
 def test_tiny_training_run_learns_and_round_trips(tmp_path):
     """16 structures whose target is the lithium fraction: a small model trained for 25 epochs
     with the shared loop beats the mean predictor, and best.pt reloads to the same numbers."""
-    from ase_cartnet.train.crystograph import load_crystograph
+    from ase_cartnet.io.checkpoint import load_model
 
     structures = []
     rng = np.random.default_rng(0)
@@ -354,6 +353,6 @@ def test_tiny_training_run_learns_and_round_trips(tmp_path):
     )
     dummy = float(np.abs(y - y.mean()).mean())
     assert summary["best"]["mae"] < 0.5 * dummy
-    reloaded, _ = load_crystograph(tmp_path / "best.pt")
+    reloaded = load_model(tmp_path / "best.pt", "crystograph").model
     err = np.abs(predict_graphs(reloaded, graphs) - y).mean()
     assert err == pytest.approx(summary["best"]["mae"], rel=1e-5)

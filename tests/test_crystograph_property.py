@@ -11,15 +11,13 @@ import torch
 from ase import Atoms
 from ase.build import bulk
 
+from ase_cartnet.calculators.crystograph_property import load_property_model
 from ase_cartnet.errors import CheckpointError, InputError
 from ase_cartnet.io.checkpoint import save_checkpoint
 from ase_cartnet.models.crystograph import CrysToGraph, CrysToGraphConfig
-from ase_cartnet.property_models import (
-    DEFAULT_WEIGHTS,
-    export_property_model,
-    load_property_model,
-    standardised_cartnet,
-)
+from ase_cartnet.models.standardised import standardised_cartnet
+from ase_cartnet.train.model_card import export_property_model
+from ase_cartnet.weights import DEFAULT_PROPERTY as DEFAULT_WEIGHTS
 
 torch.set_num_threads(1)
 
@@ -144,7 +142,7 @@ def test_export_writes_weights_and_card(checkpoint, tmp_path):
     weights, card = export_property_model(checkpoint, tmp_path / "w.pt", {"licence": "MIT"})
     data = json.loads(card.read_text())
     assert data["target"] == "formation_energy_per_atom" and data["licence"] == "MIT"
-    from ase_cartnet.train.model_card import sha256_of
+    from ase_cartnet.io.checkpoint import sha256_of
 
     assert data["sha256"] == sha256_of(weights)
     a = load_property_model(checkpoint).model(_batch())
@@ -179,7 +177,7 @@ def test_property_cli(checkpoint, tmp_path, capsys):
 )
 def test_shipped_defaults_load_offline_and_match_their_cards():
     from ase_cartnet import CrysToGraphProperty
-    from ase_cartnet.train.model_card import sha256_of
+    from ase_cartnet.io.checkpoint import sha256_of
 
     for target, path in DEFAULT_WEIGHTS.items():
         card = json.loads(path.with_suffix(".json").read_text())

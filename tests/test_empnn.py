@@ -262,7 +262,7 @@ def test_bad_inputs():
         EMPNNConfig(edge_fields=(), triplet_fields=())
     with pytest.raises(ValueError, match="exponential"):
         EMPNNConfig(exponential="pade")
-    with pytest.raises(ValueError, match="unknown EMPNN config keys"):
+    with pytest.raises(ValueError, match="unknown EMPNNConfig fields"):
         EMPNNConfig.from_dict({"dimension": 3})
     model = EMPNN(EMPNNConfig(dim=8, num_rbf=4, num_layers=1, num_steps=1)).double()
     numbers, frac, cell = random_crystal(5)

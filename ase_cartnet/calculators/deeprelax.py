@@ -35,10 +35,9 @@ import numpy as np
 import torch
 from ase import Atoms
 
-from ase_cartnet.errors import CheckpointError, InputError
+from ase_cartnet.errors import InputError
 from ase_cartnet.graph.neighbours import batch_graphs
 from ase_cartnet.models.deeprelax import (
-    DeepRelaxConfig,
     DeepRelaxEnsemble,
     DeepRelaxModel,
     EnsembleOutput,
@@ -108,32 +107,14 @@ def load_deeprelax(
     """A DeepRelax ensemble from an ase-cartnet checkpoint (an exported ensemble, or one trained
     replicate, which becomes an ensemble of one), in eval mode; None loads the shipped default.
     Returns the ensemble and the checkpoint metadata."""
-    from ase_cartnet.io.checkpoint import load_state_strict, read_checkpoint
+    from ase_cartnet.io.checkpoint import load_model
+    from ase_cartnet.weights import shipped
 
-    if path is None:
-        from ase_cartnet.weights import default_deeprelax_checkpoint
-
-        path = default_deeprelax_checkpoint()
-    payload = read_checkpoint(path)
-    kind = payload.get("model")
-    config_dict = dict(payload.get("config", {}))
-    try:
-        if kind == "deeprelax_ensemble":
-            size = int(config_dict.pop("ensemble_size"))
-            ensemble = DeepRelaxEnsemble(DeepRelaxConfig.from_dict(config_dict), size)
-            load_state_strict(ensemble, payload["model_state"], str(path))
-        elif kind == "deeprelax":
-            member = DeepRelaxModel(DeepRelaxConfig.from_dict(config_dict))
-            load_state_strict(member, payload["model_state"], str(path))
-            ensemble = DeepRelaxEnsemble.from_members([member])
-        else:
-            raise CheckpointError(f"checkpoint {path} holds a {kind!r} model, not DeepRelax")
-    except (KeyError, TypeError, ValueError) as exc:
-        if isinstance(exc, CheckpointError):
-            raise
-        raise CheckpointError(f"checkpoint {path}: invalid DeepRelax config ({exc})") from exc
-    ensemble.to(dtype=dtype).eval()
-    return ensemble, dict(payload.get("metadata", {}))
+    loaded = load_model(shipped("deeprelax") if path is None else path, "deeprelax", dtype=dtype)
+    model = loaded.model
+    if isinstance(model, DeepRelaxModel):
+        model = DeepRelaxEnsemble.from_members([model]).to(dtype=dtype).eval()
+    return model, loaded.metadata
 
 
 def _resolve_model(model, dtype: torch.dtype) -> tuple[DeepRelaxEnsemble, dict[str, Any]]:

@@ -29,7 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "build an ASE database of teacher-relaxed structures with harmonic ADPs",
     ),
     "teacher-pairs": (
-        "phonon",
+        "teacher",
         "build an ASE database of (substituted prototype, teacher-relaxed) pairs for DeepRelax",
     ),
 }
@@ -77,12 +77,10 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     chosen = _command_in(argv)
-    for name, (module, help_text) in COMMANDS.items():
-        if name in sub.choices:
-            continue
-        if name == chosen:
-            importlib.import_module(f"ase_cartnet.cli.{module}").register(sub)
-        else:
+    if chosen is not None:
+        importlib.import_module(f"ase_cartnet.cli.{COMMANDS[chosen][0]}").register(sub)
+    for name, (_, help_text) in COMMANDS.items():
+        if name not in sub.choices:
             sub.add_parser(name, help=help_text, add_help=False)
     return parser
 

@@ -46,15 +46,24 @@ def train_config_from_args(args: argparse.Namespace, select_metric: str = "mae")
     """:class:`TrainConfig` from options added by :func:`add_training_arguments`."""
     from ase_cartnet.train.loop import TrainConfig
 
-    return TrainConfig(
-        epochs=args.epochs,
-        lr=args.lr,
-        pct_start=args.pct_start,
-        weight_decay=args.weight_decay,
-        grad_clip=args.grad_clip,
-        seed=args.seed,
-        select_metric=select_metric,
-    )
+    names = ("epochs", "lr", "pct_start", "weight_decay", "grad_clip", "seed")
+    return TrainConfig(**{n: getattr(args, n) for n in names}, select_metric=select_metric)
+
+
+def _fit_options(args: argparse.Namespace, select_metric: str) -> dict:
+    """The keyword arguments every ``train_<model>`` function takes from the shared options."""
+    return {
+        "train_config": train_config_from_args(args, select_metric),
+        "val_fraction": args.val_fraction,
+        "batch_size": args.batch_size,
+    }
+
+
+def _report(summary: dict, prefix: str = "best epoch {epoch}: ", skip=("epoch", "metric")) -> None:
+    """One line with the best epoch's validation figures of a :func:`fit` summary."""
+    best = summary["best"]
+    figures = ", ".join(f"{k} {v:.4g}" for k, v in best.items() if k not in skip)
+    print(prefix.format(epoch=best["epoch"]) + figures)
 
 
 def _run_cartnet(args: argparse.Namespace) -> int:
@@ -73,7 +82,6 @@ def _run_cartnet(args: argparse.Namespace) -> int:
         "head": args.head,
         "harmonic_bins": args.harmonic_bins,
     }
-    config = train_config_from_args(args, select_metric=args.select)
     tpe: int | str = (
         "all" if args.temperatures_per_epoch == "all" else int(args.temperatures_per_epoch)
     )
@@ -81,9 +89,7 @@ def _run_cartnet(args: argparse.Namespace) -> int:
         structures,
         args.out,
         architecture=architecture,
-        train_config=config,
-        val_fraction=args.val_fraction,
-        batch_size=args.batch_size,
+        **_fit_options(args, args.select),
         temperatures_per_epoch=tpe,
         augment=not args.no_augment,
         loss=args.loss,
@@ -91,11 +97,7 @@ def _run_cartnet(args: argparse.Namespace) -> int:
         command=_command_line(),
         split_seed=args.split_seed,
     )
-    best = summary["best"]
-    print(
-        f"best epoch {best['epoch']}: "
-        + ", ".join(f"{k} {v:.4g}" for k, v in best.items() if k not in ("epoch", "metric"))
-    )
+    _report(summary)
     print(f"checkpoints in {summary['run_dir']} (best.pt, last.pt, history.json)")
     return 0
 
@@ -202,15 +204,12 @@ def _run_deeprelax(args: argparse.Namespace) -> int:
         "max_neighbours": args.max_neighbours,
         "pcoe_dim": args.pcoe_dim,
     }
-    config = train_config_from_args(args, select_metric="mae")
     summaries = train_deeprelax(
         pairs,
         args.out,
         architecture=architecture,
-        train_config=config,
+        **_fit_options(args, "mae"),
         replicates=args.replicates,
-        val_fraction=args.val_fraction,
-        batch_size=args.batch_size,
         data_source=source,
         command=_command_line(),
         progress=not args.no_progress,
@@ -218,11 +217,7 @@ def _run_deeprelax(args: argparse.Namespace) -> int:
         init_source=Path(args.init).name if args.init else None,
     )
     for t, summary in enumerate(summaries):
-        best = summary["best"]
-        print(
-            f"replicate {t}: best epoch {best['epoch']}, "
-            + ", ".join(f"{k} {v:.4g}" for k, v in best.items() if k not in ("epoch", "metric"))
-        )
+        _report(summary, f"replicate {t}: best epoch {{epoch}}, ")
     return 0
 
 
@@ -291,38 +286,30 @@ def _run_empnn(args: argparse.Namespace) -> int:
     }
     if args.head == "ff":
         architecture.update(edge_fields=(), triplet_fields=(), num_steps=0)
-    config = train_config_from_args(args, select_metric="loss")
     summary = train_empnn(
         crystals,
         args.out,
         architecture=architecture,
-        train_config=config,
+        **_fit_options(args, "loss"),
         sigma=args.sigma,
         symmetric_noise=not args.no_sym_noise,
         loss=args.loss,
-        val_fraction=args.val_fraction,
-        batch_size=args.batch_size,
         metadata={
             "data_source": {spec: counts[spec] for spec in args.train},
             "data_dir": Path(args.data_dir).name,
             "command": _command_line(),
         },
     )
-    best = summary["best"]
-    print(
-        f"best epoch {best['epoch']}: "
-        + ", ".join(
-            f"{k} {v:.4g}" for k, v in best.items() if k not in ("epoch", "metric", "value")
-        )
-    )
+    _report(summary, skip=("epoch", "metric", "value"))
     print(f"checkpoints in {summary['run_dir']} (best.pt, last.pt, history.json)")
     return 0
 
 
 def register_empnn(models) -> None:
     """Add the ``empnn`` model to ``ase-cartnet train``."""
-    from ase_cartnet.models.empnn import EDGE_FIELDS, LOSSES, TRIPLET_FIELDS
+    from ase_cartnet.models.empnn import EDGE_FIELDS, TRIPLET_FIELDS
     from ase_cartnet.train.empnn import DEFAULT_TRAIN
+    from ase_cartnet.train.empnn_task import LOSSES
 
     p = models.add_parser(
         "empnn", help="EMPNN lattice denoising on MP-20 / Carbon-24 / Perov-5 (CDVAE splits)"
@@ -364,11 +351,11 @@ def register_empnn(models) -> None:
 
 
 def _run_crystograph(args: argparse.Namespace) -> int:
+    from ase_cartnet.io.checkpoint import load_model
     from ase_cartnet.train.crystograph import (
         DATASETS,
         REDUCED,
         evaluate,
-        load_crystograph,
         load_splits,
         train_crystograph,
     )
@@ -385,20 +372,17 @@ def _run_crystograph(args: argparse.Namespace) -> int:
     architecture["lap_mode"] = args.lap_mode
     if args.no_edge_angles:
         architecture["use_edge_angles"] = False
-    config = train_config_from_args(args)
     summary = train_crystograph(
         train_set,
         args.out,
         architecture=architecture,
-        train_config=config,
-        val_fraction=args.val_fraction,
-        batch_size=args.batch_size,
+        **_fit_options(args, "mae"),
         units=spec["units"],
         command=_command_line(),
     )
     best = summary["best"]
     print(f"best epoch {best['epoch']}: val MAE {best['mae']:.4g} {spec['units']}")
-    model, _ = load_crystograph(Path(args.out) / "best.pt")
+    model = load_model(Path(args.out) / "best.pt", "crystograph").model
     held_out = evaluate(model, test_set)
     print(
         f"test ({spec['test']}, n={held_out['n']}): MAE {held_out['mae']:.4g} {spec['units']}, "

@@ -25,7 +25,7 @@ exact algebraic rewrites; the direct form is kept in the tests as the reference.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -40,6 +40,7 @@ from ase_cartnet.models.blocks import (
     spd_from_six,
     sum_over_incoming,
 )
+from ase_cartnet.models.config import ConfigDict
 from ase_cartnet.models.harmonic_head import HarmonicHead
 
 NUM_ELEMENTS = 119
@@ -47,7 +48,7 @@ NUM_ELEMENTS = 119
 
 
 @dataclass
-class CartNetConfig:
+class CartNetConfig(ConfigDict):
     """Hyper-parameters of CartNet. Defaults are the released ADP model (paper: dim 256, 4 layers).
 
     Attributes:
@@ -104,17 +105,6 @@ class CartNetConfig:
     def per_atom(self) -> bool:
         """True for the heads that return U per atom (cholesky, harmonic)."""
         return self.head != "scalar"
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> CartNetConfig:
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown CartNetConfig fields: {sorted(unknown)}")
-        return cls(**values)
 
 
 def _mlp(dim_in: int, dim_hidden: int, dim_out: int) -> nn.Sequential:

@@ -23,7 +23,7 @@ Choices the paper leaves open, made here:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -31,10 +31,11 @@ from torch import nn
 
 from ase_cartnet.graph.neighbours import edge_vectors
 from ase_cartnet.models.blocks import segment_lengths, sum_over_incoming
+from ase_cartnet.models.config import ConfigDict
 
 
 @dataclass
-class CrysToGraphConfig:
+class CrysToGraphConfig(ConfigDict):
     """Hyper-parameters. Defaults follow Table A1 (3 eTGC blocks, 1 GwT layer, 1 FFNN layer,
     8 heads of 32, hidden 256).
 
@@ -88,16 +89,6 @@ class CrysToGraphConfig:
     target_std: float = 1.0
     target: str = "property"
     units: str = ""
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> CrysToGraphConfig:
-        unknown = set(values) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown CrysToGraphConfig fields: {sorted(unknown)}")
-        return cls(**values)
 
     def __post_init__(self) -> None:
         for name in ("dim", "num_heads", "head_dim", "num_etgc", "ffn_factor", "k"):

@@ -35,7 +35,7 @@ Where this implementation departs from the paper's text, and why:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -48,6 +48,7 @@ from ase_cartnet.models.blocks import (
     segment_lengths,
     sum_over_incoming,
 )
+from ase_cartnet.models.config import ConfigDict
 
 ORIGIN_INDEX = 62
 """K of the offset (0, 0, 0)."""
@@ -56,7 +57,7 @@ _EPS = 1e-12
 
 
 @dataclass
-class DeepRelaxConfig:
+class DeepRelaxConfig(ConfigDict):
     """Architecture. Defaults are the official code's (hidden 512, 3 layers, 128 RBF, 6 Å,
     ≤ 30 neighbours per atom, cell offsets in {−2..2}³, a 128-wide offset encoding).
 
@@ -89,16 +90,6 @@ class DeepRelaxConfig:
             raise ValueError(f"DeepRelaxConfig.pcoe_dim must be even, got {self.pcoe_dim}")
         if not (math.isfinite(self.cutoff) and self.cutoff > 0):
             raise ValueError(f"DeepRelaxConfig.cutoff must be a positive length, got {self.cutoff}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> DeepRelaxConfig:
-        unknown = set(values) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown DeepRelaxConfig fields: {sorted(unknown)}")
-        return cls(**values)
 
 
 @dataclass

@@ -43,13 +43,13 @@ Pure torch: no ASE, no files. Shapes use N atoms, E edges, T triplets, B structu
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from ase_cartnet.graph.neighbours import edge_vectors, triplets
+from ase_cartnet.models.config import ConfigDict
 
 EDGE_FIELDS = ("ketbra", "grad_r")
 TRIPLET_FIELDS = ("ketbra", "ketbra_cross", "grad_r", "grad_r2", "grad_theta", "grad_area")
@@ -58,7 +58,7 @@ EXPONENTIALS = ("exp", "first_order")
 
 
 @dataclass
-class EMPNNConfig:
+class EMPNNConfig(ConfigDict):
     """Architecture of :class:`EMPNN` / :class:`LatticeFF` (defaults: the authors' code).
 
     Attributes:
@@ -136,20 +136,6 @@ class EMPNNConfig:
     @property
     def uses_triplets(self) -> bool:
         return bool(self.triplet_messages or self.triplet_fields)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["edge_fields"] = list(self.edge_fields)
-        d["triplet_fields"] = list(self.triplet_fields)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> EMPNNConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown EMPNN config keys {unknown}")
-        return cls(**d)
 
 
 # --------------------------------------------------------------------------------------------

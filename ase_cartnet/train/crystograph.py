@@ -189,26 +189,6 @@ def train_crystograph(
     return summary
 
 
-def load_crystograph(path: str | os.PathLike) -> tuple[CrysToGraph, dict[str, Any]]:
-    """A CrysToGraph in eval mode (float32) from an ase-cartnet checkpoint, and its metadata."""
-    from ase_cartnet.errors import CheckpointError
-    from ase_cartnet.io.checkpoint import FORMAT_TAG, load_state_strict, read_checkpoint
-
-    payload = read_checkpoint(path)
-    if payload.get("format") != FORMAT_TAG or payload.get("model") != "crystograph":
-        raise CheckpointError(
-            f"checkpoint {path} holds a {payload.get('model')!r} model, not a CrysToGraph"
-        )
-    try:
-        config = CrysToGraphConfig.from_dict(dict(payload.get("config", {})))
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"checkpoint {path}: invalid CrysToGraph config ({exc})") from exc
-    model = CrysToGraph(config)
-    load_state_strict(model, payload["model_state"], str(path))
-    model.eval()
-    return model, dict(payload.get("metadata", {}))
-
-
 def evaluate(model: CrysToGraph, test_set: PropertySet) -> dict[str, float]:
     """Held-out MAE / RMSE of ``model`` on ``test_set``, in the target's units."""
     graphs = featurise(test_set, model.config)

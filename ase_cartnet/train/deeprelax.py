@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ase_cartnet.errors import InputError
-from ase_cartnet.io.checkpoint import read_checkpoint, save_checkpoint
+from ase_cartnet.io.checkpoint import export_weights, load_model
 from ase_cartnet.models.deeprelax import DeepRelaxConfig, DeepRelaxEnsemble, DeepRelaxModel
 from ase_cartnet.train.deeprelax_data import (
     RelaxPair,
@@ -101,19 +101,6 @@ def train_deeprelax(
     return summaries
 
 
-def load_member(path: str | os.PathLike) -> tuple[DeepRelaxModel, dict[str, Any]]:
-    """One replicate from an ase-cartnet checkpoint written by :func:`train_deeprelax`."""
-    from ase_cartnet.errors import CheckpointError
-    from ase_cartnet.io.checkpoint import load_state_strict
-
-    payload = read_checkpoint(path)
-    if payload.get("model") != MODEL_NAME:
-        raise CheckpointError(f"{path} holds a {payload.get('model')!r} model, not {MODEL_NAME}")
-    model = DeepRelaxModel(DeepRelaxConfig.from_dict(dict(payload["config"])))
-    load_state_strict(model, payload["model_state"], str(path))
-    return model.eval(), dict(payload.get("metadata", {}))
-
-
 def export_deeprelax(
     run_dir: str | os.PathLike,
     weights_out: str | os.PathLike,
@@ -123,12 +110,12 @@ def export_deeprelax(
 ) -> tuple[Path, Path]:
     """Gather ``run_dir/replicate_*/best.pt`` into one float32 ensemble checkpoint and write
     the model card (same stem, ``.json``) with architecture, training metadata and sha256."""
-    from ase_cartnet.train.model_card import write_model_card
-
     paths = sorted(Path(run_dir).glob("replicate_*/best.pt"))
     if not paths:
         raise InputError(f"no replicate_*/best.pt under {run_dir}")
-    members, metas = zip(*(load_member(p) for p in paths), strict=True)
+    loaded = [load_model(p, "deeprelax") for p in paths]
+    members = [m.model for m in loaded]
+    metas = [m.metadata for m in loaded]
     ensemble = DeepRelaxEnsemble.from_members([m.float() for m in members])
     keep = ("data_source", "n_train_pairs", "n_val_pairs", "elements", "command", "batch_size")
     training = {k: metas[0][k] for k in keep if k in metas[0]}
@@ -142,13 +129,6 @@ def export_deeprelax(
         for m in metas
     ]
     metadata = {**training, "uncertainty_threshold": uncertainty_threshold}
-    weights = save_checkpoint(
-        weights_out,
-        ensemble,
-        model_name=ENSEMBLE_NAME,
-        config={**ensemble.config.to_dict(), "ensemble_size": len(members)},
-        metadata=metadata,
-    )
     full_card = {
         **card,
         "architecture": ensemble.config.to_dict(),
@@ -157,5 +137,11 @@ def export_deeprelax(
         "uncertainty_threshold": uncertainty_threshold,
         "training": training,
     }
-    card_path = write_model_card(weights, full_card)
-    return weights, card_path
+    return export_weights(
+        weights_out,
+        ensemble,
+        kind=ENSEMBLE_NAME,
+        config={**ensemble.config.to_dict(), "ensemble_size": len(members)},
+        metadata=metadata,
+        card=full_card,
+    )

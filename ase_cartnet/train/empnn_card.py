@@ -15,10 +15,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ase_cartnet.calculators.empnn_lattice import load_empnn
-from ase_cartnet.io.checkpoint import read_checkpoint, save_checkpoint
+from ase_cartnet.io.checkpoint import export_weights, load_model
 from ase_cartnet.models.empnn import count_parameters
-from ase_cartnet.train.model_card import write_model_card
 
 KEEP = (
     "data_source",
@@ -42,17 +40,9 @@ def export_empnn(
     checkpoint: str | os.PathLike, weights_out: str | os.PathLike, card: dict[str, Any]
 ) -> tuple[Path, Path]:
     """Write ``checkpoint``'s weights (float32, no optimizer state) and the card beside them."""
-    model, _ = load_empnn(checkpoint)
-    metadata = {
-        k: v for k, v in dict(read_checkpoint(checkpoint).get("metadata", {})).items() if k in KEEP
-    }
-    weights = save_checkpoint(
-        weights_out,
-        model.float(),
-        model_name="empnn",
-        config=model.config.to_dict(),
-        metadata=metadata,
-    )
+    loaded = load_model(checkpoint, "empnn")
+    model = loaded.model
+    metadata = {k: v for k, v in loaded.metadata.items() if k in KEEP}
     full = {
         **card,
         "command": metadata.get("command", ""),
@@ -63,8 +53,14 @@ def export_empnn(
         "n_parameters": count_parameters(model),
         "training": metadata,
     }
-    card_path = write_model_card(weights, full)
-    return weights, card_path
+    return export_weights(
+        weights_out,
+        model,
+        kind="empnn",
+        config=model.config.to_dict(),
+        metadata=metadata,
+        card=full,
+    )
 
 
 def main() -> None:
