@@ -18,8 +18,8 @@ import torch
 from ase import Atoms
 from ase.build import bulk, molecule
 from ase.neighborlist import neighbor_list
-from timing import best_time
 
+from ase_cartnet.benchmarking import best_time
 from ase_cartnet.graph.neighbours import radius_graph
 
 torch.set_num_threads(2)

@@ -38,7 +38,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-import traceback
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -49,12 +48,19 @@ from ase import Atoms
 from numpy.typing import ArrayLike
 
 from ase_cartnet.errors import InputError
-from ase_cartnet.io.row_builder import BuildSummary, as_items, build_rows
-from phonon_ref.calculators import configure_worker, get_calculator, teacher_info
+from ase_cartnet.io.row_builder import (
+    BuildSummary,
+    as_items,
+    build_rows,
+    task_record,
+    teacher_row,
+    teacher_row_writer,
+)
+from phonon_ref.calculators import teacher_info
 from phonon_ref.grids import DEFAULT_MESH_LENGTH, DEFAULT_MIN_LENGTH, MeshSpec, SupercellSpec
 from phonon_ref.harmonic import DEFAULT_FREQ_MIN, DEFAULT_IMAGINARY_TOL
 from phonon_ref.reference import DEFAULT_DISPLACEMENT, PhononReference
-from phonon_ref.relax import DEFAULT_FMAX, DEFAULT_MAX_STEPS, relax_into_record
+from phonon_ref.relax import DEFAULT_FMAX, DEFAULT_MAX_STEPS, load_and_relax
 
 log = logging.getLogger(__name__)
 
@@ -90,20 +96,9 @@ def process_structure(
     Returns a dict with ``status`` ("ok", "unstable", "failed") and the row contents.
     Runs in a worker (process, thread or dask) or in the caller's process.
     """
-    t0 = time.perf_counter()
-    record: dict[str, Any] = {"source_id": source_id, "atoms": atoms, "timings": {}}
-    try:
-        configure_worker(parent_pid, settings.n_threads)
-        calc = get_calculator(settings.calculator)
-        record["timings"]["load"] = time.perf_counter() - t0
-        rel = relax_into_record(
-            atoms,
-            calc,
-            record,
-            fmax=settings.fmax,
-            max_steps=settings.max_steps,
-            fix_symmetry=settings.fix_symmetry,
-            require_converged=settings.require_converged,
+    with task_record(source_id, atoms) as record:
+        calc, rel = load_and_relax(
+            atoms, settings, record, parent_pid, require_converged=settings.require_converged
         )
         t1 = time.perf_counter()
         ref = PhononReference(
@@ -136,45 +131,24 @@ def process_structure(
             n_force_calls=ref.n_force_calls,
             mesh=ref.mesh_numbers(),
         )
-    except Exception as exc:  # robust: any failure becomes a "failed" row
-        record["status"] = "failed"
-        record["error"] = f"{type(exc).__name__}: {exc}"
-        record["traceback"] = traceback.format_exc(limit=8)
-    record["timings"]["total"] = time.perf_counter() - t0
     return record
 
 
 def _write_row(db, record: dict[str, Any], settings: DatasetSettings, teacher: dict) -> None:
     """One row per structure, in one transaction (all or nothing)."""
-    atoms = record["atoms"].copy()
-    atoms.calc = None
-    atoms.set_constraint()
+    atoms, kvp, data = teacher_row(record, teacher, record["atoms"])
     initial = record.get("initial")
-    kvp: dict[str, Any] = {
-        "source_id": record["source_id"],
-        "status": record["status"],
-        "teacher": teacher["name"],
-    }
-    data: dict[str, Any] = {
-        "teacher": teacher["name"],
-        "teacher_version": teacher["version"],
-        "temperatures": np.asarray(settings.temperatures),
-        "timings": record.get("timings", {}),
-        "displacement": settings.displacement,
-        "freq_min": settings.freq_min,
-        "imaginary_tol": settings.imaginary_tol,
-        "fmax": settings.fmax,
-    }
+    data.update(
+        temperatures=np.asarray(settings.temperatures),
+        displacement=settings.displacement,
+        freq_min=settings.freq_min,
+        imaginary_tol=settings.imaginary_tol,
+        fmax=settings.fmax,
+    )
     if initial is not None:
         data["initial_cell"] = np.asarray(initial.cell[:])
         data["initial_positions"] = initial.positions
-    if "relax" in record:
-        data["relax"] = record["relax"]
-        kvp["teacher_energy"] = float(record["energy"])
-    if record["status"] == "failed":
-        data["error"] = record["error"]
-        data["traceback"] = record.get("traceback", "")
-    else:
+    if record["status"] != "failed":
         kvp["stable"] = record["status"] == "ok"
         kvp["min_frequency"] = float(record["min_frequency"])
         data.update(
@@ -257,13 +231,10 @@ def build_dataset(
         n_threads=worker_threads,
         cache_dir=None if cache_dir is None else str(cache_dir),
     )
-    teacher: dict[str, str] = {}
-
-    def write_row(db, record: dict[str, Any]) -> None:
-        if not teacher:  # loaded at the first finished row: nothing to do costs nothing
-            teacher.update(teacher_info(calculator, load_here=executor is None))
-        _write_row(db, record, settings, teacher)
-
+    write_row = teacher_row_writer(
+        lambda: teacher_info(calculator, load_here=executor is None),
+        lambda db, record, teacher: _write_row(db, record, settings, teacher),
+    )
     return build_rows(
         as_items(structures),
         process_structure,

@@ -18,7 +18,16 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("errors", ("ase_cartnet", "ase_cartnet.errors", "ase_cartnet.weights", "ase_cartnet.data")),
+    (
+        "errors",
+        (
+            "ase_cartnet",
+            "ase_cartnet.errors",
+            "ase_cartnet.weights",
+            "ase_cartnet.data",
+            "ase_cartnet.benchmarking",
+        ),
+    ),
     ("adp", ("ase_cartnet.adp", "ase_cartnet.symmetry")),
     ("graph", ("ase_cartnet.graph", "ase_cartnet.validation", "ase_cartnet.hydrogen")),
     ("models", ("ase_cartnet.models",)),

@@ -54,11 +54,30 @@ def add_output(parser: argparse.ArgumentParser, default: str, fmt: str | None = 
     )
 
 
-def add_workers(parser: argparse.ArgumentParser) -> None:
-    """``--workers``: dask processes for the teacher-data builders (0: in this process)."""
+def add_teacher_arguments(parser: argparse.ArgumentParser, fmax: float, max_steps: int) -> None:
+    """Options of the teacher-data builders: the teacher, its relaxation (defaults: ``fmax``
+    eV/Å, ``max_steps``, each builder's own), workers, resuming."""
+    parser.add_argument(
+        "--calculator", default="chgnet", help="teacher: chgnet, emt, module:factory"
+    )
+    parser.add_argument("--fmax", type=float, default=fmax, help="eV/Å")
+    parser.add_argument("--max-steps", type=int, default=max_steps)
     parser.add_argument(
         "--workers", type=int, default=0, help="dask LocalCluster workers (0: in-process)"
     )
+    parser.add_argument("--retry-failed", action="store_true")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def teacher_options(args: argparse.Namespace) -> dict:
+    """The keyword arguments of the builders from :func:`add_teacher_arguments`' options."""
+    return {
+        "calculator": args.calculator,
+        "fmax": args.fmax,
+        "max_steps": args.max_steps,
+        "retry_failed": args.retry_failed,
+        "progress": not args.no_progress,
+    }
 
 
 @contextmanager

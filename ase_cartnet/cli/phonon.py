@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ase_cartnet.cli import add_command
-from ase_cartnet.cli.options import add_workers, worker_pool
+from ase_cartnet.cli.options import add_teacher_arguments, teacher_options, worker_pool
 
 
 def _grid_argument(values: list[str] | None, name: str, allowed: tuple[int, ...]):
@@ -170,9 +170,7 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("csv", help="MP-20 style CSV(.gz) with material_id and cif columns")
     parser.add_argument("-o", "--out", default="adp.db", help="ASE database (resumed if present)")
-    parser.add_argument(
-        "--calculator", default="chgnet", help="teacher: chgnet, emt, module:factory"
-    )
+    add_teacher_arguments(parser, DEFAULT_FMAX, DEFAULT_MAX_STEPS)
     parser.add_argument(
         "-T", "--temperatures", type=float, nargs="+", default=list(DEFAULT_TEMPERATURES)
     )
@@ -180,16 +178,11 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ids", nargs="+", default=None, help="only these material ids")
     parser.add_argument("--supercell-length", type=float, default=DEFAULT_MIN_LENGTH, help="Å")
     parser.add_argument("--mesh-length", type=float, default=DEFAULT_MESH_LENGTH, help="Å")
-    parser.add_argument("--fmax", type=float, default=DEFAULT_FMAX, help="eV/Å")
-    parser.add_argument("--max-steps", type=int, default=DEFAULT_MAX_STEPS)
-    add_workers(parser)
     parser.add_argument("--cache-dir", help="keep the force constants (phonopy yaml) here")
-    parser.add_argument("--retry-failed", action="store_true")
-    parser.add_argument("--no-progress", action="store_true")
 
 
 def run_dataset(args: argparse.Namespace) -> int:
-    """The ``phonon-dataset`` command: :func:`phonon_ref.dataset.build_dataset`, one-line summary."""
+    """The ``phonon-dataset`` command: :func:`phonon_ref.dataset.build_dataset`, a summary line."""
     import logging
 
     from ase_cartnet.io.datasets import read_mp20
@@ -201,16 +194,12 @@ def run_dataset(args: argparse.Namespace) -> int:
         summary = build_dataset(
             structures,
             executor=executor,
-            calculator=args.calculator,
+            **teacher_options(args),
             temperatures=args.temperatures,
             out=args.out,
             supercell=args.supercell_length,
             mesh=args.mesh_length,
-            fmax=args.fmax,
-            max_steps=args.max_steps,
-            retry_failed=args.retry_failed,
             cache_dir=args.cache_dir,
-            progress=not args.no_progress,
         )
     print(
         f"{summary.out}: {len(summary.ok)} ok, {len(summary.unstable)} unstable, "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ase_cartnet.cli import add_command
-from ase_cartnet.cli.options import add_workers, worker_pool
+from ase_cartnet.cli.options import add_teacher_arguments, teacher_options, worker_pool
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,12 +24,8 @@ def run(args: argparse.Namespace) -> int:
             structures,
             args.out,
             executor=executor,
-            calculator=args.calculator,
+            **teacher_options(args),
             seed=args.seed,
-            fmax=args.fmax,
-            max_steps=args.max_steps,
-            retry_failed=args.retry_failed,
-            progress=not args.no_progress,
             substitutions=args.substitutions,
             keep_frames=args.keep_frames,
         )
@@ -42,22 +38,17 @@ def run(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     """Add ``teacher-pairs`` to the ``ase-cartnet`` CLI."""
-    from phonon_ref.relax import DEFAULT_FMAX, DEFAULT_MAX_STEPS
+    from ase_cartnet.train.deeprelax_teacher import DEFAULT_FMAX, DEFAULT_MAX_STEPS
 
     p = add_command(subparsers, "teacher-pairs")
     p.add_argument("csv", help="MP-20 style CSV(.gz) of relaxed prototypes")
     p.add_argument("-o", "--out", required=True, help="ASE database (resumed if present)")
-    p.add_argument("--calculator", default="chgnet", help="teacher: chgnet, emt, module:factory")
+    add_teacher_arguments(p, DEFAULT_FMAX, DEFAULT_MAX_STEPS)
     p.add_argument("--max-atoms", type=int, default=20, help="skip larger prototypes")
     p.add_argument("--limit", type=int, default=None, help="first N prototypes (≤ max-atoms)")
     p.add_argument("--seed", type=int, default=0, help="substitution seed")
-    p.add_argument("--fmax", type=float, default=DEFAULT_FMAX, help="eV/Å")
-    p.add_argument("--max-steps", type=int, default=DEFAULT_MAX_STEPS)
-    add_workers(p)
     p.add_argument(
         "--substitutions", type=int, default=1, help="substituted versions per prototype"
     )
     p.add_argument("--keep-frames", type=int, default=0, help="trajectory frames stored per pair")
-    p.add_argument("--retry-failed", action="store_true")
-    p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)

@@ -1,5 +1,6 @@
 """CrysToGraph inputs (paper section 2.1–2.2): the k-NN crystal graph, its line graph and the
-positional encodings, as a PyG ``Data`` that :func:`ase_cartnet.graph.neighbours.batch_graphs` batches.
+positional encodings, as a PyG ``Data`` that :func:`~ase_cartnet.graph.neighbours.batch_graphs`
+batches.
 
 * Crystal graph: the k = 12 nearest neighbours of every atom, periodic images included, from
   :func:`ase_cartnet.graph.neighbours.knn_graph` (edges may be long: no cutoff). Edge vectors, their

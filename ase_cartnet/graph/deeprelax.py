@@ -1,4 +1,4 @@
-"""The DeepRelax multi-graph of a structure: capped periodic edges and all-pairs displacement edges."""
+"""The DeepRelax multi-graph of a structure: capped periodic edges, all-pairs displacement edges."""
 
 from __future__ import annotations
 

@@ -8,7 +8,8 @@ the same lattice gives the same point cloud) and permutations of the atoms (pape
 Conventions. ASE/``ase_cartnet.graph``: the lattice vectors are the **rows** of ``cell``; the
 paper's ρ has them as columns (ρ = cellᵀ). An action h acts on column vectors, so ρ' = h ρ is
 ``cell' = cell @ hᵀ``, and Cartesian positions move with the lattice as ``pos' = pos @ hᵀ``
-(fractional coordinates fixed). Edge vectors v come from :func:`ase_cartnet.graph.neighbours.edge_vectors`
+(fractional coordinates fixed). Edge vectors v come from
+:func:`ase_cartnet.graph.neighbours.edge_vectors`
 (centre → neighbour image), recomputed in torch after every deformation step, so gradients flow
 through the cell. In the paper's notation the edge γ = (i, j, τ) has i = our target (centre) and
 j = our source (neighbour); the 2-graph Γ₂ pairs γ: i → j with γ': j → k
@@ -377,6 +378,18 @@ def _check_inputs(numbers, positions, cell, edge_index, cell_shifts, batch) -> i
     return int(cell.shape[0])
 
 
+def _triplets_for(
+    config: EMPNNConfig,
+    edge_index: torch.Tensor,
+    cell_shifts: torch.Tensor,
+    triplet_index: torch.Tensor | None,
+) -> torch.Tensor | None:
+    """The triplets a model with ``config`` reads: the given ones, built if needed, or None."""
+    if not config.uses_triplets:
+        return None
+    return triplets(edge_index, cell_shifts) if triplet_index is None else triplet_index
+
+
 def symmetric_part(x: torch.Tensor) -> torch.Tensor:
     return 0.5 * (x + x.transpose(-1, -2))
 
@@ -401,7 +414,30 @@ def equivariant_expm(x: torch.Tensor) -> torch.Tensor:
     return result
 
 
-class EMPNN(nn.Module):
+class _LatticeModel(nn.Module):
+    """What EMPNN and the FF baseline share: the forward pass checks the inputs, finds the
+    triplets the config needs and hands over to the model's ``act``."""
+
+    config: EMPNNConfig
+
+    def forward(
+        self,
+        numbers: torch.Tensor,
+        positions: torch.Tensor,
+        cell: torch.Tensor,
+        edge_index: torch.Tensor,
+        cell_shifts: torch.Tensor,
+        batch: torch.Tensor,
+        triplet_index: torch.Tensor | None = None,
+        num_steps: int | None = None,
+    ) -> LatticeOutput:
+        n_graphs = _check_inputs(numbers, positions, cell, edge_index, cell_shifts, batch)
+        triplet_index = _triplets_for(self.config, edge_index, cell_shifts, triplet_index)
+        inputs = (numbers, positions, cell, edge_index, cell_shifts, batch, triplet_index)
+        return self.act(*inputs, n_graphs, num_steps=num_steps)
+
+
+class EMPNN(_LatticeModel):
     """The equivariant lattice-deformation network (paper Fig. 3): encoder, then ``num_steps``
     EMPNN layers, each an MPNN layer on the current geometry and a lattice action (eqn 10).
 
@@ -409,8 +445,8 @@ class EMPNN(nn.Module):
         numbers (N,) int64 atomic numbers; positions (N, 3) Å; cell (B, 3, 3) Å, rows are
         lattice vectors; edge_index (2, E) int64 (row 0 source/neighbour, row 1 target/centre);
         cell_shifts (E, 3) integer shifts; batch (N,) structure of each atom;
-        triplet_index (2, T) optional, :func:`ase_cartnet.graph.neighbours.triplets` of the edges (built
-        here when the config uses triplets and none is given).
+        triplet_index (2, T) optional, :func:`~ase_cartnet.graph.neighbours.triplets` of the edges
+            (built here when the config uses triplets and none is given).
     """
 
     def __init__(self, config: EMPNNConfig | None = None) -> None:
@@ -435,23 +471,10 @@ class EMPNN(nn.Module):
             nn.init.normal_(last.weight, std=1e-3)  # start near the identity action
             nn.init.zeros_(last.bias)
 
-    def forward(
-        self,
-        numbers: torch.Tensor,
-        positions: torch.Tensor,
-        cell: torch.Tensor,
-        edge_index: torch.Tensor,
-        cell_shifts: torch.Tensor,
-        batch: torch.Tensor,
-        triplet_index: torch.Tensor | None = None,
-        num_steps: int | None = None,
-    ) -> LatticeOutput:
+    def act(self, *inputs, num_steps: int | None) -> LatticeOutput:
+        """The model on checked inputs (see :class:`_LatticeModel`)."""
+        numbers, positions, cell, edge_index, cell_shifts, batch, triplet_index, n_graphs = inputs
         c = self.config
-        n_graphs = _check_inputs(numbers, positions, cell, edge_index, cell_shifts, batch)
-        if c.uses_triplets and triplet_index is None:
-            triplet_index = triplets(edge_index, cell_shifts)
-        if not c.uses_triplets:
-            triplet_index = None
         steps = c.num_steps if num_steps is None else int(num_steps)
         if not 0 <= steps <= c.num_steps:
             raise ValueError(f"num_steps must be in 0..{c.num_steps}, got {num_steps}")
@@ -514,7 +537,7 @@ class EMPNN(nn.Module):
         return LatticeOutput(cell=cell, action=action, cells=cells, positions=positions)
 
 
-class LatticeFF(nn.Module):
+class LatticeFF(_LatticeModel):
     """The invariant FF baseline: encoder, mean pool, MLP → six normalised lattice parameters,
     then a cell in the standard orientation (a along x, b in the xy plane). Same inputs as
     :class:`EMPNN` (``num_steps`` ignored)."""
@@ -530,23 +553,10 @@ class LatticeFF(nn.Module):
             nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d), nn.SiLU(), nn.Linear(d, 6)
         )
 
-    def forward(
-        self,
-        numbers: torch.Tensor,
-        positions: torch.Tensor,
-        cell: torch.Tensor,
-        edge_index: torch.Tensor,
-        cell_shifts: torch.Tensor,
-        batch: torch.Tensor,
-        triplet_index: torch.Tensor | None = None,
-        num_steps: int | None = None,
-    ) -> LatticeOutput:
+    def act(self, *inputs, num_steps: int | None) -> LatticeOutput:
+        """The model on checked inputs (see :class:`_LatticeModel`)."""
+        numbers, positions, cell, edge_index, cell_shifts, batch, triplet_index, n_graphs = inputs
         c = self.config
-        n_graphs = _check_inputs(numbers, positions, cell, edge_index, cell_shifts, batch)
-        if c.uses_triplets and triplet_index is None:
-            triplet_index = triplets(edge_index, cell_shifts)
-        if not c.uses_triplets:
-            triplet_index = None
         h = self.encoder.embed(numbers)
         geo = geometry(edge_vectors(positions, cell, edge_index, cell_shifts, batch), triplet_index)
         rbf, abf = self.encoder.features(geo, edge_index, numbers.shape[0])

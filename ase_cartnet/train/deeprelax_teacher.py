@@ -28,8 +28,6 @@ Relaxations that do not converge in ``max_steps`` are "failed" rows (not used fo
 from __future__ import annotations
 
 import os
-import time
-import traceback
 from collections.abc import Iterable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -40,7 +38,14 @@ import numpy as np
 from ase import Atoms
 
 from ase_cartnet.errors import InputError
-from ase_cartnet.io.row_builder import BuildSummary, as_items, build_rows
+from ase_cartnet.io.row_builder import (
+    BuildSummary,
+    as_items,
+    build_rows,
+    task_record,
+    teacher_row,
+    teacher_row_writer,
+)
 from ase_cartnet.train.deeprelax_data import seed_for_key, storable_key
 
 DEFAULT_FMAX = 0.01
@@ -133,33 +138,14 @@ def process_pair(
 ) -> dict[str, Any]:
     """Substitute, then relax with the teacher; never raises an ``Exception`` (a failure is a
     record with status "failed"). The record's ``initial`` is the *substituted* structure."""
-    from phonon_ref.calculators import configure_worker, get_calculator
-    from phonon_ref.relax import relax_into_record
+    from phonon_ref.relax import load_and_relax
 
-    t0 = time.perf_counter()
-    record: dict[str, Any] = {"source_id": source_id, "atoms": atoms, "timings": {}}
-    try:
+    with task_record(source_id, atoms) as record:
         rng = np.random.default_rng(seed_for_key(source_id, settings.seed))
         initial, mapping = substitute(atoms, rng)
         record.update(substituted=initial, mapping=mapping, prototype=atoms.get_chemical_formula())
-        configure_worker(parent_pid, settings.n_threads)
-        calc = get_calculator(settings.calculator)
-        record["timings"]["load"] = time.perf_counter() - t0
-        relax_into_record(
-            initial,
-            calc,
-            record,
-            fmax=settings.fmax,
-            max_steps=settings.max_steps,
-            fix_symmetry=settings.fix_symmetry,
-            keep_frames=settings.keep_frames,
-        )
+        load_and_relax(initial, settings, record, parent_pid, keep_frames=settings.keep_frames)
         record["status"] = "ok"
-    except Exception as exc:  # robust: any failure becomes a "failed" row
-        record["status"] = "failed"
-        record["error"] = f"{type(exc).__name__}: {exc}"
-        record["traceback"] = traceback.format_exc(limit=8)
-    record["timings"]["total"] = time.perf_counter() - t0
     return record
 
 
@@ -167,37 +153,20 @@ def _write_pair_row(db, record: dict[str, Any], settings: TeacherPairSettings, t
     """One row per pair in the layout of ``pairs_from_db`` (one transaction)."""
     initial = record.get("substituted")
     fallback = initial if initial is not None else record["initial"]
-    atoms = (record["atoms"] if record["status"] == "ok" else fallback).copy()
-    atoms.calc = None
-    atoms.set_constraint()
-    kvp: dict[str, Any] = {
-        "source_id": record["source_id"],
-        "status": record["status"],
-        "teacher": teacher["name"],
-    }
-    data: dict[str, Any] = {
-        "teacher": teacher["name"],
-        "teacher_version": teacher["version"],
-        "timings": record.get("timings", {}),
-        "fmax": settings.fmax,
-        "fix_symmetry": settings.fix_symmetry,
-        "substitution_seed": settings.seed,
-    }
+    atoms = record["atoms"] if record["status"] == "ok" else fallback
+    atoms, kvp, data = teacher_row(record, teacher, atoms)
+    data.update(
+        fmax=settings.fmax, fix_symmetry=settings.fix_symmetry, substitution_seed=settings.seed
+    )
     if initial is not None:
         kvp["substitution"] = format_substitution(record["mapping"])
         kvp["prototype"] = record["prototype"]
         data["initial_positions"] = np.asarray(initial.positions)
         data["initial_cell"] = np.asarray(initial.cell[:])
-    if "relax" in record:
-        data["relax"] = record["relax"]
-        kvp["teacher_energy"] = float(record["energy"])
     if record.get("frames"):
         # intermediate structures of the teacher's trajectory: extra (frame -> relaxed) pairs
         data["frames_positions"] = np.stack([f.positions for f in record["frames"]])
         data["frames_cells"] = np.stack([f.cell[:] for f in record["frames"]])
-    if record["status"] == "failed":
-        data["error"] = record["error"]
-        data["traceback"] = record.get("traceback", "")
     with db:
         db.write(atoms, key_value_pairs=kvp, data=data)
 
@@ -243,12 +212,10 @@ def build_teacher_pairs(
         n_threads=worker_threads,
         keep_frames=int(keep_frames),
     )
-    teacher: dict[str, str] = {}
-
-    def write_row(db, record: dict[str, Any]) -> None:
-        if not teacher:  # at the first finished row: nothing to do loads nothing
-            teacher.update(teacher_info(calculator, load_here=executor is None))
-        _write_pair_row(db, record, settings, teacher)
+    write_row = teacher_row_writer(
+        lambda: teacher_info(calculator, load_here=executor is None),
+        lambda db, record, teacher: _write_pair_row(db, record, settings, teacher),
+    )
 
     # ids as the pair reader stores them (ASE databases refuse strings that read as numbers);
     # substitution rounds interleave so that every prototype gets its first pattern first

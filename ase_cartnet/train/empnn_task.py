@@ -205,28 +205,31 @@ def noisy_batches(
 
 @torch.no_grad()
 def evaluate_batches(
-    model: nn.Module, batches: Sequence[Batch], loss_kind: str, config: EMPNNConfig
+    model: nn.Module,
+    batches: Sequence[Batch],
+    loss_kind: str | None = None,
+    config: EMPNNConfig | None = None,
+    *,
+    details: bool = False,
 ) -> dict[str, float]:
     """Eqns 11–12 over deformed batches: mean errors of lengths (Å) and angles (°) of the noisy
-    and denoised cells, their differences (improvements), and the mean loss."""
+    and denoised cells, their differences (improvements), and with ``loss_kind`` the mean loss;
+    ``details`` adds the count ``n`` and the fraction of structures whose lengths improved."""
     noisy_l, noisy_a, out_l, out_a, losses, weights = [], [], [], [], [], []
     for batch in batches:
         out = run_model(model, batch)
         target = batch.target_cell.double()
-        nl, na = lattice_errors(batch.cell.double(), target)
-        dl, da = lattice_errors(out.cell.double(), target)
-        noisy_l.append(nl)
-        noisy_a.append(na)
-        out_l.append(dl)
-        out_a.append(da)
-        losses.append(
-            float(lattice_loss(out.cell.double(), target, batch.n_atoms, loss_kind, config))
-        )
+        for errors, cell in (((noisy_l, noisy_a), batch.cell), ((out_l, out_a), out.cell)):
+            lengths, angles = lattice_errors(cell.double(), target)
+            errors[0].append(lengths)
+            errors[1].append(angles)
+        if loss_kind is not None:
+            loss = lattice_loss(out.cell.double(), target, batch.n_atoms, loss_kind, config)
+            losses.append(float(loss))
         weights.append(int(batch.num_graphs))
-    nl, na = torch.cat(noisy_l), torch.cat(noisy_a)
-    dl, da = torch.cat(out_l), torch.cat(out_a)
-    return {
-        "loss": float(np.average(losses, weights=weights)),
+    nl, na, dl, da = (torch.cat(x) for x in (noisy_l, noisy_a, out_l, out_a))
+    result = {"loss": float(np.average(losses, weights=weights))} if loss_kind else {}
+    result |= {
         "length_noisy": float(nl.mean()),
         "length_denoised": float(dl.mean()),
         "length_improvement": float((nl - dl).mean()),
@@ -234,3 +237,6 @@ def evaluate_batches(
         "angle_denoised": float(da.mean()),
         "angle_improvement": float((na - da).mean()),
     }
+    if details:
+        result |= {"n": sum(weights), "improved_fraction": float((dl < nl).double().mean())}
+    return result

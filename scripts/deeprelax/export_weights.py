@@ -10,16 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from eval_deeprelax import evaluate, format_table  # noqa: E402
 
 from ase_cartnet.calculators.deeprelax import predict  # noqa: E402
 from ase_cartnet.io.atomic import atomic_write  # noqa: E402
@@ -32,6 +28,7 @@ from ase_cartnet.train.deeprelax_data import (  # noqa: E402
     pairs_from_db,
     pairs_from_dbs,
 )
+from ase_cartnet.train.deeprelax_eval import evaluate, format_table  # noqa: E402
 
 CARD = {
     "name": "DeepRelax ensemble (ase-cartnet default)",
