@@ -88,3 +88,22 @@ def resolve_temperature(argument: float | None, atoms: Atoms) -> float:
     if not math.isfinite(t) or t <= 0.0:
         raise InputError(f"{source} must be a finite temperature > 0 K, got {value!r}")
     return t
+
+
+def warn_untrained_elements(
+    numbers, trained, template: str, ignore: tuple[int, ...] = (), stacklevel: int = 4
+) -> None:
+    """A ``UserWarning`` when ``numbers`` (atomic numbers) hold elements outside ``trained``
+    (None: nothing is known, no warning); ``template`` words it, with ``{names}`` for the
+    symbols. ``ignore`` lists elements that never warn (e.g. 1, H, where a model does not
+    predict them)."""
+    if trained is None:
+        return
+    unseen = sorted({int(z) for z in numbers} - {int(z) for z in trained} - set(ignore))
+    if unseen:
+        import warnings
+
+        from ase.data import chemical_symbols
+
+        names = ", ".join(chemical_symbols[z] for z in unseen)
+        warnings.warn(template.format(names=names), stacklevel=stacklevel)

@@ -14,33 +14,24 @@ import torch
 
 from ase_cartnet.graph.empnn import crystal_graph
 from ase_cartnet.graph.neighbours import batch_graphs
-from ase_cartnet.models.empnn import EMPNN, EMPNNConfig, run_model
+from ase_cartnet.models.empnn import EDGE_FIELDS, EMPNN, TRIPLET_FIELDS, EMPNNConfig, run_model
 
 UNIMODULAR = (
     np.array([[1, 1, 0], [0, 1, 0], [0, 0, 1]])
     @ np.array([[1, 0, 0], [0, 1, 0], [-1, 2, 1]])
     @ np.array([[1, 0, 0], [0, 1, -1], [0, 0, 1]])
 )
+SMALL = {"dim": 32, "num_layers": 1, "num_steps": 2}
 VARIANTS = {
     "edge ket-bra": EMPNNConfig(dim=32, num_layers=2, num_steps=3),
     "triplet ket-bra": EMPNNConfig(
         dim=32, num_layers=2, num_steps=3, edge_fields=(), triplet_fields=("ketbra",)
     ),
     "all fields": EMPNNConfig(
-        dim=32,
-        num_layers=1,
-        num_steps=2,
-        edge_fields=("ketbra", "grad_r"),
-        triplet_fields=("ketbra", "ketbra_cross", "grad_r", "grad_r2", "grad_theta", "grad_area"),
-        triplet_messages=True,
+        **SMALL, edge_fields=EDGE_FIELDS, triplet_fields=TRIPLET_FIELDS, triplet_messages=True
     ),
     "∇ sym (r, θ, A)": EMPNNConfig(
-        dim=32,
-        num_layers=1,
-        num_steps=2,
-        edge_fields=("grad_r",),
-        triplet_fields=("grad_theta", "grad_area"),
-        sym=True,
+        **SMALL, edge_fields=("grad_r",), triplet_fields=("grad_theta", "grad_area"), sym=True
     ),
 }
 

@@ -24,13 +24,8 @@ finished ``source_id`` rows (failures included, unless ``retry_failed``) are ski
 structure that raises is logged (logger ``phonon_ref.dataset``), written as a "failed" row
 with its error, and skipped.
 
-Cost with the CHGNet teacher, one core per structure (MP-20, 2–20 atoms, default settings):
-3–470 s per structure, median ≈ 20 s, dominated by the force calls on supercells of 100–360
-atoms. The force calls skip CHGNet's stress (:func:`phonon_ref.calculators.forces_only`): 2.6×
-faster on a 270-atom cell measured alone; in the default-weights run 1.8 instead of 7.1 ms per
-supercell atom per call (median of 926 newer and 1,451 older rows; the older ones partly shared
-the cores with trainings). Only about 40 % of MP-20 structures come out dynamically stable with
-CHGNet.
+Costs and the share of stable structures with the CHGNet teacher: README ("CHGNet teacher
+cost").
 """
 
 from __future__ import annotations
@@ -48,14 +43,7 @@ from ase import Atoms
 from numpy.typing import ArrayLike
 
 from ase_cartnet.errors import InputError
-from ase_cartnet.io.row_builder import (
-    BuildSummary,
-    as_items,
-    build_rows,
-    task_record,
-    teacher_row,
-    teacher_row_writer,
-)
+from ase_cartnet.io import row_builder
 from phonon_ref.calculators import teacher_info
 from phonon_ref.grids import DEFAULT_MESH_LENGTH, DEFAULT_MIN_LENGTH, MeshSpec, SupercellSpec
 from phonon_ref.harmonic import DEFAULT_FREQ_MIN, DEFAULT_IMAGINARY_TOL
@@ -96,7 +84,7 @@ def process_structure(
     Returns a dict with ``status`` ("ok", "unstable", "failed") and the row contents.
     Runs in a worker (process, thread or dask) or in the caller's process.
     """
-    with task_record(source_id, atoms) as record:
+    with row_builder.task_record(source_id, atoms) as record:
         calc, rel = load_and_relax(
             atoms, settings, record, parent_pid, require_converged=settings.require_converged
         )
@@ -136,7 +124,7 @@ def process_structure(
 
 def _write_row(db, record: dict[str, Any], settings: DatasetSettings, teacher: dict) -> None:
     """One row per structure, in one transaction (all or nothing)."""
-    atoms, kvp, data = teacher_row(record, teacher, record["atoms"])
+    atoms, kvp, data = row_builder.teacher_row(record, teacher, record["atoms"])
     initial = record.get("initial")
     data.update(
         temperatures=np.asarray(settings.temperatures),
@@ -187,28 +175,27 @@ def build_dataset(
     worker_threads: int | None = 1,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
-) -> BuildSummary:
+) -> row_builder.BuildSummary:
     """Relax every structure with the teacher, compute harmonic ADPs, store one row each.
 
-    Parameters
-    ----------
-    structures : ``{source_id: Atoms}``, ``(source_id, Atoms)`` pairs, or Atoms with
-        ``info["source_id"]`` (see :func:`read_mp20`).
-    calculator : teacher name for :func:`phonon_ref.calculators.get_calculator` ("chgnet",
-        "emt", "module:factory"); loaded once per worker.
-    temperatures : K, every one stored for every structure.
-    out : the ASE database (SQLite ``.db``); created or resumed.
-    executor : any ``concurrent.futures.Executor`` (e.g. ``Client(LocalCluster(n_workers=2,
-        threads_per_worker=1)).get_executor()``); one task per structure. None: in-process.
-    supercell, mesh, displacement : as :class:`phonon_ref.reference.PhononReference`
-        (defaults: widths ≥ 10 Å, 100 Å mesh length, 0.01 Å).
-    fmax, max_steps : relaxation target (eV/Å) and step cap; with ``require_converged`` an
-        unconverged relaxation is a failure.
-    fix_symmetry : keep the space group during relaxation (FixSymmetry, symprec 1e-3 Å).
-    retry_failed : also redo ids whose row says "failed" (the old row is replaced).
-    worker_threads : torch/BLAS threads inside each worker *process* (not applied in-process).
-    cache_dir : keep every structure's force constants there (phonopy yaml, ~0.1–1 MB each), so
-        other meshes, temperatures or imaginary-mode tolerances cost no force call later.
+    Args:
+        structures: ``{source_id: Atoms}``, ``(source_id, Atoms)`` pairs, or Atoms with
+            ``info["source_id"]`` (see :func:`read_mp20`).
+        calculator: teacher name for :func:`phonon_ref.calculators.get_calculator` ("chgnet",
+            "emt", "module:factory"); loaded once per worker.
+        temperatures: K, every one stored for every structure.
+        out: the ASE database (SQLite ``.db``); created or resumed.
+        executor: any ``concurrent.futures.Executor`` (e.g. ``Client(LocalCluster(n_workers=2,
+            threads_per_worker=1)).get_executor()``); one task per structure. None: in-process.
+        supercell, mesh, displacement: as :class:`phonon_ref.reference.PhononReference`
+            (defaults: widths ≥ 10 Å, 100 Å mesh length, 0.01 Å).
+        fmax, max_steps: relaxation target (eV/Å) and step cap; with ``require_converged`` an
+            unconverged relaxation is a failure.
+        fix_symmetry: keep the space group during relaxation (FixSymmetry, symprec 1e-3 Å).
+        retry_failed: also redo ids whose row says "failed" (the old row is replaced).
+        worker_threads: torch/BLAS threads inside each worker *process* (not applied in-process).
+        cache_dir: keep every structure's force constants there (phonopy yaml, ~0.1–1 MB each), so
+            other meshes, temperatures or imaginary-mode tolerances cost no force call later.
 
     Returns a :class:`ase_cartnet.io.row_builder.BuildSummary` (resumable as described in
     :mod:`ase_cartnet.io.row_builder`).
@@ -231,12 +218,12 @@ def build_dataset(
         n_threads=worker_threads,
         cache_dir=None if cache_dir is None else str(cache_dir),
     )
-    write_row = teacher_row_writer(
+    write_row = row_builder.teacher_row_writer(
         lambda: teacher_info(calculator, load_here=executor is None),
         lambda db, record, teacher: _write_row(db, record, settings, teacher),
     )
-    return build_rows(
-        as_items(structures),
+    return row_builder.build_rows(
+        row_builder.as_items(structures),
         process_structure,
         settings,
         write_row,

@@ -21,17 +21,8 @@ from ase_cartnet.weights import DEFAULT_PROPERTY as DEFAULT_WEIGHTS
 
 torch.set_num_threads(1)
 
-SMALL = dict(
-    dim=16,
-    num_heads=2,
-    head_dim=8,
-    ffn_factor=1,
-    line_dim=8,
-    line_head_dim=4,
-    lap_dim=3,
-    rw_dim=4,
-    lap_mode="projector",
-)
+SMALL = {"dim": 16, "num_heads": 2, "head_dim": 8, "ffn_factor": 1, "lap_mode": "projector"}
+SMALL |= {"line_dim": 8, "line_head_dim": 4, "lap_dim": 3, "rw_dim": 4}
 
 
 @pytest.fixture(scope="module")

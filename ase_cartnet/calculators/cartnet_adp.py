@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -20,7 +19,11 @@ from ase_cartnet.hydrogen import HYDROGEN_POLICIES, riding_hydrogen_adps
 from ase_cartnet.io.checkpoint import load_model
 from ase_cartnet.models.so3 import averaging_rotations
 from ase_cartnet.symmetry import symmetrize_adps
-from ase_cartnet.validation import resolve_temperature, validate_structure
+from ase_cartnet.validation import (
+    resolve_temperature,
+    validate_structure,
+    warn_untrained_elements,
+)
 from ase_cartnet.weights import shipped
 
 FROM_CHECKPOINT = "checkpoint"
@@ -296,18 +299,13 @@ class CartNetADP(Calculator):
         return adps
 
     def _warn_untrained_elements(self, atoms: Atoms) -> None:
-        if self.trained_elements is None:
-            return
-        from ase.data import chemical_symbols
-
-        unseen = sorted(set(int(z) for z in atoms.numbers if z != 1) - self.trained_elements)
-        if unseen:
-            warnings.warn(
-                "structure contains elements outside the model's training set: "
-                + ", ".join(chemical_symbols[z] for z in unseen)
-                + "; predictions for them are extrapolations",
-                stacklevel=3,
-            )
+        warn_untrained_elements(
+            atoms.numbers,
+            self.trained_elements,
+            "structure contains elements outside the model's training set: {names}; "
+            "predictions for them are extrapolations",
+            ignore=(1,),
+        )
 
     # -- outputs -----------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from ase_cartnet.graph.crystograph import crystograph_graph
 from ase_cartnet.graph.neighbours import batch_graphs
 from ase_cartnet.graph.property import cartnet_property_graph
 from ase_cartnet.io.checkpoint import load_model
-from ase_cartnet.validation import validate_structure
+from ase_cartnet.validation import validate_structure, warn_untrained_elements
 from ase_cartnet.weights import DEFAULT_PROPERTY, DEFAULT_PROPERTY_TARGET, shipped
 
 
@@ -158,17 +158,9 @@ class CrysToGraphProperty(Calculator):
         return np.concatenate(out) if out else np.zeros(0)
 
     def _warn_untrained_elements(self, atoms: Atoms) -> None:
-        if self.trained_elements is None:
-            return
-        unseen = sorted(set(int(z) for z in atoms.numbers) - self.trained_elements)
-        if unseen:
-            import warnings
-
-            from ase.data import chemical_symbols
-
-            names = ", ".join(chemical_symbols[z] for z in unseen)
-            warnings.warn(
-                f"elements {names} were not in the training data of {self.checkpoint_path.name}; "
-                "the prediction is an extrapolation",
-                stacklevel=3,
-            )
+        warn_untrained_elements(
+            atoms.numbers,
+            self.trained_elements,
+            f"elements {{names}} were not in the training data of {self.checkpoint_path.name}; "
+            "the prediction is an extrapolation",
+        )

@@ -11,9 +11,9 @@ relaxed lattice, each distance with a Laplace scale; the Euclidean distance-geom
 are computed: the result is a starting point for a real relaxation (VASP, an ML potential), not
 a relaxed structure. The adapter (:class:`DeepRelax`, ``relax_many``, ``ase-cartnet relax``)
 imposes the input's space group on the prediction by default (``symmetrize=True``; the paper's
-raw output with ``symmetrize=False``): a relaxation keeps the symmetry it starts from, and on
-held-out CHGNet relaxations the unsymmetrized prediction cost BFGS 35 % *more* force calls than the
-unrelaxed input (README, "DeepRelax"). The shipped weights were trained on synthetic distortions
+raw output with ``symmetrize=False``): a relaxation keeps the symmetry it starts from, and the
+unsymmetrized prediction costs a follow-up BFGS more force calls than the unrelaxed input
+(README, "DeepRelax"). The shipped weights were trained on synthetic distortions
 of MP-20 structures and fine-tuned on CHGNet relaxations of element-substituted MP-20 prototypes
 (see their model card), not on DFT relaxation trajectories; they are out of their depth for
 molecules, surfaces, amorphous or very large cells and elements not in MP-20.
@@ -49,7 +49,7 @@ from ase_cartnet.models.deeprelax_solver import (
     solve_positions,
 )
 from ase_cartnet.symmetry import symmetrize_like
-from ase_cartnet.validation import validate_structure
+from ase_cartnet.validation import validate_structure, warn_untrained_elements
 
 MIN_VOLUME_RATIO = 0.2
 """A predicted cell with det(L̂) below this fraction of the input volume (or not right-handed)
@@ -195,19 +195,11 @@ def predict(
     structures = [_unwrap(a) for a in structures]
     for k, atoms in enumerate(structures):
         _check(atoms, k if len(structures) > 1 else None)
-    if elements is not None:
-        unseen = sorted(
-            {int(z) for a in structures for z in a.numbers} - {int(z) for z in elements}
-        )
-        if unseen:
-            from ase.data import chemical_symbols
-
-            warnings.warn(
-                "elements not in the DeepRelax training data: "
-                + ", ".join(chemical_symbols[z] for z in unseen)
-                + "; expect a poor prediction",
-                stacklevel=3,
-            )
+    warn_untrained_elements(
+        [z for a in structures for z in a.numbers],
+        elements,
+        "elements not in the DeepRelax training data: {names}; expect a poor prediction",
+    )
     dtype = next(ensemble.parameters()).dtype
     results: list[DeepRelaxResult] = []
     for start in range(0, len(structures), batch_size):

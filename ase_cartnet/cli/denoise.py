@@ -5,30 +5,22 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ase_cartnet.cli import add_command
-from ase_cartnet.cli.options import (
-    add_checkpoint,
-    add_float64,
-    add_output,
-    add_threads,
-    dtype,
-    set_threads,
-)
+from ase_cartnet.cli import add_command, options
 
 
 def _run_denoise(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ase_cartnet.calculators.empnn_lattice import EMPNNLattice
-    from ase_cartnet.io.atomic import ensure_not_input
-    from ase_cartnet.io.structure import read_structure, write_structure
+    from ase_cartnet.io.structure import write_structure
 
-    set_threads(args)
-    output = Path(args.output) if args.output else Path(args.input).with_suffix(".denoised.cif")
-    out = ensure_not_input(output, args.input)
-    atoms = read_structure(args.input)
+    out, atoms = options.start(args, Path(args.input).with_suffix(".denoised.cif"))
     opt = EMPNNLattice(
-        atoms, model=args.checkpoint, trajectory=args.trajectory, logfile="-", dtype=dtype(args)
+        atoms,
+        model=args.checkpoint,
+        trajectory=args.trajectory,
+        logfile="-",
+        dtype=options.dtype(args),
     )
     action = opt.run(steps=args.steps)
     fmt = args.format or ("cif" if out.suffix.lower() == ".cif" else None)
@@ -51,10 +43,10 @@ def register(subparsers) -> None:
     """Add ``denoise`` to the ``ase-cartnet`` CLI."""
     p = add_command(subparsers, "denoise")
     p.add_argument("input", help="structure file (CIF, POSCAR, any ASE-readable format)")
-    add_output(p, "INPUT.denoised.cif")
-    add_checkpoint(p, "EMPNN checkpoint")
+    options.add_output(p, "INPUT.denoised.cif")
+    options.add_checkpoint(p, "EMPNN checkpoint")
     p.add_argument("--steps", type=int, default=None, help="deformation steps (default: all)")
     p.add_argument("--trajectory", default=None, help="ASE trajectory of every step")
-    add_float64(p)
-    add_threads(p)
+    options.add_float64(p)
+    options.add_threads(p)
     p.set_defaults(func=_run_denoise)

@@ -43,6 +43,17 @@ def add_checkpoint(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("--checkpoint", default=None, help=f"{what} (default: the shipped weights)")
 
 
+def start(args: argparse.Namespace, default_output: str | os.PathLike):
+    """The common start of a command that reads one structure and writes another: threads set,
+    the output path (``-o``, else ``default_output``; never the input) and the structure read."""
+    from ase_cartnet.io.atomic import ensure_not_input
+    from ase_cartnet.io.structure import read_structure
+
+    set_threads(args)
+    out = ensure_not_input(args.output or default_output, args.input)
+    return out, read_structure(args.input)
+
+
 def add_output(parser: argparse.ArgumentParser, default: str, fmt: str | None = None) -> None:
     """``-o/--output`` and ``--format`` of a command that writes one structure (``default``
     describes the output name used without ``-o``; ``fmt`` the default ASE format)."""

@@ -201,11 +201,7 @@ def run_dataset(args: argparse.Namespace) -> int:
             mesh=args.mesh_length,
             cache_dir=args.cache_dir,
         )
-    print(
-        f"{summary.out}: {len(summary.ok)} ok, {len(summary.unstable)} unstable, "
-        f"{len(summary.failed)} failed, {len(summary.skipped)} already done "
-        f"({summary.seconds:.0f} s)"
-    )
+    print(summary.line())
     return 0
 
 

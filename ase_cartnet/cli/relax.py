@@ -4,26 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from ase_cartnet.cli import add_command
-from ase_cartnet.cli.options import (
-    add_checkpoint,
-    add_float64,
-    add_output,
-    add_threads,
-    dtype,
-    set_threads,
-)
+from ase_cartnet.cli import add_command, options
 
 
 def _run_relax(args: argparse.Namespace) -> int:
     from ase_cartnet.calculators.deeprelax import DeepRelax
-    from ase_cartnet.io.atomic import ensure_not_input
-    from ase_cartnet.io.structure import read_structure, write_structure
+    from ase_cartnet.io.structure import write_structure
 
-    set_threads(args)
-    output = args.output or f"{args.input}.prerelaxed"
-    out = ensure_not_input(output, args.input)
-    atoms = read_structure(args.input)
+    out, atoms = options.start(args, f"{args.input}.prerelaxed")
     opt = DeepRelax(
         atoms,
         model=args.checkpoint,
@@ -33,7 +21,7 @@ def _run_relax(args: argparse.Namespace) -> int:
         steps=args.steps,
         lr=args.lr,
         symmetrize=not args.no_symmetrize,
-        dtype=dtype(args),
+        dtype=options.dtype(args),
     )
     trusted = opt.run()
     fmt = args.format
@@ -50,8 +38,8 @@ def register(subparsers) -> None:
     """Add ``relax`` to the ``ase-cartnet`` CLI."""
     p = add_command(subparsers, "relax")
     p.add_argument("input", help="structure file (POSCAR, CIF, any ASE-readable format)")
-    add_output(p, "INPUT.prerelaxed", fmt="vasp")
-    add_checkpoint(p, "DeepRelax checkpoint")
+    options.add_output(p, "INPUT.prerelaxed", fmt="vasp")
+    options.add_checkpoint(p, "DeepRelax checkpoint")
     p.add_argument("--trajectory", help="ASE trajectory with the initial and predicted frames")
     p.add_argument("--threshold", type=float, default=None, help="Å² (default: model card)")
     p.add_argument("--steps", type=int, default=100, help="solver Adam steps")
@@ -61,9 +49,9 @@ def register(subparsers) -> None:
         action="store_true",
         help="keep the model's raw prediction (default: impose the input's space group)",
     )
-    add_float64(p)
+    options.add_float64(p)
     p.add_argument(
         "--strict", action="store_true", help="exit with status 1 when the prediction is untrusted"
     )
-    add_threads(p)
+    options.add_threads(p)
     p.set_defaults(func=_run_relax)

@@ -29,10 +29,7 @@ def run(args: argparse.Namespace) -> int:
             substitutions=args.substitutions,
             keep_frames=args.keep_frames,
         )
-    print(
-        f"{summary.out}: {len(summary.ok)} ok, {len(summary.failed)} failed, "
-        f"{len(summary.skipped)} already done ({summary.seconds:.0f} s)"
-    )
+    print(summary.line(unstable=False))
     return 0
 
 

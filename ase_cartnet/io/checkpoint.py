@@ -33,7 +33,7 @@ from ase_cartnet.io.atomic import atomic_path, atomic_write
 from ase_cartnet.models.cartnet import CartNet, CartNetConfig, CartNetEnsemble
 from ase_cartnet.models.crystograph import CrysToGraph, CrysToGraphConfig
 from ase_cartnet.models.deeprelax import DeepRelaxConfig, DeepRelaxEnsemble, DeepRelaxModel
-from ase_cartnet.models.empnn import EMPNNConfig, build_model
+from ase_cartnet.models.empnn import EMPNN, EMPNNConfig, LatticeFF, build_model
 from ase_cartnet.models.standardised import StandardisedCartNetConfig, build_standardised_cartnet
 from ase_cartnet.weights import shipped, shipped_names
 
@@ -192,6 +192,22 @@ FAMILIES: dict[str, tuple[tuple[str, ...], str]] = {
 }
 """What each adapter loads: family → (accepted tags, how an error names them). Official CartNet
 checkpoints carry no tag and are read as ``cartnet``."""
+
+
+def model_tag(model: nn.Module) -> str:
+    """The checkpoint tag (:data:`MODELS`) of a model built by one of the registry's classes."""
+    tags = {
+        CartNet: "cartnet",
+        CartNetEnsemble: ENSEMBLE_KIND,
+        CrysToGraph: "crystograph",
+        DeepRelaxModel: "deeprelax",
+        DeepRelaxEnsemble: "deeprelax_ensemble",
+        EMPNN: "empnn",
+        LatticeFF: "empnn",
+    }
+    if type(model) not in tags:
+        raise CheckpointError(f"no checkpoint tag for a {type(model).__name__}: pass model_name")
+    return tags[type(model)]
 
 
 @dataclass

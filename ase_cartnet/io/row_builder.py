@@ -58,6 +58,12 @@ class BuildSummary:
     skipped: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
+    def line(self, unstable: bool = True) -> str:
+        """One line for the command line: counts per status and the time."""
+        counts = [f"{len(self.ok)} ok"] + ([f"{len(self.unstable)} unstable"] if unstable else [])
+        counts += [f"{len(self.failed)} failed", f"{len(self.skipped)} already done"]
+        return f"{self.out}: {', '.join(counts)} ({self.seconds:.0f} s)"
+
 
 def as_items(structures: Mapping[str, Atoms] | Iterable[Any]) -> list[tuple[str, Atoms]]:
     """(source_id, Atoms) pairs from a mapping, (id, Atoms) tuples, or Atoms whose

@@ -36,6 +36,7 @@ from ase_cartnet.graph.neighbours import edge_vectors
 from ase_cartnet.models.blocks import (
     ExpNormalSmearing,
     cosine_cutoff,
+    mlp,
     segment_lengths,
     spd_from_six,
     sum_over_incoming,
@@ -107,11 +108,6 @@ class CartNetConfig(ConfigDict):
         return self.head != "scalar"
 
 
-def _mlp(dim_in: int, dim_hidden: int, dim_out: int) -> nn.Sequential:
-    """Linear → SiLU → Linear (keys .0 and .2, as in the official state_dict)."""
-    return nn.Sequential(nn.Linear(dim_in, dim_hidden), nn.SiLU(), nn.Linear(dim_hidden, dim_out))
-
-
 class CartNetEncoder(nn.Module):
     """Atom encoder (eqn 4) and edge encoder (eqns 7–9)."""
 
@@ -162,8 +158,8 @@ class CartLayer(nn.Module):
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.dim = dim
-        self.MLP_aggr = _mlp(3 * dim, dim, dim)  # MLP_msg of the paper (official name)
-        self.MLP_gate = _mlp(3 * dim, dim, dim)
+        self.MLP_aggr = mlp(3 * dim, dim, dim)  # MLP_msg of the paper (official name)
+        self.MLP_gate = mlp(3 * dim, dim, dim)
         self.norm = nn.BatchNorm1d(dim)  # on per-edge gate pre-activations
         self.norm2 = nn.BatchNorm1d(dim)  # on per-node aggregated messages
         self._inference_cache: tuple[tuple, tuple] | None = None
@@ -252,7 +248,7 @@ class CholeskyHead(nn.Module):
 
     def __init__(self, dim: int, floor: float = 0.0) -> None:
         super().__init__()
-        self.MLP = _mlp(dim, dim // 2, 6)
+        self.MLP = mlp(dim, dim // 2, 6)
         self.floor = float(floor)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
@@ -270,7 +266,7 @@ class ScalarHead(nn.Module):
 
     def __init__(self, dim: int) -> None:
         super().__init__()
-        self.MLP = _mlp(dim, dim // 2, 1)
+        self.MLP = mlp(dim, dim // 2, 1)
 
     def forward(self, h: torch.Tensor, batch: torch.Tensor, num_graphs: int) -> torch.Tensor:
         per_atom = self.MLP(h).squeeze(-1)

@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal
 
 import torch
 from torch import nn
 
 from ase_cartnet.graph.neighbours import edge_vectors
-from ase_cartnet.models.blocks import segment_lengths, sum_over_incoming
+from ase_cartnet.models.blocks import GaussianBasis, segment_lengths, sum_over_incoming
 from ase_cartnet.models.config import ConfigDict
 
 
@@ -100,23 +101,6 @@ class CrysToGraphConfig(ConfigDict):
             raise ValueError(f"target_std must be positive, got {self.target_std}")
 
 
-class GaussianBasis(nn.Module):
-    """exp(−(x − μ_k)² / (2 w²)) with K centres μ equally spaced on [low, high] and w their
-    spacing; ``periodic`` wraps x − μ to (−π, π] (for azimuths). Input (...,), output (..., K)."""
-
-    def __init__(self, low: float, high: float, num: int, periodic: bool = False) -> None:
-        super().__init__()
-        self.periodic = periodic
-        self.register_buffer("centres", torch.linspace(low, high, num))
-        self.width = (high - low) / max(num - 1, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        diff = x.unsqueeze(-1) - self.centres.to(x.dtype)
-        if self.periodic:
-            diff = torch.remainder(diff + math.pi, 2 * math.pi) - math.pi
-        return torch.exp(-0.5 * (diff / self.width) ** 2)
-
-
 def cell_frames(cell: torch.Tensor) -> torch.Tensor:
     """(B, 3, 3) orthonormal frames with rows x̂ ∥ a, ẑ ∥ a × b, ŷ = ẑ × x̂, from cells (B, 3, 3)
     (rows a, b, c). Rotating a crystal rotates its frame with it."""
@@ -162,9 +146,7 @@ class ETGCLayer(nn.Module):
         super().__init__()
         self.heads, self.head_dim = heads, head_dim
         width = heads * head_dim
-        self.q = nn.Linear(dim, width)  # eqn 2
-        self.k = nn.Linear(dim, width)
-        self.v = nn.Linear(dim, width)
+        self.q, self.k, self.v = (nn.Linear(dim, width) for _ in range(3))  # eqn 2
         # eqn 3: W_ke(k_i, k_j, e'_ji) = W_ke,i k_i + W_ke,j k_j + W_ke,e W_e e_ji (and likewise
         # for v). The edge parts are linear in e, so E' = W_e e and both W_ke,e W_e e and
         # W_ve,e W_e e come from one fused (edge_dim → 3·width) map: per-edge cost ∝ edge_dim.
@@ -216,9 +198,7 @@ class GwTLayer(nn.Module):
         super().__init__()
         self.heads, self.head_dim = heads, head_dim
         width = heads * head_dim
-        self.q = nn.Linear(dim, width)  # eqn 12
-        self.k = nn.Linear(dim, width)
-        self.v = nn.Linear(dim, width)
+        self.q, self.k, self.v = (nn.Linear(dim, width) for _ in range(3))  # eqn 12
         self.out = nn.Linear(width, dim)
         self.norm = nn.LayerNorm(dim)
         self.ffn = FeedForward(dim, ffn_factor * dim, "layer")
@@ -269,10 +249,11 @@ class CrysToGraph(nn.Module):
         self.config = c = config or CrysToGraphConfig()
         d, ffn = c.dim, c.ffn_factor
         d_line = c.line_dim or c.dim
-        self.rbf_distance = GaussianBasis(0.0, c.distance_max, c.num_rbf_distance)
-        self.rbf_polar = GaussianBasis(0.0, math.pi, c.num_rbf_angle)
-        self.rbf_azimuth = GaussianBasis(-math.pi, math.pi, c.num_rbf_angle, periodic=True)
-        self.rbf_cosine = GaussianBasis(-1.0, 1.0, c.num_rbf_cosine)
+        basis = partial(GaussianBasis, buffer="centres")  # the buffer name of its checkpoints
+        self.rbf_distance = basis(0.0, c.distance_max, c.num_rbf_distance)
+        self.rbf_polar = basis(0.0, math.pi, c.num_rbf_angle)
+        self.rbf_azimuth = basis(-math.pi, math.pi, c.num_rbf_angle, periodic=True)
+        self.rbf_cosine = basis(-1.0, 1.0, c.num_rbf_cosine)
         edge_in = c.num_rbf_distance + 1 + (2 * c.num_rbf_angle if c.use_edge_angles else 0)
         self.embed_atom = nn.Linear(c.num_atom_features, d)
         self.embed_edge = nn.Linear(edge_in, d)

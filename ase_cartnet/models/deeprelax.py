@@ -43,7 +43,7 @@ from torch import nn
 from ase_cartnet.graph.deeprelax import CELL_RANGE
 from ase_cartnet.graph.neighbours import edge_vectors
 from ase_cartnet.models.blocks import (
-    GaussianSmearing,
+    GaussianBasis,
     polynomial_envelope,
     segment_lengths,
     sum_over_incoming,
@@ -214,7 +214,7 @@ class DeepRelaxModel(nn.Module):
         c = self.config
         edge_dim = c.num_rbf + c.pcoe_dim
         self.embedding = nn.Embedding(c.num_elements, c.hidden)  # E(z_i)
-        self.rbf = GaussianSmearing(c.num_rbf, c.cutoff)  # λ
+        self.rbf = GaussianBasis(0.0, c.cutoff, c.num_rbf)  # λ
         self.layers = nn.ModuleList(PaEGNNLayer(c.hidden, edge_dim) for _ in range(c.num_layers))
         self.out_norm = nn.LayerNorm(c.hidden)
         self.node_out = nn.Linear(c.hidden, c.hidden)  # W_n

@@ -50,6 +50,7 @@ import torch
 from torch import nn
 
 from ase_cartnet.graph.neighbours import edge_vectors, triplets
+from ase_cartnet.models.blocks import GaussianBasis, mlp
 from ase_cartnet.models.config import ConfigDict
 
 EDGE_FIELDS = ("ketbra", "grad_r")
@@ -225,23 +226,6 @@ def triplet_field(name: str, geo: Geometry, triplet_index: torch.Tensor) -> torc
 # --------------------------------------------------------------------------------------------
 
 
-class GaussianBasis(nn.Module):
-    """exp(−(x − μ_k)² / (2 s²)) with K centres μ on [start, stop] and s their spacing.
-    Input (…,), output (…, K). ``means`` is a buffer."""
-
-    def __init__(self, start: float, stop: float, num: int) -> None:
-        super().__init__()
-        self.register_buffer("means", torch.linspace(start, stop, num))
-        self.width = (stop - start) / max(num - 1, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.exp(-0.5 * ((x.unsqueeze(-1) - self.means) / self.width) ** 2)
-
-
-def _mlp(inp: int, hidden: int, out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(inp, hidden), nn.SiLU(), nn.Linear(hidden, out))
-
-
 def _scatter_sum(values: torch.Tensor, index: torch.Tensor, size: int) -> torch.Tensor:
     out = values.new_zeros((size,) + tuple(values.shape[1:]))
     return out.index_add_(0, index, values)
@@ -263,8 +247,8 @@ class MessageLayer(nn.Module):
         d = config.dim
         self.k = float(config.k)
         radial = config.num_rbf + (config.num_relative + 1 if config.num_relative else 0)
-        self.edge_message = _mlp(2 * d + radial, d, d)
-        self.edge_aggregate = _mlp(d, d, d)
+        self.edge_message = mlp(2 * d + radial, d, d)
+        self.edge_aggregate = mlp(d, d, d)
         self.triplet_messages = triplet_messages
         if triplet_messages:
             self.triplet_first = nn.Linear(d, d)
@@ -272,7 +256,7 @@ class MessageLayer(nn.Module):
             self.triplet_angle = nn.Linear(config.num_angle, d)
         width = (3 if triplet_messages else 2) * d
         self.norm = nn.LayerNorm(width)
-        self.update = _mlp(width, d, d)
+        self.update = mlp(width, d, d)
 
     def forward(
         self,
@@ -460,7 +444,7 @@ class EMPNN(_LatticeModel):
         d = c.dim
         n_edge, n_triplet = len(c.edge_fields), len(c.triplet_fields)
         self.edge_weights = nn.ModuleList(
-            _mlp(d, d, n_edge) for _ in range(c.num_steps if n_edge else 0)
+            mlp(d, d, n_edge) for _ in range(c.num_steps if n_edge else 0)
         )
         # eqn 10b's φ^ρ(2)(m_γ, m_γ', θ) reads the triplet message, itself a function of those
         self.triplet_weights = nn.ModuleList(

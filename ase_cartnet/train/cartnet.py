@@ -15,7 +15,6 @@ from ase_cartnet.errors import InputError
 from ase_cartnet.models.cartnet import CartNet, CartNetConfig
 from ase_cartnet.train.adp_data import (
     ADPStructure,
-    split_structures,
     structures_from_cif_dir,
     structures_from_db,
     temperature_statistics,
@@ -24,6 +23,7 @@ from ase_cartnet.train.cartnet_task import CartNetADPTask
 from ase_cartnet.train.loop import (
     TrainConfig,
     fit,
+    random_split,
 )
 
 DEFAULT_ADP_FLOOR = 1e-6
@@ -64,7 +64,7 @@ def train_cartnet(
     their validation figures and the ensemble's are measured on the same held-out structures."""
     train_config = train_config or TrainConfig()
     split = train_config.seed if split_seed is None else split_seed
-    train, val = split_structures(structures, val_fraction, split)
+    train, val = random_split(structures, val_fraction, split)
     mean, std = temperature_statistics(train)
     config = CartNetConfig(
         **{
@@ -103,16 +103,7 @@ def train_cartnet(
         "temperatures_per_epoch": temperatures_per_epoch,
         "batch_size": batch_size,
     }
-    return fit(
-        model,
-        task,
-        train_config,
-        out,
-        model_name="cartnet",
-        model_config=config.to_dict(),
-        metadata=metadata,
-        progress=progress,
-    )
+    return fit(model, task, train_config, out, metadata=metadata, progress=progress)
 
 
 def cartnet_predictions(calc: CartNetADP, structures: list[ADPStructure], batch_size: int = 32):

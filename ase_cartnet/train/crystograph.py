@@ -173,8 +173,6 @@ def train_crystograph(
         task,
         train_config,
         out,
-        model_name="crystograph",
-        model_config=config.to_dict(),
         metadata=metadata,
         progress=progress,
     )

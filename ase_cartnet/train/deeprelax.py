@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from ase_cartnet.errors import InputError
@@ -17,25 +16,10 @@ from ase_cartnet.train.deeprelax_data import (
     RelaxPair,
 )
 from ase_cartnet.train.deeprelax_task import DeepRelaxTask
-from ase_cartnet.train.loop import TrainConfig, fit
+from ase_cartnet.train.loop import TrainConfig, fit, random_split
 
 MODEL_NAME = "deeprelax"
 ENSEMBLE_NAME = "deeprelax_ensemble"
-
-
-def split_pairs(
-    pairs: list[RelaxPair], val_fraction: float, seed: int
-) -> tuple[list[RelaxPair], list[RelaxPair]]:
-    """Random split by pair (fixed by ``seed``); every replicate sees the same split."""
-    if not 0.0 < val_fraction < 1.0:
-        raise InputError(f"val_fraction must lie in (0, 1), got {val_fraction}")
-    order = np.random.default_rng(seed).permutation(len(pairs))
-    n_val = max(1, int(round(val_fraction * len(pairs))))
-    val = [pairs[i] for i in sorted(order[:n_val])]
-    train = [pairs[i] for i in sorted(order[n_val:])]
-    if not train:
-        raise InputError("no training pairs left after the validation split")
-    return train, val
 
 
 def train_deeprelax(
@@ -64,7 +48,7 @@ def train_deeprelax(
     if isinstance(replicates, bool) or not isinstance(replicates, int) or replicates < 1:
         raise InputError(f"replicates must be a positive integer, got {replicates!r}")
     config = init.config if init is not None else DeepRelaxConfig(**(architecture or {}))
-    train, val = split_pairs(pairs, val_fraction, train_config.seed)
+    train, val = random_split(pairs, val_fraction, train_config.seed, "pairs")
     task = DeepRelaxTask(train, val, config, batch_size=batch_size)
     elements = sorted({int(z) for p in train for z in p.relaxed.numbers})
     summaries = []
@@ -92,8 +76,6 @@ def train_deeprelax(
                 task,
                 member_config,
                 Path(out) / f"replicate_{t}",
-                model_name=MODEL_NAME,
-                model_config=config.to_dict(),
                 metadata=metadata,
                 progress=progress,
             )

@@ -6,7 +6,7 @@ are the *relaxed* structure, ``data["initial_positions"]`` (N, 3) and ``data["in
 two. So a teacher database from ``phonon_ref`` (CHGNet relaxations) and a synthetic one from
 :func:`build_synthetic_db` are read by the same :func:`pairs_from_db`.
 
-Synthetic pairs (issue 5, data (a)): a DFT-relaxed structure ρ is distorted into
+Synthetic pairs: a DFT-relaxed structure ρ is distorted into
 ρ̃ = exp(A) ρ — the lattice (and with it every fractional position) strained by exp(A), A a
 random symmetric 3 × 3 matrix with independent N(0, σ_A²) entries — plus Gaussian rattling of
 every Cartesian coordinate, N(0, σ_r²). The relaxed target is ρ itself.

@@ -1,4 +1,4 @@
-"""DeepRelax teacher pairs (issue 5, data (b)): prototype substitution relaxed by a teacher.
+"""DeepRelax teacher pairs: prototypes with substituted elements, relaxed by a teacher.
 
 No public unrelaxed → relaxed pairs are reachable here, so real relaxations are imitated the way
 the paper's X-Mn-O set was made: take a relaxed crystal as a *prototype*, replace elements by
@@ -21,7 +21,7 @@ keys: ``substitution`` ("Mg>Ca O>S"), ``prototype`` (formula), ``teacher_energy`
 ``data``: ``relax`` (converged, steps, fmax_reached), ``timings`` (s), ``teacher_version``.
 Relaxations that do not converge in ``max_steps`` are "failed" rows (not used for training).
 
-    python -m ase_cartnet.train.deeprelax_teacher ../shared/data/mp_20/val.csv.gz \\
+    ase-cartnet teacher-pairs ../shared/data/mp_20/val.csv.gz \\
         -o runs/deeprelax/teacher_train.db --max-atoms 12 --limit 400 --workers 1
 """
 
@@ -38,14 +38,7 @@ import numpy as np
 from ase import Atoms
 
 from ase_cartnet.errors import InputError
-from ase_cartnet.io.row_builder import (
-    BuildSummary,
-    as_items,
-    build_rows,
-    task_record,
-    teacher_row,
-    teacher_row_writer,
-)
+from ase_cartnet.io import row_builder
 from ase_cartnet.train.deeprelax_data import seed_for_key, storable_key
 
 DEFAULT_FMAX = 0.01
@@ -140,7 +133,7 @@ def process_pair(
     record with status "failed"). The record's ``initial`` is the *substituted* structure."""
     from phonon_ref.relax import load_and_relax
 
-    with task_record(source_id, atoms) as record:
+    with row_builder.task_record(source_id, atoms) as record:
         rng = np.random.default_rng(seed_for_key(source_id, settings.seed))
         initial, mapping = substitute(atoms, rng)
         record.update(substituted=initial, mapping=mapping, prototype=atoms.get_chemical_formula())
@@ -154,7 +147,7 @@ def _write_pair_row(db, record: dict[str, Any], settings: TeacherPairSettings, t
     initial = record.get("substituted")
     fallback = initial if initial is not None else record["initial"]
     atoms = record["atoms"] if record["status"] == "ok" else fallback
-    atoms, kvp, data = teacher_row(record, teacher, atoms)
+    atoms, kvp, data = row_builder.teacher_row(record, teacher, atoms)
     data.update(
         fmax=settings.fmax, fix_symmetry=settings.fix_symmetry, substitution_seed=settings.seed
     )
@@ -186,7 +179,7 @@ def build_teacher_pairs(
     progress: bool = True,
     substitutions: int = 1,
     keep_frames: int = 0,
-) -> BuildSummary:
+) -> row_builder.BuildSummary:
     """Substitute and relax every prototype (module docstring); one row each in ``out``.
 
     ``substitutions`` > 1 makes that many substituted versions of each prototype (ids
@@ -212,20 +205,20 @@ def build_teacher_pairs(
         n_threads=worker_threads,
         keep_frames=int(keep_frames),
     )
-    write_row = teacher_row_writer(
+    write_row = row_builder.teacher_row_writer(
         lambda: teacher_info(calculator, load_here=executor is None),
         lambda db, record, teacher: _write_pair_row(db, record, settings, teacher),
     )
 
     # ids as the pair reader stores them (ASE databases refuse strings that read as numbers);
     # substitution rounds interleave so that every prototype gets its first pattern first
-    prototypes = [(storable_key(sid), atoms) for sid, atoms in as_items(structures)]
+    prototypes = [(storable_key(sid), atoms) for sid, atoms in row_builder.as_items(structures)]
     items = [
         (sid if k == 0 else f"{sid}~s{k}", atoms)
         for k in range(max(1, int(substitutions)))
         for sid, atoms in prototypes
     ]
-    return build_rows(
+    return row_builder.build_rows(
         items,
         process_pair,
         settings,

@@ -97,13 +97,4 @@ def train_empnn(
         "val_ids_first": [c.key for c in val[:5]],
         "n_parameters": count_parameters(model),
     }
-    return fit(
-        model,
-        task,
-        train_config,
-        out,
-        model_name="empnn",
-        model_config=config.to_dict(),
-        metadata=meta,
-        progress=progress,
-    )
+    return fit(model, task, train_config, out, metadata=meta, progress=progress)
