@@ -14,6 +14,7 @@ from typing import Any
 
 from ase_cartnet.io.checkpoint import ENSEMBLE_KIND, export_weights, load_model, read_checkpoint
 from ase_cartnet.models.cartnet import CartNet, CartNetConfig, CartNetEnsemble
+from ase_cartnet.models.empnn import count_parameters
 
 KEEP_METADATA = (
     "data_source",
@@ -113,4 +114,49 @@ def export_property_model(
         config=config,
         metadata=loaded.metadata,
         card=full_card,
+    )
+
+
+EMPNN_KEEP = (
+    "data_source",
+    "n_train_structures",
+    "n_val_structures",
+    "elements",
+    "max_atoms",
+    "sigma",
+    "symmetric_noise",
+    "loss",
+    "batch_size",
+    "command",
+    "validation",
+    "epoch",
+    "train_config",
+    "n_parameters",
+)
+
+
+def export_empnn(
+    checkpoint: str | os.PathLike, weights_out: str | os.PathLike, card: dict[str, Any]
+) -> tuple[Path, Path]:
+    """Write ``checkpoint``'s weights (float32, no optimizer state) and the card beside them."""
+    loaded = load_model(checkpoint, "empnn")
+    model = loaded.model
+    metadata = {k: v for k, v in loaded.metadata.items() if k in EMPNN_KEEP}
+    full = {
+        **card,
+        "command": metadata.get("command", ""),
+        "sigma": metadata.get("sigma"),
+        "symmetric_noise": metadata.get("symmetric_noise"),
+        "loss": metadata.get("loss"),
+        "architecture": model.config.to_dict(),
+        "n_parameters": count_parameters(model),
+        "training": metadata,
+    }
+    return export_weights(
+        weights_out,
+        model,
+        kind="empnn",
+        config=model.config.to_dict(),
+        metadata=metadata,
+        card=full,
     )
