@@ -3,16 +3,54 @@
 from __future__ import annotations
 
 import math
+import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from ase import Atoms
 
-from ase_cartnet.errors import InputError
+from ase_cartnet.errors import AseCartnetError, BatchItemWarning, InputError
 
 MAX_ATOMIC_NUMBER = 118
 MIN_INTERATOMIC_DISTANCE = 0.5
 """Å. Closer atoms are treated as overlapping (two atoms at one position, a duplicated site)."""
+
+
+def as_atoms(structure: Any, what: str = "structure") -> Atoms:
+    """``structure`` as an ``ase.Atoms``: Atoms pass through (the same object), a pymatgen
+    ``Structure``/``Molecule`` is converted with pymatgen's ``AseAtomsAdaptor``; anything else
+    is an ``InputError`` naming ``what``."""
+    if isinstance(structure, Atoms):
+        return structure
+    if _is_pymatgen(structure):
+        from pymatgen.io.ase import AseAtomsAdaptor
+
+        return AseAtomsAdaptor.get_atoms(structure)
+    raise InputError(
+        f"{what}: expected an ase.Atoms or a pymatgen Structure, got {type(structure).__name__}"
+    )
+
+
+def _is_pymatgen(obj: Any) -> bool:
+    """A pymatgen Structure or Molecule, without importing pymatgen for other objects."""
+    module = type(obj).__module__ or ""
+    if not module.startswith("pymatgen."):
+        return False
+    from pymatgen.core import IStructure, Molecule
+
+    return isinstance(obj, IStructure | Molecule)
+
+
+def like_input(atoms: Atoms, original: Any) -> Any:
+    """``atoms`` returned in the type of ``original`` (a pymatgen Structure for a Structure)."""
+    if isinstance(original, Atoms) or not _is_pymatgen(original):
+        return atoms
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    if atoms.pbc.any():
+        return AseAtomsAdaptor.get_structure(atoms, cls=type(original))
+    return AseAtomsAdaptor.get_molecule(atoms, cls=type(original))
 
 
 def validate_structure(atoms: Any, *, require_pbc: bool = False) -> None:
@@ -107,3 +145,42 @@ def warn_untrained_elements(
 
         names = ", ".join(chemical_symbols[z] for z in unseen)
         warnings.warn(template.format(names=names), stacklevel=stacklevel)
+
+
+ERROR_POLICIES = ("raise", "skip")
+
+
+def prepare_items(
+    count: int,
+    prepare: Callable[[int], Any],
+    errors: str,
+    label: Callable[[int], str],
+) -> dict[int, Any]:
+    """``{k: prepare(k)}`` for the ``count`` items of a batch that the package can use.
+
+    An item whose ``prepare`` raises one of the package's own errors (``AseCartnetError``: bad
+    structure, temperature, file …) is named by ``label(k)`` (its index or file): with
+    ``errors="raise"`` the error is raised again with that name in front; with ``"skip"`` it is
+    left out and a ``BatchItemWarning`` names it, so the good items are kept. Other exceptions
+    (bugs) propagate unchanged.
+    """
+    if errors not in ERROR_POLICIES:
+        raise InputError(f"errors must be one of {ERROR_POLICIES}, got {errors!r}")
+    prepared: dict[int, Any] = {}
+    for k in range(count):
+        try:
+            prepared[k] = prepare(k)
+        except AseCartnetError as exc:
+            report_item_error(exc, label(k), errors)
+    return prepared
+
+
+def report_item_error(exc: AseCartnetError, name: str, errors: str) -> None:
+    """Raise ``exc`` again as ``"<name>: <message>"`` (``errors="raise"``; unchanged when
+    ``name`` is empty, a batch of one) or warn that the item was skipped (``"skip"``)."""
+    message = f"{name}: {exc}" if name else str(exc)
+    if errors == "raise":
+        if not name:
+            raise exc
+        raise type(exc)(message) from exc
+    warnings.warn(f"skipped {message}", BatchItemWarning, stacklevel=4)

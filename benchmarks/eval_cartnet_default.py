@@ -40,7 +40,9 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 DFT_TEMPERATURES = (100.0, 300.0, 600.0)
 
 
-def same_process_speed(calc: CartNetADP, structures: list[ADPStructure], n: int) -> dict:
+def same_process_speed(
+    calc: CartNetADP, structures: list[ADPStructure], n: int, teacher_name: str = "chgnet"
+) -> dict:
     """Teacher (relax + force constants + ADPs with CHGNet, phonon_ref's dataset pipeline, one
     thread) and CartNet (all temperatures of the structure in one call) timed on the same ``n``
     test structures in this process, interleaved: structures evenly spread over the test set
@@ -58,7 +60,7 @@ def same_process_speed(calc: CartNetADP, structures: list[ADPStructure], n: int)
     for k, i in enumerate(picks):
         s = structures[i]
         settings = DatasetSettings(
-            calculator="chgnet", temperatures=tuple(float(t) for t in s.temperatures),
+            calculator=teacher_name, temperatures=tuple(float(t) for t in s.temperatures),
             supercell=DEFAULT_MIN_LENGTH, mesh=DEFAULT_MESH_LENGTH, fmax=DEFAULT_FMAX,
             max_steps=DEFAULT_MAX_STEPS, displacement=DEFAULT_DISPLACEMENT, fix_symmetry=True,
             freq_min=DEFAULT_FREQ_MIN, imaginary_tol=DEFAULT_IMAGINARY_TOL,
@@ -81,6 +83,14 @@ def same_process_speed(calc: CartNetADP, structures: list[ADPStructure], n: int)
     teacher_total = sum(r["teacher_s"] for r in rows)
     model_total = sum(r["cartnet_s"] for r in rows)
     return {"structures": rows, "ratio": teacher_total / model_total}
+
+
+def test_teacher(db_path: str) -> str:
+    """The teacher name stored in the rows of a ``phonon_ref.build_dataset`` database."""
+    from ase.db import connect
+
+    with connect(db_path) as db:
+        return next(db.select(status="ok", limit=1)).teacher
 
 
 def isotropic_mean_baseline(train: list[ADPStructure], test: list[ADPStructure]):
@@ -194,6 +204,9 @@ def main() -> None:
     parser.add_argument(
         "--speed-structures", type=int, default=5, help="teacher re-run in this process (0: none)"
     )
+    parser.add_argument(
+        "--teacher", default=None, help="teacher of the speed test (default: the test set's)"
+    )
     args = parser.parse_args()
     # One thread for the model, as for the teacher: the speed ratio compares like with like (and
     # two threads on a two-core machine that is also running a generator oversubscribe it).
@@ -251,7 +264,12 @@ def main() -> None:
         "the times stored by the generation run (see the module docstring)",
     }
     if args.speed_structures > 0:
-        results["speed_same_process"] = same_process_speed(calc, test, args.speed_structures)
+        results["speed_same_process"] = same_process_speed(
+            calc,
+            test,
+            args.speed_structures,
+            teacher_name=args.teacher or test_teacher(args.test_db),
+        )
     if not args.skip_dft:
         results["dft_phonopy_examples"] = dft_examples(calc)
         rows = results["dft_phonopy_examples"]

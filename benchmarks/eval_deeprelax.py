@@ -43,6 +43,11 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--no-affine", action="store_true", help="start the solver at the input positions"
     )
+    parser.add_argument(
+        "--no-canonical",
+        action="store_true",
+        help="feed the model the input's own listing (origin, images, basis, order)",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     reports = {}
@@ -56,6 +61,7 @@ def main(argv=None) -> int:
             lr=args.lr,
             decay=args.decay,
             affine=not args.no_affine,
+            canonical=not args.no_canonical,
         )
         reports[Path(path).name] = report
         print(format_table(Path(path).name, report))

@@ -5,7 +5,7 @@
    default CartNet weights (or ``--checkpoint``): a CIF with the aniso loop and an ORTEP-style
    plot.
 2. Compute the harmonic reference for the same structure with ``phonon_ref`` (CartNet paper
-   eqns 2–3) and the CHGNet teacher that labelled the default model's training data — relaxed,
+   eqns 2–3) and the SevenNet-0 teacher that labelled the default model's training data — relaxed,
    force constants through phonopy, the same settings as the training labels — and print the
    comparison (per-atom U_eq, MAE, S12, IoU) and the two run times; write an overlay plot.
 3. Read a bundled experimental CIF (L-alanine, 100 K), expand it to the full cell with every
@@ -26,6 +26,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+TEACHER = "sevennet"
+"""The teacher of the default weights' training labels (SevenNet-0, in the teacher extra)."""
 
 
 def cartnet_part(out: Path, checkpoint: str | None):
@@ -61,15 +64,15 @@ def reference_part(atoms, u_pred, cartnet_seconds: float, out: Path) -> None:
     temperature = atoms.info["temperature"]
     try:
         start = time.perf_counter()
-        relaxed = relax(atoms, "chgnet").atoms
-        reference = PhononReference(relaxed, calculator="chgnet", progress=False)
+        relaxed = relax(atoms, TEACHER).atoms
+        reference = PhononReference(relaxed, calculator=TEACHER, progress=False)
         u_ref = reference.adps(temperature)
         seconds = time.perf_counter() - start
     except ValueError as exc:  # the teacher extra is not installed
         print(f"[2] phonon_ref reference skipped: {exc}")
         return
     print(
-        f"[2] phonon_ref (CHGNet teacher: relaxed, {len(reference.phonopy.supercell)}-atom "
+        f"[2] phonon_ref (SevenNet-0 teacher: relaxed, {len(reference.phonopy.supercell)}-atom "
         f"supercell, {reference.n_force_calls} force calls) at {temperature:g} K, "
         f"{seconds:.1f} s including the teacher's loading — {seconds / cartnet_seconds:.0f}× "
         "CartNet's time:"

@@ -5,15 +5,20 @@ Names understood by :func:`get_calculator`:
 ========================  ==================================================================
 ``"emt"``                 ASE's EMT (Al, Cu, Ag, Au, Ni, Pd, Pt; H, C, N, O only for tests).
                           A toy model: good for fast tests, not for physics.
-``"chgnet"``              CHGNet (pretrained 0.3.0 model, CPU), the optional ``teacher``
+``"chgnet"``              CHGNet (pretrained 0.3.0 model), the optional ``teacher``
                           extra (``pip install ase-cartnet[teacher]``). Its weights ship
                           inside the ``chgnet`` wheel; nothing is downloaded.
+``"sevennet"``            SevenNet-0 (11Jul2024, trained on MPtrj), ``teacher`` extra; its
+                          weights ship inside the ``sevenn`` wheel.
+``"sevennet-l3i5"``       SevenNet-l3i5 (l_max 3, 5 interaction layers, MPtrj), same wheel.
+``"sevennet-mf-mpa"``     SevenNet-MF-0's MPtrj+sAlex fidelity (``modal="mpa"``), same wheel.
 ``"package.module:name"`` ``name()`` from an importable module, called without arguments;
                           it must return an ASE calculator.
 ========================  ==================================================================
 
-Loaded models are cached per thread (so a process or dask worker loads CHGNet once, and two
-threads never share one calculator's mutable state).
+Loaded models are cached per thread and device (so a process or dask worker loads CHGNet once,
+and two threads never share one calculator's mutable state). ``device`` ("cpu", "cuda",
+"cuda:1") places the ML potentials; EMT and custom factories ignore it.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import importlib
 import os
 import sys
 import threading
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -37,27 +43,57 @@ _LOAD_LOCK = threading.Lock()
 _CONFIGURED = False  # configure_worker ran in this process
 
 
-def _emt() -> BaseCalculator:
+def _emt(device: str = "cpu") -> BaseCalculator:
     from ase.calculators.emt import EMT
 
     return EMT()
 
 
-def _chgnet() -> BaseCalculator:
+def _missing_teacher(name: str, package: str, exc: ImportError) -> InputError:
+    return InputError(
+        f"calculator {name!r} needs the optional teacher extra: "
+        f"pip install 'ase-cartnet[teacher]' (or pip install {package}) ({exc})"
+    )
+
+
+def _chgnet(device: str = "cpu") -> BaseCalculator:
     try:
         from chgnet.model import CHGNet
 
         from phonon_ref.chgnet_teacher import CHGNetTeacher
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise InputError(
-            "calculator 'chgnet' needs the optional teacher extra: "
-            "pip install 'ase-cartnet[teacher]' (or pip install chgnet)"
-        ) from exc
-    model = CHGNet.load(use_device="cpu", verbose=False)
-    return CHGNetTeacher(model=model, use_device="cpu", on_isolated_atoms="ignore")
+        raise _missing_teacher("chgnet", "chgnet", exc) from exc
+    model = CHGNet.load(use_device=device, verbose=False)
+    return CHGNetTeacher(model=model, use_device=device, on_isolated_atoms="ignore")
 
 
-_FACTORIES = {"emt": _emt, "chgnet": _chgnet}
+_SEVENNET_MODELS = {
+    "sevennet": ("7net-0", None),
+    "sevennet-l3i5": ("7net-l3i5", None),
+    "sevennet-mf-mpa": ("7net-mf-0", "mpa"),
+}
+
+
+def _sevennet(name: str):
+    model, modal = _SEVENNET_MODELS[name]
+
+    def factory(device: str = "cpu") -> BaseCalculator:
+        try:
+            from sevenn.calculator import SevenNetCalculator
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise _missing_teacher(name, "sevenn", exc) from exc
+        with warnings.catch_warnings():  # e3nn's and torch's deprecation chatter at load
+            warnings.simplefilter("ignore")
+            return SevenNetCalculator(model=model, modal=modal, device=device)
+
+    return factory
+
+
+_FACTORIES = {
+    "emt": _emt,
+    "chgnet": _chgnet,
+    **{name: _sevennet(name) for name in _SEVENNET_MODELS},
+}
 
 
 def _factory(spec: str):
@@ -75,15 +111,18 @@ def _factory(spec: str):
             raise InputError(f"calculator {spec!r}: {module_name} has no callable {attr!r}")
         return factory
     raise InputError(
-        f"unknown calculator {spec!r}; use 'emt', 'chgnet' or 'package.module:factory'"
+        f"unknown calculator {spec!r}; use one of {', '.join(map(repr, _FACTORIES))} "
+        "or 'package.module:factory'"
     )
 
 
-def get_calculator(spec: str | BaseCalculator, *, cached: bool = True) -> BaseCalculator:
+def get_calculator(
+    spec: str | BaseCalculator, *, cached: bool = True, device: str = "cpu"
+) -> BaseCalculator:
     """An ASE calculator for ``spec`` (a name, see the module docstring, or a calculator).
 
-    A calculator object is returned as it is. A name is resolved once per thread and reused
-    (``cached=False`` builds a fresh one).
+    A calculator object is returned as it is. A name is resolved once per thread and device and
+    reused (``cached=False`` builds a fresh one); ``device`` places the ML potentials.
     """
     global _LOAD_COUNT
     if isinstance(spec, BaseCalculator):
@@ -92,10 +131,11 @@ def get_calculator(spec: str | BaseCalculator, *, cached: bool = True) -> BaseCa
         raise InputError(f"calculator must be a name or an ASE calculator, got {type(spec)}")
     cache: dict[str, BaseCalculator] = getattr(_LOCAL, "calculators", None) or {}
     _LOCAL.calculators = cache
-    key = calculator_label(spec)
+    key = f"{calculator_label(spec)}@{device}"
     if cached and key in cache:
         return cache[key]
-    calc = _factory(spec)()
+    factory = _factory(spec)
+    calc = factory(device) if spec.strip().lower() in _FACTORIES else factory()
     if not isinstance(calc, BaseCalculator):
         raise InputError(f"calculator {spec!r} did not return an ASE calculator: {calc!r}")
     with _LOAD_LOCK:
@@ -150,6 +190,11 @@ def calculator_info(spec: str | BaseCalculator) -> dict[str, Any]:
         calc = get_calculator("chgnet")
         model_version = getattr(getattr(calc, "model", None), "version", None)
         version = f"chgnet {chgnet.__version__}, model {model_version}"
+    elif label in _SEVENNET_MODELS:
+        import sevenn
+
+        model, modal = _SEVENNET_MODELS[label]
+        version = f"sevenn {sevenn.__version__}, model {model}" + (f" ({modal})" if modal else "")
     elif label == "emt":
         import ase
 

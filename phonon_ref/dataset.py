@@ -74,6 +74,7 @@ class DatasetSettings:
     require_converged: bool
     n_threads: int | None
     cache_dir: str | None = None
+    device: str = "cpu"
 
 
 def process_structure(
@@ -107,6 +108,12 @@ def process_structure(
         result = ref.run(settings.temperatures)
         extrapolated = ref.run_extrapolated(settings.temperatures) if result.is_stable else None
         record["timings"]["adps"] = time.perf_counter() - t2
+        if result.is_stable and not _positive_definite(result.u_cart):
+            # e.g. a teacher that sees no interaction (zero forces: every mode skipped, U = 0)
+            raise RuntimeError(
+                "harmonic ADPs are not positive definite (no vibrational mode above freq_min "
+                f"for some atom; max frequency {result.max_frequency:.3g} THz)"
+            )
         record.update(
             status="ok" if result.is_stable else "unstable",
             adps=result.u_cart,
@@ -120,6 +127,11 @@ def process_structure(
             mesh=ref.mesh_numbers(),
         )
     return record
+
+
+def _positive_definite(u: np.ndarray) -> bool:
+    """Every 3×3 block of ``u`` (..., 3, 3) has only positive eigenvalues."""
+    return bool(np.all(np.linalg.eigvalsh(np.asarray(u, dtype=float)) > 0))
 
 
 def _write_row(db, record: dict[str, Any], settings: DatasetSettings, teacher: dict) -> None:
@@ -175,6 +187,7 @@ def build_dataset(
     worker_threads: int | None = 1,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    device: str = "cpu",
 ) -> row_builder.BuildSummary:
     """Relax every structure with the teacher, compute harmonic ADPs, store one row each.
 
@@ -194,6 +207,8 @@ def build_dataset(
         fix_symmetry: keep the space group during relaxation (FixSymmetry, symprec 1e-3 Å).
         retry_failed: also redo ids whose row says "failed" (the old row is replaced).
         worker_threads: torch/BLAS threads inside each worker *process* (not applied in-process).
+        device: where the teacher runs ("cpu", "cuda"); several worker processes may share one
+            GPU.
         cache_dir: keep every structure's force constants there (phonopy yaml, ~0.1–1 MB each), so
             other meshes, temperatures or imaginary-mode tolerances cost no force call later.
 
@@ -217,6 +232,7 @@ def build_dataset(
         require_converged=bool(require_converged),
         n_threads=worker_threads,
         cache_dir=None if cache_dir is None else str(cache_dir),
+        device=str(device),
     )
     write_row = row_builder.teacher_row_writer(
         lambda: teacher_info(calculator, load_here=executor is None),

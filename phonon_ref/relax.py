@@ -166,12 +166,12 @@ def load_and_relax(
     atoms: Atoms, settings, record: dict, parent_pid: int, **options
 ) -> tuple[BaseCalculator, Relaxation]:
     """One teacher task's start, in its worker: threads as ``settings.n_threads``, the teacher
-    ``settings.calculator`` loaded (``timings["load"]``, s), then :func:`relax_into_record` with
-    ``settings.fmax`` (eV/Å), ``max_steps``, ``fix_symmetry`` and ``options``. Returns the
-    teacher and the relaxation."""
+    ``settings.calculator`` loaded on ``settings.device`` (``timings["load"]``, s), then
+    :func:`relax_into_record` with ``settings.fmax`` (eV/Å), ``max_steps``, ``fix_symmetry``
+    and ``options``. Returns the teacher and the relaxation."""
     started = time.perf_counter()
     configure_worker(parent_pid, settings.n_threads)
-    calc = get_calculator(settings.calculator)
+    calc = get_calculator(settings.calculator, device=settings.device)
     record["timings"]["load"] = time.perf_counter() - started
     relaxation = relax_into_record(
         atoms,

@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "ase_cartnet.benchmarking",
         ),
     ),
-    ("adp", ("ase_cartnet.adp", "ase_cartnet.symmetry")),
+    ("adp", ("ase_cartnet.adp", "ase_cartnet.symmetry", "ase_cartnet.canonical_cell")),
     ("graph", ("ase_cartnet.graph", "ase_cartnet.validation", "ase_cartnet.hydrogen")),
     ("models", ("ase_cartnet.models",)),
     ("io", ("ase_cartnet.io", "ase_cartnet.plot")),

@@ -389,6 +389,77 @@ def test_adapter_mutates_in_place_unwraps_filters_and_writes_trajectory(trained,
     assert DeepRelax(atoms, model=trained["weights"], threshold=0.0, logfile=None).run() is False
 
 
+def test_adapter_behaves_like_an_ase_optimizer(trained, tmp_path):
+    """``with``, an open Trajectory, ``attach``, ``irun``, ``run(fmax, steps)``; a second run
+    changes nothing; ``steps=0`` takes no step."""
+    from ase.filters import UnitCellFilter
+    from ase.io import Trajectory, read
+
+    from ase_cartnet import DeepRelax
+
+    atoms = synthetic_pairs([bulk("NaCl", "rocksalt", a=5.64)], seed=4)[0].initial
+    before = atoms.copy()
+    calls = []
+    with (
+        Trajectory(tmp_path / "t.traj", "w") as traj,
+        DeepRelax(
+            UnitCellFilter(atoms), model=trained["weights"], trajectory=traj, logfile=None
+        ) as opt,
+    ):
+        opt.attach(lambda: calls.append(opt.nsteps))
+        assert opt.run(steps=0) is False and opt.nsteps == 0
+        np.testing.assert_array_equal(atoms.positions, before.positions)
+        assert list(opt.irun(fmax=0.05)) == [False, True]
+        relaxed = atoms.copy()
+        assert opt.run(fmax=0.01, steps=10) is True and opt.nsteps == 1  # idempotent
+    np.testing.assert_array_equal(atoms.positions, relaxed.positions)
+    np.testing.assert_array_equal(atoms.cell[:], relaxed.cell[:])
+    assert calls == [0, 1]
+    frames = read(tmp_path / "t.traj", ":")
+    assert len(frames) == 2 and np.allclose(frames[1].cell[:], relaxed.cell[:])
+
+
+def test_relax_many_takes_structures_and_skips_bad_items(trained):
+    from pymatgen.core import Structure
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    from ase_cartnet import DeepRelax
+    from ase_cartnet.errors import BatchItemWarning
+
+    atoms = synthetic_pairs([bulk("Si", "diamond", a=5.43)], seed=3)[0].initial
+    structure = AseAtomsAdaptor.get_structure(atoms)
+    bad = Atoms("Cu", cell=np.eye(3) * 4, pbc=False)
+    with pytest.warns(BatchItemWarning, match="structure 1"):
+        out = DeepRelax.relax_many(
+            [structure, bad, atoms], model=trained["weights"], errors="skip", dtype=torch.float64
+        )
+    assert isinstance(out[0].atoms, Structure) and out[1] is None
+    assert isinstance(out[2].atoms, Atoms)
+    np.testing.assert_allclose(out[0].atoms.lattice.matrix, out[2].atoms.cell[:], atol=1e-8)
+    np.testing.assert_allclose(out[0].atoms.cart_coords, out[2].atoms.positions, atol=1e-8)
+    with pytest.raises(InputError, match="structure 1"):
+        DeepRelax.relax_many([atoms, bad], model=trained["weights"])
+    with pytest.raises(InputError, match="errors must be"):
+        DeepRelax.relax_many([atoms], model=trained["weights"], errors="ignore")
+
+
+def test_overlapping_prediction_falls_back_to_the_input():
+    """A prediction that puts atoms < 0.5 Å apart is never trusted: the input is returned."""
+    from ase_cartnet.calculators.deeprelax import predict
+
+    model = _random_model(seed=3)
+    with torch.no_grad():  # a lattice head that halves a and stretches b, c: L̂ = (I + M) L
+        model.lattice_out[2].weight.zero_()
+        model.lattice_out[2].bias.copy_(torch.tensor([-0.5, 0, 0, 0, 0.5, 0, 0, 0, 0.5]))
+    ensemble = DeepRelaxEnsemble.from_members([model]).double()
+    atoms = Atoms("H2", positions=[[0.2, 0.3, 0.1], [1.1, 0.3, 0.1]], cell=np.eye(3) * 4, pbc=True)
+    with pytest.warns(UserWarning, match="apart"):  # 0.9 Å along a becomes 0.45 Å
+        (result,) = predict(ensemble, [atoms], threshold=1e9, steps=0)
+    assert result.uncertainty.trusted is False
+    np.testing.assert_array_equal(result.atoms.positions, atoms.positions)
+    np.testing.assert_array_equal(result.atoms.cell[:], atoms.cell[:])
+
+
 def test_relax_many_matches_single_runs_and_executor(trained):
     from concurrent.futures import ThreadPoolExecutor
 
@@ -413,24 +484,31 @@ def test_relax_many_matches_single_runs_and_executor(trained):
         assert np.allclose(x.atoms.positions, y.atoms.positions, atol=1e-8)
 
 
-def test_cli_relax_writes_vasp_and_never_overwrites(trained, tmp_path):
+def test_cli_relax_writes_the_format_its_name_says_and_never_overwrites(trained, tmp_path):
     from ase.io import read, write
 
     from ase_cartnet.cli import main
 
+    w = ["--checkpoint", str(trained["weights"]), "--threads", "1"]
     poscar = tmp_path / "POSCAR"
     write(
         poscar, synthetic_pairs([bulk("Si", "diamond", a=5.43)], seed=1)[0].initial, format="vasp"
     )
-    assert (
-        main(["relax", str(poscar), "--checkpoint", str(trained["weights"]), "--threads", "1"]) == 0
-    )
-    out = read(tmp_path / "POSCAR.prerelaxed", format="vasp")
+    assert main(["relax", str(poscar), *w]) == 0
+    out = read(tmp_path / "POSCAR_prerelaxed.vasp")  # ase.io.read can tell the format
     assert len(out) == 2
-    assert (
-        main(["relax", str(poscar), "-o", str(poscar), "--checkpoint", str(trained["weights"])])
-        == 2
-    )
+    cif = tmp_path / "si.cif"
+    write(cif, synthetic_pairs([bulk("NaCl", "rocksalt", a=5.64)], seed=2)[0].initial)
+    assert main(["relax", str(poscar), "-o", str(tmp_path / "b.cif"), *w]) == 0
+    assert (tmp_path / "b.cif").read_text().lstrip().startswith(("data_", "#"))  # a CIF
+    assert len(read(tmp_path / "b.cif")) == 2
+    assert main(["relax", str(cif), str(poscar), str(tmp_path / "missing.cif"), *w]) == 2
+    assert len(read(tmp_path / "si_prerelaxed.cif")) == 2  # the good inputs were written
+    before = poscar.read_bytes()
+    assert main(["relax", str(poscar), "-o", str(poscar), *w]) == 2
+    assert main(["relax", str(poscar), "-o", str(tmp_path / "x.prerelaxed"), *w]) == 2
+    assert main(["relax", str(poscar), str(cif), "-o", str(tmp_path / "y.cif"), *w]) == 2
+    assert poscar.read_bytes() == before
 
 
 def test_bad_inputs(trained, tmp_path):
@@ -482,3 +560,50 @@ def test_shipped_weights_load_offline():
     assert opt.threshold is not None
     opt.run()
     assert np.linalg.det(atoms.cell[:]) > 0
+
+
+def test_canonical_listing_is_bitwise_the_same_for_every_way_of_writing_a_crystal():
+    """Translation, another image, another basis, a permutation and a rotation give bitwise the
+    same canonical crystal; mapping the canonical atoms back returns the input (1e-8 Å)."""
+    from ase_cartnet.canonical_cell import canonical_listing
+
+    atoms = _crystal(6)
+    ref = canonical_listing(atoms)
+    translated = atoms.copy()
+    translated.translate([0.3, -2.1, 4.4])
+    imaged = atoms.copy()
+    imaged.positions[2] += 2 * atoms.cell[1] - atoms.cell[0]
+    rebased = atoms.copy()
+    rebased.set_cell(np.array([[1, 2, 0], [0, 1, 0], [-1, 1, 1]]) @ atoms.cell[:])
+    rotated = _transform(atoms, _orthogonal(4, reflect=False), np.zeros(3))
+    for other in (translated, imaged, rebased, atoms[[3, 1, 0, 2]], rotated):
+        c = canonical_listing(other)
+        assert np.array_equal(c.atoms.positions, ref.atoms.positions)
+        assert np.array_equal(c.atoms.cell[:], ref.atoms.cell[:])
+        assert np.array_equal(c.atoms.numbers, ref.atoms.numbers)
+    back = ref.positions_to_input(ref.atoms.positions, ref.atoms.cell[:])
+    np.testing.assert_allclose(back, atoms.positions, atol=1e-8)
+    np.testing.assert_allclose(ref.cell_to_input(ref.atoms.cell[:]), atoms.cell[:], atol=1e-8)
+
+
+def test_canonical_listing_carries_a_relaxed_partner_both_ways():
+    from ase_cartnet.canonical_cell import canonical_listing
+
+    pair = synthetic_pairs([_crystal(7)], seed=5)[0]
+    listing = canonical_listing(pair.initial)
+    carried = listing.carry(pair.relaxed)
+    np.testing.assert_array_equal(carried.numbers, listing.atoms.numbers)
+    np.testing.assert_allclose(
+        listing.cell_to_input(carried.cell[:]), pair.relaxed.cell[:], atol=1e-9
+    )
+    np.testing.assert_allclose(
+        listing.positions_to_input(carried.positions, carried.cell[:]),
+        pair.relaxed.positions,
+        atol=1e-9,
+    )
+    order = listing.order  # the same crystal: distances between the same atoms agree
+    np.testing.assert_allclose(
+        carried.get_all_distances(mic=True),
+        pair.relaxed[order].get_all_distances(mic=True),
+        atol=1e-9,
+    )

@@ -1,7 +1,8 @@
-"""DeepRelax as a one-shot pre-relaxer shaped like an ASE optimizer (DeepRelax paper, section 4).
+"""DeepRelax as a one-shot pre-relaxer and ASE optimizer (an ``ase.optimize`` ``Dynamics``;
+DeepRelax paper, section 4).
 
->>> opt = DeepRelax(atoms, trajectory="prerelax.traj")
->>> trusted = opt.run()        # positions and cell replaced in place, one shot
+>>> with DeepRelax(atoms, trajectory="prerelax.traj") as opt:
+...     trusted = opt.run()    # positions and cell replaced in place, one step
 >>> opt.uncertainty.global_uncertainty, opt.uncertainty.bond_uncertainty
 
 The ensemble predicts the relaxed interatomic distances (periodic edges), the distances from
@@ -22,21 +23,21 @@ molecules, surfaces, amorphous or very large cells and elements not in MP-20.
 from __future__ import annotations
 
 import os
-import sys
 import time
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, fields
 from typing import IO, Any
 
 import numpy as np
 import torch
 from ase import Atoms
+from ase.optimize.optimize import DEFAULT_MAX_STEPS, Dynamics
 
+from ase_cartnet.canonical_cell import canonical_listing
 from ase_cartnet.errors import InputError
-from ase_cartnet.graph.neighbours import batch_graphs
+from ase_cartnet.graph.neighbours import batch_graphs, closest_pairs
 from ase_cartnet.models.deeprelax import (
     DeepRelaxEnsemble,
     DeepRelaxModel,
@@ -49,7 +50,14 @@ from ase_cartnet.models.deeprelax_solver import (
     solve_positions,
 )
 from ase_cartnet.symmetry import symmetrize_like
-from ase_cartnet.validation import validate_structure, warn_untrained_elements
+from ase_cartnet.validation import (
+    MIN_INTERATOMIC_DISTANCE,
+    as_atoms,
+    like_input,
+    prepare_items,
+    validate_structure,
+    warn_untrained_elements,
+)
 
 MIN_VOLUME_RATIO = 0.2
 """A predicted cell with det(L̂) below this fraction of the input volume (or not right-handed)
@@ -131,7 +139,7 @@ def _resolve_model(model, dtype: torch.dtype) -> tuple[DeepRelaxEnsemble, dict[s
 
 
 # --------------------------------------------------------------------------------------------
-# prediction (shared by DeepRelax.run, relax_many, the CLI and the benchmark)
+# prediction (shared by DeepRelax.run, relax_many, the CLI and the benchmarks)
 # --------------------------------------------------------------------------------------------
 
 
@@ -143,7 +151,8 @@ def _unwrap(atoms: Any) -> Atoms:
     if isinstance(inner, Atoms):
         return inner
     raise InputError(
-        f"expected an ase.Atoms or an ASE Filter around one, got {type(atoms).__name__}"
+        f"expected an ase.Atoms or an ASE Filter around one, got {type(atoms).__name__} "
+        "(pymatgen Structures: DeepRelax.relax_many)"
     )
 
 
@@ -173,11 +182,29 @@ def predict(
     affine: bool = True,
     recentre: bool = True,
     symmetrize: bool = False,
+    canonical: bool = True,
+    progress: bool = False,
 ) -> list[DeepRelaxResult]:
     """Pre-relaxed copies of ``structures`` (inputs untouched), in batches of ``batch_size``:
     ensemble forward pass, then the EDG solver on d̄ ± mean exp(û) with the mean lattice,
     started (``affine``) from the input's fractional coordinates in the predicted lattice
     (:func:`~ase_cartnet.models.deeprelax_solver.affine_start`), else from the input positions.
+
+    ``canonical``: the model sees each crystal in its canonical listing
+    (:mod:`ase_cartnet.canonical_cell`: Niggli basis, standard orientation, an origin that moves
+    with the atoms, wrapped images, sorted atoms) and the prediction is carried back to the
+    input's listing. The model's cell-offset encoding reads the listing, so without it another
+    origin, periodic image or cell basis of the same crystal changes the answer (listing one
+    atom of a rattled crystal at another image changed the predicted volume by up to 11 %).
+    With it, permuting or rotating the input, listing other images or choosing another basis
+    re-expresses the same prediction (to round-off), and translating the input by t gives the
+    same relaxed crystal moved by t L⁻¹L̂: the cell deforms about the Cartesian origin, as in
+    ASE's cell filters and the teacher relaxations the coordinates are scored against.
+
+    Each structure goes through the model alone (the solver is batched): a batched matrix
+    product rounds a structure's features differently with other rows beside it, and the
+    solver's constant-step Adam amplifies a 1e-7 difference into several 0.01 Å; so a
+    structure's answer never depends on its neighbours in a batch.
 
     ``recentre``: subtract each structure's mean displacement of the solve (solved − start).
     The hinge loss leaves the common translation free within the bounds exp(û) of the
@@ -187,7 +214,12 @@ def predict(
     ``symmetrize``: impose each input's space group on its prediction
     (:func:`ase_cartnet.symmetry.symmetrize_like`; a relaxation keeps the symmetry it starts
     with, the solver's small errors do not). Not in the paper: off here (the model's raw
-    output), on by default in the :class:`DeepRelax` adapter and ``relax_many``."""
+    output), on by default in the :class:`DeepRelax` adapter and ``relax_many``.
+
+    ``progress``: a tqdm progress bar over the structures (stderr).
+
+    A prediction with two atoms closer than ``MIN_INTERATOMIC_DISTANCE`` (0.5 Å) is refused
+    with a warning: the result is the unchanged input, marked untrusted."""
     from ase_cartnet.graph.deeprelax import deeprelax_graph
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -200,14 +232,19 @@ def predict(
         elements,
         "elements not in the DeepRelax training data: {names}; expect a poor prediction",
     )
+    from tqdm.auto import tqdm
+
     dtype = next(ensemble.parameters()).dtype
     results: list[DeepRelaxResult] = []
-    for start in range(0, len(structures), batch_size):
-        chunk = structures[start : start + batch_size]
-        graphs = [deeprelax_graph(a, ensemble.config, dtype) for a in chunk]
-        batch = batch_graphs(graphs)
+    bar = tqdm(total=len(structures), unit="structure", desc="DeepRelax", disable=not progress)
+    for first in range(0, len(structures), batch_size):
+        chunk = structures[first : first + batch_size]
+        listings = [canonical_listing(a) if canonical else None for a in chunk]
+        seen = [a if c is None else c.atoms for a, c in zip(chunk, listings, strict=True)]
+        graphs = [deeprelax_graph(a, ensemble.config, dtype) for a in seen]
         with torch.no_grad():
-            out = ensemble(batch)
+            out = _concatenate([ensemble(batch_graphs([g])) for g in graphs])
+        batch = batch_graphs(graphs)
         start = affine_start(batch.pos, batch.cell, out.lattice, batch.batch) if affine else None
         solved = solve_positions(
             batch.pos,
@@ -232,55 +269,88 @@ def predict(
                 0, batch.batch, positions - origin
             ) / torch.bincount(batch.batch).unsqueeze(-1).to(positions.dtype)
             positions = positions - drift.index_select(0, batch.batch)
-        chunk_results = _split(chunk, batch, out, positions, threshold)
-        if symmetrize:
-            for result, atoms in zip(chunk_results, chunk, strict=True):
-                result.atoms = symmetrize_like(result.atoms, atoms)[0]
-        results.extend(chunk_results)
+        for g, result in enumerate(_split(chunk, seen, listings, batch, out, positions, threshold)):
+            if symmetrize:
+                result.atoms = symmetrize_like(result.atoms, chunk[g])[0]
+            _refuse_overlaps(result, chunk[g], first + g)
+            results.append(result)
+        bar.update(len(chunk))
+    bar.close()
     return results
 
 
-def _split(chunk, batch, out: EnsembleOutput, positions, threshold) -> list[DeepRelaxResult]:
+def _concatenate(outputs: list[EnsembleOutput]) -> EnsembleOutput:
+    """The outputs of structures run one at a time, as if they had been one batch."""
+    return EnsembleOutput(
+        **{f.name: torch.cat([getattr(o, f.name) for o in outputs]) for f in fields(EnsembleOutput)}
+    )
+
+
+def _refuse_overlaps(result: DeepRelaxResult, atoms: Atoms, index: int) -> None:
+    """Replace a prediction that puts atoms on top of each other by the input (untrusted)."""
+    new = result.atoms
+    close = closest_pairs(new.positions, new.cell[:], True, MIN_INTERATOMIC_DISTANCE)
+    if not len(close):
+        return
+    i, j, d = close[0]
+    warnings.warn(
+        f"DeepRelax put atoms {int(i)} and {int(j)} of structure {index} "
+        f"({atoms.get_chemical_formula()}) {d:.2f} Å apart (< {MIN_INTERATOMIC_DISTANCE} Å); "
+        "the input structure is kept and the prediction is not trusted",
+        stacklevel=4,
+    )
+    kept = atoms.copy()
+    kept.calc = None
+    result.atoms = kept
+    result.uncertainty.trusted = False
+
+
+def _split(chunk, seen, listings, batch, out: EnsembleOutput, positions, threshold):
+    """One :class:`DeepRelaxResult` per structure, in the input's listing."""
     results = []
     edge_graph = batch.batch[batch.edge_index[1]].numpy()
     ptr = batch.ptr.numpy()
     pos = positions.double().numpy()
     lattices = out.lattice.double().numpy()
-    for g, atoms in enumerate(chunk):
-        sel = edge_graph == g
+    for g, (atoms, model_atoms, listing) in enumerate(zip(chunk, seen, listings, strict=True)):
+        sel = torch.as_tensor(edge_graph == g)
         cell = lattices[g]
-        old_volume = abs(float(np.linalg.det(atoms.cell[:])))
+        old_volume = abs(float(np.linalg.det(model_atoms.cell[:])))
         cell_ok = float(np.linalg.det(cell)) > MIN_VOLUME_RATIO * old_volume
-        new = atoms.copy()
-        new.calc = None
-        if cell_ok:
-            new.set_cell(cell, scale_atoms=False)
-        else:
+        if not cell_ok:
             warnings.warn(
                 f"DeepRelax predicted a degenerate or left-handed cell for "
                 f"{atoms.get_chemical_formula()}; the input cell is kept",
                 stacklevel=4,
             )
-        new.set_positions(pos[ptr[g] : ptr[g + 1]])
-        aleatoric = float(out.aleatoric[g])
-        epistemic = float(out.epistemic[g])
+            cell = np.asarray(model_atoms.cell[:], dtype=np.float64)
+        solved = pos[ptr[g] : ptr[g + 1]]
+        index = batch.edge_index[:, sel].numpy().T[:, ::-1] - ptr[g]  # (i, j) rows
+        shift = np.rint(batch.cell_shift[sel].numpy()).astype(np.int64)
+        new = atoms.copy()
+        new.calc = None
+        if listing is None:
+            new.set_cell(cell, scale_atoms=False)
+            new.set_positions(solved)
+        else:
+            new.set_cell(listing.cell_to_input(cell), scale_atoms=False)
+            new.set_positions(listing.positions_to_input(solved, cell))
+            index, shift = listing.edges_to_input(index, shift)
         total = float(out.global_[g])
-        b_alea = out.scale[torch.as_tensor(sel)].double().numpy()
-        b_epi = np.sqrt(out.variance[torch.as_tensor(sel)].double().numpy())
-        index = batch.edge_index[:, torch.as_tensor(sel)].numpy() - ptr[g]
-        trusted = cell_ok and (threshold is None or total < threshold)
+        b_alea = out.scale[sel].double().numpy()
+        b_epi = np.sqrt(out.variance[sel].double().numpy())
         uncertainty = DeepRelaxUncertainty(
             global_uncertainty=total,
-            aleatoric=aleatoric,
-            epistemic=epistemic,
-            bond_index=np.stack([index[1], index[0]], axis=1),
-            bond_shift=np.rint(batch.cell_shift[torch.as_tensor(sel)].numpy()).astype(np.int64),
-            bond_length=out.distance[torch.as_tensor(sel)].double().numpy(),
+            aleatoric=float(out.aleatoric[g]),
+            epistemic=float(out.epistemic[g]),
+            bond_index=np.ascontiguousarray(index),
+            bond_shift=shift,
+            bond_length=out.distance[sel].double().numpy(),
             bond_aleatoric=b_alea,
             bond_epistemic=b_epi,
             bond_uncertainty=np.sqrt(b_alea**2 + b_epi**2),
             threshold=threshold,
-            trusted=bool(trusted),
+            trusted=bool(cell_ok and (threshold is None or total < threshold)),
         )
         results.append(DeepRelaxResult(new, uncertainty))
     return results
@@ -297,106 +367,148 @@ def _relax_chunk(structures, model, settings) -> list[DeepRelaxResult]:
 
 
 # --------------------------------------------------------------------------------------------
-# the optimizer-like adapter
+# the ASE optimizer
 # --------------------------------------------------------------------------------------------
 
 
-class DeepRelax:
-    """One-shot pre-relaxation of a crystal, used like an ASE optimizer.
+class DeepRelax(Dynamics):
+    """One-shot pre-relaxation of a crystal as an ASE optimizer (``ase.optimize`` ``Dynamics``).
+
+    Used like ``BFGS``: ``with DeepRelax(atoms, trajectory="pre.traj") as opt: opt.run()``;
+    ``attach``, ``irun``, ``logfile``, ``trajectory`` (a file name or an open ``Trajectory``)
+    and Filters behave as there. There are no forces: the one step predicts the relaxed
+    structure and the run has converged; a second ``run()`` changes nothing.
 
     Parameters:
         atoms: an ``ase.Atoms`` (3D periodic) or an ASE Filter around one (``FrechetCellFilter``,
-            ``UnitCellFilter``, …), which is unwrapped: positions *and* cell are always predicted.
+            ``UnitCellFilter``, …): positions *and* cell of the Atoms are always predicted.
         model: None (the shipped ensemble, offline), a checkpoint path (an exported ensemble or
             one replicate from ``ase-cartnet train deeprelax``), or a ``DeepRelaxEnsemble``.
-        trajectory: a file name: an ASE trajectory with the initial and the predicted frame.
+        trajectory: a file name or an open ASE ``Trajectory``: the initial and predicted frames.
         logfile: "-" (stdout), None (silent), a file name (appended) or an open text stream.
-        threshold: Å²; ``run()`` returns ``global_uncertainty < threshold``. None takes the
-            checkpoint's value (the shipped card's: a percentile of the held-out uncertainty).
-        steps, lr: EDG-solver settings (official: 100 Adam steps at 0.1 Å).
+        append_trajectory, loginterval: as in ASE's ``Dynamics``.
+        threshold: Å²; the prediction is trusted when ``global_uncertainty < threshold``. None
+            takes the checkpoint's value (the shipped card's: a percentile of the held-out
+            uncertainty).
+        steps, lr: EDG-solver settings (official: 100 Adam steps at 0.1 Å), not optimizer
+            steps.
         symmetrize: impose the input's space group on the prediction (default; see
             :func:`predict`).
         dtype: torch dtype of the model and solver (float32 default).
 
-    After :meth:`run`, ``uncertainty`` holds a :class:`DeepRelaxUncertainty`.
+    After the step, ``uncertainty`` holds a :class:`DeepRelaxUncertainty` and ``trusted`` says
+    whether to use the prediction.
     """
 
     def __init__(
         self,
         atoms: Any,
         model: Any = None,
-        trajectory: str | os.PathLike | None = None,
+        trajectory: Any = None,
         logfile: str | os.PathLike | IO | None = "-",
+        append_trajectory: bool = False,
         *,
+        loginterval: int = 1,
         threshold: float | None = None,
         steps: int = DEFAULT_STEPS,
         lr: float = DEFAULT_LR,
         symmetrize: bool = True,
         dtype: torch.dtype = torch.float32,
     ) -> None:
-        self.atoms = _unwrap(atoms)
-        _check(self.atoms)
+        self.target = _unwrap(atoms)  # the Atoms whose positions and cell are predicted
+        _check(self.target)
         self.ensemble, self.metadata = _resolve_model(model, dtype)
+        super().__init__(
+            atoms,
+            logfile=logfile,
+            trajectory=trajectory,
+            append_trajectory=append_trajectory,
+            loginterval=loginterval,
+        )
         self.threshold = (
             threshold if threshold is not None else self.metadata.get("uncertainty_threshold")
         )
-        self.trajectory = None if trajectory is None else Path(trajectory)
-        self.logfile = logfile
-        self.steps, self.lr = steps, lr
+        self.solver_steps, self.solver_lr = steps, lr
         self.symmetrize = bool(symmetrize)
         self.uncertainty: DeepRelaxUncertainty | None = None
-        self.nsteps = 0
 
-    def _log(self, message: str) -> None:
-        if self.logfile is None:
-            return
-        if self.logfile == "-":
-            print(message, file=sys.stdout, flush=True)
-        elif hasattr(self.logfile, "write"):
-            self.logfile.write(message + "\n")
-            self.logfile.flush()
-        else:
-            with open(self.logfile, "a") as handle:
-                handle.write(message + "\n")
+    @property
+    def trusted(self) -> bool:
+        """Whether the step has been taken and its prediction is trusted."""
+        return self.uncertainty is not None and self.uncertainty.trusted
 
-    def run(self, fmax: float | None = None, steps: int | None = None) -> bool:
-        """Predict and apply the relaxed structure (positions and cell, in place, constraints
-        applied by ASE as usual). ``fmax`` and ``steps`` are accepted for drop-in
-        compatibility with ASE optimizers and ignored (there is one step and no force).
-        Returns whether the global uncertainty is below the threshold."""
-        started = time.perf_counter()
-        initial = self.atoms.copy()
+    def todict(self) -> dict[str, Any]:
+        return {
+            "type": "optimization",
+            "optimizer": type(self).__name__,
+            "threshold": self.threshold,
+            "solver_steps": self.solver_steps,
+            "solver_lr": self.solver_lr,
+            "symmetrize": self.symmetrize,
+        }
+
+    def step(self) -> None:
+        """Predict and apply the relaxed structure (positions and cell, in place; constraints
+        applied by ASE as usual)."""
         (result,) = predict(
             self.ensemble,
-            [self.atoms],
-            steps=self.steps,
-            lr=self.lr,
+            [self.target],
+            steps=self.solver_steps,
+            lr=self.solver_lr,
             threshold=self.threshold,
             elements=self.metadata.get("elements"),
             symmetrize=self.symmetrize,
         )
-        self.atoms.set_cell(result.atoms.cell[:], scale_atoms=False)
-        self.atoms.set_positions(result.atoms.positions)
+        self.target.set_cell(result.atoms.cell[:], scale_atoms=False)
+        self.target.set_positions(result.atoms.positions)
         self.uncertainty = result.uncertainty
-        self.nsteps = 1
-        if self.trajectory is not None:
-            from ase.io import Trajectory
 
-            with Trajectory(self.trajectory, "w") as traj:
-                initial.calc = None
-                traj.write(initial)
-                frame = self.atoms.copy()
-                frame.calc = None
-                traj.write(frame)
+    def converged(self) -> bool:
+        """True once the one step has been taken (there is nothing to iterate)."""
+        return self.nsteps >= 1
+
+    def irun(self, fmax: float | None = None, steps: int = DEFAULT_MAX_STEPS):
+        """Run as a generator, like ``Optimizer.irun``: yields ``trusted`` before the step
+        (False) and after it; ``fmax`` is accepted and has no effect (no forces are computed:
+        the run has converged after its one step); ``steps`` is the most steps to take, as in
+        ASE (0 takes none)."""
+        self.max_steps = self.nsteps + steps
+        if self.nsteps == 0:
+            self.log()
+            if self.trajectory is None or self._traj_is_empty():
+                self.call_observers()
+        yield self.trusted
+        while not self.converged() and self.nsteps < self.max_steps:
+            self.step()
+            self.nsteps += 1
+            self.log()
+            self.call_observers()
+            yield self.trusted
+
+    def run(self, fmax: float | None = None, steps: int = DEFAULT_MAX_STEPS) -> bool:
+        """Take the one step unless it was taken already; returns ``trusted`` (whether the
+        global uncertainty is below the threshold and the predicted cell was accepted).
+        ``fmax`` and ``steps`` as in :meth:`irun`."""
+        return list(self.irun(fmax=fmax, steps=steps))[-1]
+
+    def log(self, *args: Any) -> None:
+        atoms = self.target
+        stamp = time.strftime("%H:%M:%S", time.localtime())
+        if self.nsteps == 0:
+            self.logfile.write(
+                f"{' ' * 11} {'Step':>4} {'Time':>8} {'V (Å³)':>10} {'U (Å²)':>10}  "
+                f"{atoms.get_chemical_formula()} ({len(atoms)} atoms)\n"
+            )
+            self.logfile.write(f"DeepRelax: {0:4d} {stamp:>8} {atoms.get_volume():10.3f}\n")
+            return
         u = self.uncertainty
         shown = "none" if u.threshold is None else f"{u.threshold:.3g}"
-        self._log(
-            f"DeepRelax: {self.atoms.get_chemical_formula()} ({len(self.atoms)} atoms), "
-            f"U {u.global_uncertainty:.3g} Å² (aleatoric {u.aleatoric:.3g}, epistemic "
-            f"{u.epistemic:.3g}), threshold {shown}: {'trusted' if u.trusted else 'NOT trusted'}"
-            f", {time.perf_counter() - started:.2f} s"
+        self.logfile.write(
+            f"DeepRelax: {self.nsteps:4d} {stamp:>8} {atoms.get_volume():10.3f} "
+            f"{u.global_uncertainty:10.3g}  (aleatoric {u.aleatoric:.3g}, epistemic "
+            f"{u.epistemic:.3g}; threshold {shown}): {'trusted' if u.trusted else 'NOT trusted'}"
+            "\n"
         )
-        return u.trusted
 
     @classmethod
     def relax_many(
@@ -411,13 +523,34 @@ class DeepRelax:
         lr: float = DEFAULT_LR,
         symmetrize: bool = True,
         dtype: torch.dtype = torch.float32,
-    ) -> list[DeepRelaxResult]:
-        """Pre-relax many structures for screening: returns one :class:`DeepRelaxResult` (a
-        relaxed *copy*, the inputs are untouched) per input, in order. Structures go through
-        the model and solver ``batch_size`` at a time; with an ``executor``
-        (``concurrent.futures`` or dask's ``client.get_executor()``) each batch is one task,
-        and each worker loads ``model`` (pass a checkpoint path or None there)."""
-        structures = [_unwrap(a) for a in atoms_list]
+        errors: str = "raise",
+        progress: bool = False,
+    ) -> list[DeepRelaxResult | None]:
+        """Pre-relax many structures for screening: one :class:`DeepRelaxResult` per input, in
+        order, whose ``atoms`` is a relaxed *copy* in the input's type (``ase.Atoms``, or a
+        pymatgen ``Structure`` for a Structure; Filters give Atoms); the inputs are untouched.
+        A structure's result does not depend on the others. Structures go through the solver
+        ``batch_size`` at a time; with an ``executor`` (``concurrent.futures`` or dask's
+        ``client.get_executor()``) each batch is one task, and each worker loads ``model``
+        (pass a checkpoint path or None there). ``errors``: a structure DeepRelax cannot use
+        raises an ``InputError`` naming its index ("raise"), or is skipped with a
+        ``BatchItemWarning`` naming it and None in its place ("skip"). ``progress``: a tqdm
+        bar (without an executor)."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
+        inputs = list(atoms_list)
+
+        def prepare(k: int) -> Atoms:
+            item = inputs[k]
+            atoms = as_atoms(item) if _is_structure(item) else _unwrap(item)
+            _check(atoms)
+            return atoms
+
+        ready = prepare_items(
+            len(inputs), prepare, errors, lambda k: f"structure {k}" if len(inputs) > 1 else ""
+        )
+        order = sorted(ready)
+        structures = [ready[k] for k in order]
         settings = {
             "batch_size": batch_size,
             "steps": steps,
@@ -425,17 +558,31 @@ class DeepRelax:
             "threshold": threshold,
             "symmetrize": symmetrize,
         }
-        if executor is None:
+        if not structures:
+            predicted = []
+        elif executor is None:
             ensemble, metadata = _resolve_model(model, dtype)
             if threshold is None:
                 settings["threshold"] = metadata.get("uncertainty_threshold")
-            return predict(ensemble, structures, elements=metadata.get("elements"), **settings)
-        for k, atoms in enumerate(structures):  # fail early, in the caller
-            _check(atoms, k)
-        futures = [
-            executor.submit(
-                _relax_chunk, structures[s : s + batch_size], model, {**settings, "dtype": dtype}
-            )
-            for s in range(0, len(structures), batch_size)
-        ]
-        return [r for f in futures for r in f.result()]
+            predicted = predict(ensemble, structures, elements=metadata.get("elements"), **settings)
+        else:
+            futures = [
+                executor.submit(
+                    _relax_chunk,
+                    structures[s : s + batch_size],
+                    model,
+                    {**settings, "dtype": dtype},
+                )
+                for s in range(0, len(structures), batch_size)
+            ]
+            predicted = [r for f in futures for r in f.result()]
+        out: list[DeepRelaxResult | None] = [None] * len(inputs)
+        for k, result in zip(order, predicted, strict=True):
+            result.atoms = like_input(result.atoms, inputs[k])
+            out[k] = result
+        return out
+
+
+def _is_structure(item: Any) -> bool:
+    """A pymatgen object (converted by ``as_atoms``) rather than Atoms or an ASE Filter."""
+    return (type(item).__module__ or "").startswith("pymatgen.")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 import time
 from pathlib import Path
 from typing import IO, Any
@@ -11,6 +10,7 @@ from typing import IO, Any
 import numpy as np
 import torch
 from ase import Atoms
+from ase.optimize.optimize import Dynamics
 from torch import nn
 
 from ase_cartnet.errors import InputError
@@ -22,24 +22,33 @@ from ase_cartnet.validation import validate_structure
 from ase_cartnet.weights import shipped
 
 
-class EMPNNLattice:
-    """Deform ``atoms.cell`` with a trained EMPNN, keeping the fractional coordinates.
+class EMPNNLattice(Dynamics):
+    """Deform ``atoms.cell`` with a trained EMPNN, keeping the fractional coordinates, as an ASE
+    optimizer (``ase.optimize`` ``Dynamics``).
 
     The model predicts a lattice action h (ρ' = h ρ, i.e. ``cell' = cell @ hᵀ``) from the
     periodic point cloud; it is exactly equivariant: rotating or translating the crystal, or
-    choosing another cell of the same lattice, gives the same physical result. Like an ASE
-    optimizer it mutates ``atoms``, logs one line per step and can write a trajectory; unlike
-    one, it needs no calculator and takes a fixed number of steps (the model's deformation
-    layers), in one forward pass.
+    choosing another cell of the same lattice, gives the same physical result. Used like
+    ``BFGS``: ``attach``, ``irun``, ``logfile``, ``trajectory`` (a file name or an open
+    ``Trajectory``), ``with`` blocks and Filters behave as there. Each optimizer step applies
+    one of the model's deformation layers (all predicted in one forward pass from the cell as
+    it was before the first step); once every layer is applied the run has converged, and a
+    further ``run()`` changes nothing (a new ``EMPNNLattice`` on the denoised cell would
+    deform it again: the model is not idempotent). No calculator is needed.
 
     Parameters:
-        atoms: a crystal periodic along a, b and c.
+        atoms: a crystal periodic along a, b and c, or an ASE Filter around one (unwrapped:
+            only the cell of the Atoms is changed).
         model: None for the shipped default weights (offline), a checkpoint path, or a model
             (:class:`~ase_cartnet.models.empnn.EMPNN` / ``LatticeFF``).
-        trajectory: path of an ASE trajectory written with the structure before and after
+        trajectory: a file name or an open ASE ``Trajectory``: the structure before and after
             every step.
         logfile: "-" for stdout, a path, an open file, or None for silence.
+        append_trajectory, loginterval: as in ASE's ``Dynamics``.
         dtype: torch dtype the model runs in (float32 default).
+
+    After a run, ``action`` holds the total action h (3, 3) applied so far and ``cells`` the
+    cell after each of the model's layers (the input first).
 
     Not meant for: a relaxation. The model was trained to undo random lattice strains of
     stable MP-20, Carbon-24 and Perov-5 crystals (≤ 24 atoms, strains of about 10 %); atomic
@@ -49,15 +58,18 @@ class EMPNNLattice:
 
     def __init__(
         self,
-        atoms: Atoms,
+        atoms: Any,
         model: nn.Module | str | os.PathLike | None = None,
-        trajectory: str | os.PathLike | None = None,
+        trajectory: Any = None,
         logfile: str | os.PathLike | IO | None = "-",
+        append_trajectory: bool = False,
         *,
+        loginterval: int = 1,
         dtype: torch.dtype = torch.float32,
     ) -> None:
-        validate_structure(atoms, require_pbc=True)
-        self.atoms = atoms
+        target = atoms if isinstance(atoms, Atoms) else getattr(atoms, "atoms", atoms)
+        validate_structure(target, require_pbc=True)
+        self.target = target  # the Atoms whose cell is deformed
         self.dtype = dtype
         self.metadata: dict[str, Any] = {}
         if model is None or isinstance(model, (str, os.PathLike)):
@@ -71,90 +83,98 @@ class EMPNNLattice:
             raise InputError(
                 f"model must be None, a checkpoint path or an EMPNN module, got {type(model)}"
             )
-        self.trajectory = trajectory
-        self.logfile = logfile
-        self.action: np.ndarray | None = None
+        super().__init__(
+            atoms,
+            logfile=logfile,
+            trajectory=trajectory,
+            append_trajectory=append_trajectory,
+            loginterval=loginterval,
+        )
+        self.action = np.eye(3)
         self.cells: list[np.ndarray] = []
-        self.nsteps = 0
+        self._actions: list[np.ndarray] = []
+        self._started = time.time()
 
     @property
-    def max_steps(self) -> int:
+    def layers(self) -> int:
+        """The model's deformation layers: the steps a run takes to converge."""
         config = self.model.config
         return 1 if config.head == "ff" else int(config.num_steps)
 
-    def _log(self, handle: IO | None, step: int, cell: np.ndarray, started: float) -> None:
-        if handle is None:
-            return
-        lengths, angles = cell_to_lattice_params(torch.as_tensor(cell[None]))
-        a, b, c = lengths[0].tolist()
-        al, be, ga = angles[0].tolist()
-        if step == 0:
-            handle.write(
-                f"{'':12s} {'Step':>4s} {'Time':>8s} {'a (Å)':>8s} {'b (Å)':>8s} {'c (Å)':>8s} "
-                f"{'α (°)':>8s} {'β (°)':>8s} {'γ (°)':>8s} {'V (Å³)':>10s}\n"
-            )
-        stamp = time.strftime("%H:%M:%S", time.localtime(started))
-        volume = abs(float(np.linalg.det(cell)))
-        handle.write(
-            f"EMPNNLattice: {step:4d} {stamp:>8s} {a:8.4f} {b:8.4f} {c:8.4f} "
-            f"{al:8.3f} {be:8.3f} {ga:8.3f} {volume:10.3f}\n"
-        )
-        handle.flush()
+    def todict(self) -> dict[str, Any]:
+        return {"type": "optimization", "optimizer": type(self).__name__, "layers": self.layers}
 
-    def run(self, steps: int | None = None) -> np.ndarray:
-        """Apply ``steps`` deformation steps (default: all of the model's) and return the total
-        action h (3, 3), ρ' = h ρ. ``atoms.cell`` is replaced (``scale_atoms=True``: fractional
-        coordinates kept); ``self.cells`` holds the cell after each step (the input first)."""
-        if steps is None:
-            steps = self.max_steps
-        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)):
-            raise InputError(f"steps must be an integer, got {steps!r}")
-        if not 0 <= steps <= self.max_steps:
-            raise InputError(f"steps must be in 0..{self.max_steps} for this model, got {steps}")
-        atoms = self.atoms
+    def _predict(self) -> None:
+        """One forward pass from the current cell: the cell after every layer, and the actions."""
+        atoms = self.target
         cell = np.asarray(atoms.cell[:], dtype=np.float64)
         frac = atoms.get_scaled_positions(wrap=False)
         graph = crystal_graph(
             atoms.numbers, frac @ cell, cell, self.model.config.k, dtype=self.dtype
         )
-        started = time.time()
-        cells, action = [cell], np.eye(3)
-        if steps > 0:
-            with torch.no_grad():
-                out = run_model(self.model, batch_graphs([graph]), num_steps=steps)
-            cells = [c[0].double().numpy() for c in out.cells]
-            action = out.action[0].double().numpy()
-        if not np.all(np.isfinite(action)) or np.linalg.det(cells[-1]) * np.linalg.det(cell) <= 0:
+        with torch.no_grad():
+            out = run_model(self.model, batch_graphs([graph]), num_steps=self.layers)
+        cells = [c[0].double().numpy() for c in out.cells]
+        if not all(np.all(np.isfinite(c)) for c in cells) or any(
+            np.linalg.det(c) * np.linalg.det(cell) <= 0 for c in cells[1:]
+        ):
             raise FloatingPointError("the model returned a degenerate cell; nothing was changed")
-
-        handle, close = self._open_log()
-        writer = None
-        if self.trajectory is not None:
-            from ase.io.trajectory import Trajectory
-
-            writer = Trajectory(str(self.trajectory), "w")
-        try:
-            for step, new_cell in enumerate(cells):
-                if step > 0:
-                    atoms.set_cell(new_cell, scale_atoms=True)
-                self._log(handle, step, new_cell, started)
-                if writer is not None:
-                    writer.write(atoms)
-        finally:
-            if writer is not None:
-                writer.close()
-            if close:
-                handle.close()
         self.cells = cells
-        self.action = action
-        self.nsteps = steps
-        return action
+        # the action of the first k layers: cells[k] = cells[0] @ h_kᵀ
+        self._actions = [np.linalg.solve(cell, c).T for c in cells]
 
-    def _open_log(self) -> tuple[IO | None, bool]:
-        if self.logfile is None:
-            return None, False
-        if self.logfile == "-":
-            return sys.stdout, False
-        if hasattr(self.logfile, "write"):
-            return self.logfile, False
-        return open(self.logfile, "a", encoding="utf-8"), True
+    def step(self) -> None:
+        """Apply the next deformation layer (fractional coordinates kept)."""
+        if not self.cells:
+            self._predict()
+        self.target.set_cell(self.cells[self.nsteps + 1], scale_atoms=True)
+        self.action = self._actions[self.nsteps + 1]
+
+    def converged(self) -> bool:
+        """True once every deformation layer has been applied."""
+        return self.nsteps >= self.layers
+
+    def irun(self, fmax: float | None = None, steps: int | None = None):
+        """Run as a generator, like ``Optimizer.irun``, yielding whether the run has converged
+        (all layers applied). ``fmax`` is accepted and has no effect (no forces); ``steps`` is
+        the most layers to apply now (None: all that remain)."""
+        if steps is None:
+            steps = self.layers
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
+            raise InputError(f"steps must be a non-negative integer, got {steps!r}")
+        self.max_steps = self.nsteps + int(steps)
+        if self.nsteps == 0:
+            self._started = time.time()
+            self.log()
+            if self.trajectory is None or self._traj_is_empty():
+                self.call_observers()
+        yield self.converged()
+        while not self.converged() and self.nsteps < self.max_steps:
+            self.step()
+            self.nsteps += 1
+            self.log()
+            self.call_observers()
+            yield self.converged()
+
+    def run(self, fmax: float | None = None, steps: int | None = None) -> bool:
+        """Apply up to ``steps`` remaining layers (default: all); returns whether every layer
+        has been applied. ``atoms.cell`` is replaced (``scale_atoms=True``: fractional
+        coordinates kept); ``action`` holds the total action h, ρ' = h ρ."""
+        return list(self.irun(fmax=fmax, steps=steps))[-1]
+
+    def log(self, *args: Any) -> None:
+        cell = np.asarray(self.target.cell[:], dtype=np.float64)
+        lengths, angles = cell_to_lattice_params(torch.as_tensor(cell[None]))
+        a, b, c = lengths[0].tolist()
+        al, be, ga = angles[0].tolist()
+        if self.nsteps == 0:
+            self.logfile.write(
+                f"{'':12s} {'Step':>4s} {'Time':>8s} {'a (Å)':>8s} {'b (Å)':>8s} {'c (Å)':>8s} "
+                f"{'α (°)':>8s} {'β (°)':>8s} {'γ (°)':>8s} {'V (Å³)':>10s}\n"
+            )
+        stamp = time.strftime("%H:%M:%S", time.localtime(self._started))
+        volume = abs(float(np.linalg.det(cell)))
+        self.logfile.write(
+            f"EMPNNLattice: {self.nsteps:4d} {stamp:>8s} {a:8.4f} {b:8.4f} {c:8.4f} "
+            f"{al:8.3f} {be:8.3f} {ga:8.3f} {volume:10.3f}\n"
+        )

@@ -16,8 +16,8 @@ from ase_cartnet import __version__
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("predict", "predict ADPs (thermal ellipsoids) of a structure with CartNet"),
-    "relax": ("relax", "one-shot pre-relaxation of a crystal with DeepRelax (positions and cell)"),
-    "denoise": ("denoise", "pull a distorted lattice back toward a stable one with EMPNN"),
+    "relax": ("relax", "one-shot pre-relaxation of crystals with DeepRelax (positions and cell)"),
+    "denoise": ("denoise", "pull distorted lattices back toward stable ones with EMPNN"),
     "property": ("property", "predict a crystal property (formation energy, …) with CrysToGraph"),
     "train": ("train", "train a model with the shared training loop"),
     "phonon-ref": (

@@ -1,49 +1,63 @@
-"""``ase-cartnet denoise in.cif -o out.cif``: EMPNN lattice denoising (fractional coords kept)."""
+"""``ase-cartnet denoise a.cif [b.cif …] [-o out.cif]``: EMPNN lattice denoising (fractional
+coordinates kept)."""
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from ase_cartnet.cli import add_command, options
 
 
 def _run_denoise(args: argparse.Namespace) -> int:
     import numpy as np
+    from tqdm.auto import tqdm
 
     from ase_cartnet.calculators.empnn_lattice import EMPNNLattice
-    from ase_cartnet.io.structure import write_structure
+    from ase_cartnet.io.checkpoint import load_model
+    from ase_cartnet.io.structure import read_structure, write_structure
+    from ase_cartnet.validation import validate_structure
+    from ase_cartnet.weights import shipped
 
-    out, atoms = options.start(args, Path(args.input).with_suffix(".denoised.cif"))
-    opt = EMPNNLattice(
-        atoms,
-        model=args.checkpoint,
-        trajectory=args.trajectory,
-        logfile="-",
-        dtype=options.dtype(args),
-    )
-    action = opt.run(steps=args.steps)
-    fmt = args.format or ("cif" if out.suffix.lower() == ".cif" else None)
-    if fmt == "cif":
-        from ase_cartnet.io.cif import write_cif
+    options.set_threads(args)
+    dtype = options.dtype(args)
 
-        # deformed ADPs would be meaningless: the CIF is written without them
-        write_cif(out, atoms, adps=np.full((len(atoms), 3, 3), np.nan))
-    else:
+    def read(path):
+        atoms = read_structure(path)
+        validate_structure(atoms, require_pbc=True)
+        return atoms
+
+    ready, failed = options.read_all(options.plan_outputs(args, "denoised"), read)
+    single = len(args.input) == 1
+    model = args.checkpoint
+    if ready and not single:  # load once for many files
+        model = load_model(shipped("empnn") if model is None else model, "empnn", dtype=dtype)
+        model = model.model
+    for (_, out, fmt), atoms in tqdm(ready, unit="file", desc="EMPNN", disable=single):
+        opt = EMPNNLattice(
+            atoms,
+            model=model,
+            trajectory=args.trajectory,
+            logfile="-" if single else None,
+            dtype=dtype,
+        )
+        opt.run(steps=args.steps)
         write_structure(out, atoms, fmt)
-    volume_ratio = float(np.linalg.det(action))
-    print(
-        f"wrote {out}; lattice action h (cell' = cell @ hᵀ), det h = {volume_ratio:.4f}:\n"
-        + "\n".join("  " + " ".join(f"{x:9.5f}" for x in row) for row in action)
-    )
+        volume_ratio = float(np.linalg.det(opt.action))
+        tqdm.write(
+            f"wrote {out} ({fmt}); lattice action h (cell' = cell @ hᵀ), det h = "
+            f"{volume_ratio:.4f}:\n"
+            + "\n".join("  " + " ".join(f"{x:9.5f}" for x in row) for row in opt.action)
+        )
+    if failed:
+        print(f"{failed} of {len(args.input)} inputs failed (named above)")
+        return 2
     return 0
 
 
 def register(subparsers) -> None:
     """Add ``denoise`` to the ``ase-cartnet`` CLI."""
     p = add_command(subparsers, "denoise")
-    p.add_argument("input", help="structure file (CIF, POSCAR, any ASE-readable format)")
-    options.add_output(p, "INPUT.denoised.cif")
+    options.add_inputs_outputs(p, "denoised")
     options.add_checkpoint(p, "EMPNN checkpoint")
     p.add_argument("--steps", type=int, default=None, help="deformation steps (default: all)")
     p.add_argument("--trajectory", default=None, help="ASE trajectory of every step")

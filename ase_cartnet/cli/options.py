@@ -1,4 +1,5 @@
-"""Options shared by several commands, written once: threads, float64, checkpoint, output."""
+"""Options shared by several commands, written once: threads, float64, checkpoint, inputs and
+outputs, teacher data; and the planning of many inputs to their outputs."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 from collections.abc import Iterator
 from concurrent.futures import Executor
 from contextlib import contextmanager
+from pathlib import Path
 
 
 def add_threads(parser: argparse.ArgumentParser, default: int | None = None) -> None:
@@ -43,26 +45,57 @@ def add_checkpoint(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("--checkpoint", default=None, help=f"{what} (default: the shipped weights)")
 
 
-def start(args: argparse.Namespace, default_output: str | os.PathLike):
-    """The common start of a command that reads one structure and writes another: threads set,
-    the output path (``-o``, else ``default_output``; never the input) and the structure read."""
-    from ase_cartnet.io.atomic import ensure_not_input
-    from ase_cartnet.io.structure import read_structure
-
-    set_threads(args)
-    out = ensure_not_input(args.output or default_output, args.input)
-    return out, read_structure(args.input)
-
-
-def add_output(parser: argparse.ArgumentParser, default: str, fmt: str | None = None) -> None:
-    """``-o/--output`` and ``--format`` of a command that writes one structure (``default``
-    describes the output name used without ``-o``; ``fmt`` the default ASE format)."""
-    parser.add_argument("-o", "--output", help=f"output file (default: {default}; never the input)")
+def add_inputs_outputs(parser: argparse.ArgumentParser, tag: str) -> None:
+    """Inputs (one or more structure files), ``-o/--output`` and ``--format`` of a command that
+    writes one structure per input, as ``X_<tag>.cif`` beside ``X`` by default."""
     parser.add_argument(
-        "--format",
-        default=fmt,
-        help="ASE output format" + ("" if fmt else " (default: from the suffix)"),
+        "input", nargs="+", help="structure files (CIF, POSCAR, any ASE-readable format)"
     )
+    parser.add_argument(
+        "-o",
+        "--output",
+        help="output file for a single input; its name sets the format (.cif a CIF, "
+        f"POSCAR/CONTCAR/.vasp VASP). Default: X_{tag}.cif beside each input "
+        f"(POSCAR_{tag}.vasp for VASP inputs); never an input",
+    )
+    parser.add_argument("--format", default=None, help="ASE output format (default: from the name)")
+
+
+def plan_outputs(args: argparse.Namespace, tag: str) -> list[tuple[Path, Path, str]]:
+    """(input, output, format) per input file, checked before any model runs: ``-o`` only for
+    one input, never an input file, a format the output name (or ``--format``) names."""
+    from ase_cartnet.errors import InputError
+    from ase_cartnet.io.atomic import ensure_not_input
+    from ase_cartnet.io.structure import default_output, output_format
+
+    inputs = [Path(p) for p in args.input]
+    if args.output and len(inputs) > 1:
+        raise InputError("-o/--output names one file: give one input, or none (X_<tag>.cif)")
+    if getattr(args, "trajectory", None) and len(inputs) > 1:
+        raise InputError("--trajectory needs a single input")
+    plan = []
+    for source in inputs:
+        out = Path(args.output) if args.output else default_output(source, tag)
+        plan.append((source, ensure_not_input(out, *inputs), output_format(out, args.format)))
+    return plan
+
+
+def read_all(plan, read) -> tuple[list, int]:
+    """The structures that could be read and checked (with their plan rows), and how many
+    could not (each named on stderr)."""
+    import sys
+
+    from ase_cartnet.errors import AseCartnetError
+
+    ready, failed = [], 0
+    for row in plan:
+        try:
+            ready.append((row, read(row[0])))
+        except AseCartnetError as exc:  # the package's own errors name the problem
+            named = str(row[0]) in str(exc)
+            print(f"ase-cartnet: {'' if named else f'{row[0]}: '}{exc}", file=sys.stderr)
+            failed += 1
+    return ready, failed
 
 
 def add_teacher_arguments(parser: argparse.ArgumentParser, fmax: float, max_steps: int) -> None:
@@ -73,8 +106,13 @@ def add_teacher_arguments(parser: argparse.ArgumentParser, fmax: float, max_step
     )
     parser.add_argument("--fmax", type=float, default=fmax, help="eV/Å")
     parser.add_argument("--max-steps", type=int, default=max_steps)
+    parser.add_argument("--workers", type=int, default=0, help="worker processes (0: in-process)")
     parser.add_argument(
-        "--workers", type=int, default=0, help="dask LocalCluster workers (0: in-process)"
+        "--pool",
+        default="dask",
+        choices=("dask", "process"),
+        help="kind of worker pool: a dask LocalCluster, or the standard library's process pool "
+        "(spawned workers; no dask needed, e.g. on a GPU machine)",
     )
     parser.add_argument("--retry-failed", action="store_true")
     parser.add_argument("--no-progress", action="store_true")
@@ -92,15 +130,24 @@ def teacher_options(args: argparse.Namespace) -> dict:
 
 
 @contextmanager
-def worker_pool(workers: int) -> Iterator[Executor | None]:
-    """A dask ``LocalCluster`` executor of ``workers`` one-thread processes, or None for 0."""
+def worker_pool(workers: int, pool: str = "dask") -> Iterator[Executor | None]:
+    """An executor of ``workers`` one-thread worker processes, or None for 0: a dask
+    ``LocalCluster`` (``pool="dask"``) or the standard library's process pool (``"process"``;
+    spawned, not forked, since CUDA cannot be used in a forked child)."""
     if workers <= 0:
         yield None
-        return
-    from dask.distributed import Client, LocalCluster
+    elif pool == "process":
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
 
-    with (
-        LocalCluster(n_workers=workers, threads_per_worker=1, processes=True) as cluster,
-        Client(cluster) as client,
-    ):
-        yield client.get_executor()
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=context) as executor:
+            yield executor
+    else:
+        from dask.distributed import Client, LocalCluster
+
+        with (
+            LocalCluster(n_workers=workers, threads_per_worker=1, processes=True) as cluster,
+            Client(cluster) as client,
+        ):
+            yield client.get_executor()

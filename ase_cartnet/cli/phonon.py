@@ -171,6 +171,7 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("csv", help="MP-20 style CSV(.gz) with material_id and cif columns")
     parser.add_argument("-o", "--out", default="adp.db", help="ASE database (resumed if present)")
     add_teacher_arguments(parser, DEFAULT_FMAX, DEFAULT_MAX_STEPS)
+    parser.add_argument("--device", default="cpu", help="where the teacher runs (cpu, cuda)")
     parser.add_argument(
         "-T", "--temperatures", type=float, nargs="+", default=list(DEFAULT_TEMPERATURES)
     )
@@ -190,7 +191,7 @@ def run_dataset(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     structures = read_mp20(args.csv, limit=args.limit, ids=args.ids)
-    with worker_pool(args.workers) as executor:
+    with worker_pool(args.workers, args.pool) as executor:
         summary = build_dataset(
             structures,
             executor=executor,
@@ -200,6 +201,7 @@ def run_dataset(args: argparse.Namespace) -> int:
             supercell=args.supercell_length,
             mesh=args.mesh_length,
             cache_dir=args.cache_dir,
+            device=args.device,
         )
     print(summary.line())
     return 0

@@ -19,7 +19,7 @@ def run(args: argparse.Namespace) -> int:
     structures = [a for a in read_mp20(args.csv) if len(a) <= args.max_atoms]
     if args.limit is not None:
         structures = structures[: args.limit]
-    with worker_pool(args.workers) as executor:
+    with worker_pool(args.workers, args.pool) as executor:
         summary = build_teacher_pairs(
             structures,
             args.out,

@@ -40,13 +40,14 @@ def add_training_arguments(
     parser.add_argument("--grad-clip", type=float, default=grad_clip, help="max gradient norm")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--val-fraction", type=float, default=val_fraction)
+    parser.add_argument("--device", default="cpu", help="where to train (cpu, cuda)")
 
 
 def train_config_from_args(args: argparse.Namespace, select_metric: str = "mae") -> TrainConfig:
     """:class:`TrainConfig` from options added by :func:`add_training_arguments`."""
     from ase_cartnet.train.loop import TrainConfig
 
-    names = ("epochs", "lr", "pct_start", "weight_decay", "grad_clip", "seed")
+    names = ("epochs", "lr", "pct_start", "weight_decay", "grad_clip", "seed", "device")
     return TrainConfig(**{n: getattr(args, n) for n in names}, select_metric=select_metric)
 
 
@@ -96,6 +97,7 @@ def _run_cartnet(args: argparse.Namespace) -> int:
         data_source=source,
         command=_command_line(),
         split_seed=args.split_seed,
+        init_checkpoint=args.init,
     )
     _report(summary)
     print(f"checkpoints in {summary['run_dir']} (best.pt, last.pt, history.json)")
@@ -154,6 +156,9 @@ def register_cartnet(models) -> None:
     )
     p.add_argument(
         "--harmonic-bins", type=int, default=24, help="frequency bins of the harmonic head"
+    )
+    p.add_argument(
+        "--init", help="start from this run's weights (same architecture), e.g. to fine-tune"
     )
     p.add_argument("--no-direction", action="store_true", help="ablation 4: no direction vector")
     p.add_argument("--no-temperature", action="store_true", help="ablation 5: no temperature")

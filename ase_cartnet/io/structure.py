@@ -33,16 +33,53 @@ def read_structure(path: str | os.PathLike) -> Atoms:
     return atoms
 
 
-def write_structure(path: str | os.PathLike, atoms: Atoms, fmt: str | None, **kwargs) -> Path:
-    """Write ``atoms`` with ``ase.io.write`` in format ``fmt`` (None: from the suffix), atomically
-    (a failed write leaves no partial file). Raises ``InputError`` for a format ASE cannot write."""
-    from ase.io import write
+def output_format(path: str | os.PathLike, given: str | None = None) -> str:
+    """The ASE format a structure is written in to ``path``: ``given``, else what the name
+    says (``.cif`` a CIF; POSCAR/CONTCAR names and ``.vasp`` VASP; ``.xyz``, ``.traj``, …
+    as ASE infers them). An ``InputError`` when the format is unknown or cannot be written,
+    raised before anything is computed."""
+    from ase.io.formats import filetype, ioformats
+
+    name = Path(path).name
+    try:
+        fmt = given or filetype(name, read=False)
+    except Exception as exc:  # ASE raises several types for names it cannot place
+        raise InputError(f"cannot tell the output format of {name}: {exc}") from exc
+    if fmt not in ioformats or not ioformats[fmt].can_write:
+        raise InputError(
+            f"{name}: {fmt!r} is not a structure format ASE can write; name the file .cif, "
+            "POSCAR or .vasp, or pass --format"
+        )
+    return fmt
+
+
+def default_output(path: str | os.PathLike, tag: str) -> Path:
+    """``X_<tag>.cif`` beside the input ``X.*`` (``POSCAR_<tag>.vasp`` for a VASP input)."""
+    p = Path(path)
+    vasp = p.suffix.lower() == ".vasp" or p.name.upper().startswith(("POSCAR", "CONTCAR"))
+    if vasp:
+        return p.with_name(f"{p.stem if p.suffix.lower() == '.vasp' else p.name}_{tag}.vasp")
+    return p.with_name(f"{p.stem}_{tag}.cif")
+
+
+def write_structure(path: str | os.PathLike, atoms: Atoms, fmt: str) -> Path:
+    """Write ``atoms`` atomically in ASE format ``fmt``: a CIF through
+    :func:`ase_cartnet.io.cif.write_cif` without ADPs (moved atoms' ADPs would be
+    meaningless), VASP in direct coordinates with the atom order kept."""
+    import numpy as np
 
     from ase_cartnet.io.atomic import atomic_path
 
+    if fmt == "cif":
+        from ase_cartnet.io.cif import write_cif
+
+        return write_cif(path, atoms, adps=np.full((len(atoms), 3, 3), np.nan))
+    from ase.io import write
+
+    kwargs = {"direct": True, "sort": False} if fmt == "vasp" else {}
     with atomic_path(path) as tmp:
         try:
             write(tmp, atoms, format=fmt, **kwargs)
         except (ValueError, KeyError) as exc:
-            raise InputError(f"cannot write format {fmt!r}: {exc}") from exc
+            raise InputError(f"cannot write {Path(path).name} as {fmt!r}: {exc}") from exc
     return Path(path)

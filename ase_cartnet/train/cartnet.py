@@ -12,6 +12,7 @@ import torch
 
 from ase_cartnet.calculators.cartnet_adp import CartNetADP
 from ase_cartnet.errors import InputError
+from ase_cartnet.io.checkpoint import read_checkpoint
 from ase_cartnet.models.cartnet import CartNet, CartNetConfig
 from ase_cartnet.train.adp_data import (
     ADPStructure,
@@ -54,6 +55,7 @@ def train_cartnet(
     command: str = "",
     progress: bool = True,
     split_seed: int | None = None,
+    init_checkpoint: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Split by structure, standardise temperature with the training statistics, train with the
     shared loop, and return its summary. ``architecture``: CartNetConfig fields (dim, dim_rbf,
@@ -61,7 +63,9 @@ def train_cartnet(
     adp_floor — default ``DEFAULT_ADP_FLOOR``). A harmonic head trains on joint samples (a
     structure at all its temperatures, one forward pass each). ``split_seed`` draws the
     validation split (default: the training seed); members of an ensemble share it, so that
-    their validation figures and the ensemble's are measured on the same held-out structures."""
+    their validation figures and the ensemble's are measured on the same held-out structures.
+    ``init_checkpoint``: start from the weights of an earlier run of the same architecture (e.g.
+    pretrained on another teacher's labels) instead of a random initialisation."""
     train_config = train_config or TrainConfig()
     split = train_config.seed if split_seed is None else split_seed
     train, val = random_split(structures, val_fraction, split)
@@ -76,6 +80,8 @@ def train_cartnet(
     )
     torch.manual_seed(train_config.seed)
     model = CartNet(config)
+    if init_checkpoint is not None:
+        model.load_state_dict(read_checkpoint(init_checkpoint)["model_state"])
     task = CartNetADPTask(
         train,
         val,

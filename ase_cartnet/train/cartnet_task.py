@@ -190,8 +190,10 @@ class CartNetADPTask:
                 _Sample(i, k) for i, s in enumerate(structures) for k in range(len(s.temperatures))
             ]
         preds, targets, temps = [], [], []
+        device = next(model.parameters()).device
         for start in range(0, len(samples), self.batch_size):
             batch = self.collate(structures, graphs, samples[start : start + self.batch_size])
+            batch = batch.to(device)
             mask = batch.label_mask
             pred = model(batch, output_mask=mask).double()
             target = batch.target[mask].double()
@@ -199,9 +201,9 @@ class CartNetADPTask:
             if pred.dim() == 4:  # joint temperatures: keep the real (atom, T) rows
                 valid = batch.temperature_mask[mask]
                 pred, target, temp = pred[valid], target[valid], temp[valid]
-            preds.append(pred.numpy())
-            targets.append(target.numpy())
-            temps.append(temp.numpy())
+            preds.append(pred.cpu().numpy())
+            targets.append(target.cpu().numpy())
+            temps.append(temp.cpu().numpy())
         return np.concatenate(preds), np.concatenate(targets), np.concatenate(temps)
 
     def validate(self, model: nn.Module) -> dict[str, float]:

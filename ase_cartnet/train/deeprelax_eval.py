@@ -52,6 +52,7 @@ def evaluate(
     lr: float = 0.1,
     decay: bool = False,
     affine: bool = True,
+    canonical: bool = True,
 ) -> dict:
     from pymatgen.analysis.structure_matcher import StructureMatcher
     from scipy.stats import spearmanr
@@ -72,9 +73,12 @@ def evaluate(
         threshold=metadata.get("uncertainty_threshold"),
         decay=decay,
         affine=affine,
+        canonical=canonical,
     )
     seconds = time.perf_counter() - started
-    lattice_only = predict(ensemble, inputs, batch_size=batch_size, steps=0, affine=True)
+    lattice_only = predict(
+        ensemble, inputs, batch_size=batch_size, steps=0, affine=True, canonical=canonical
+    )
     rows = {"DeepRelax": [], "Dummy": [], LATTICE_ONLY: []}
     globals_, dist_err = [], []
     for k, (pair, result) in enumerate(zip(pairs, results, strict=True)):

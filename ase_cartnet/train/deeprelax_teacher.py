@@ -124,6 +124,7 @@ class TeacherPairSettings:
     fix_symmetry: bool
     n_threads: int | None
     keep_frames: int = 0
+    device: str = "cpu"
 
 
 def process_pair(

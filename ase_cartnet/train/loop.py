@@ -76,6 +76,8 @@ class TrainConfig:
         seed: fixes initialisation, shuffling and augmentation.
         select_metric: validation metric used to keep ``best.pt``; minimised unless it is in
             ``MAXIMISED`` (e.g. "iou").
+        device: where the model trains ("cpu", "cuda"); batches are moved there, checkpoints
+            are written on the CPU.
     """
 
     epochs: int = 50
@@ -85,6 +87,7 @@ class TrainConfig:
     grad_clip: float | None = None
     seed: int = 0
     select_metric: str = "mae"
+    device: str = "cpu"
 
     MAXIMISED = ("iou",)
 
@@ -125,6 +128,8 @@ def fit(
     steps_per_epoch = task.num_train_batches()
     if steps_per_epoch < 1:
         raise InputError("the training set gives no batches")
+    device = torch.device(config.device)
+    model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer,
@@ -164,6 +169,8 @@ def fit(
             leave=False,
         )
         for batch in bar:
+            if hasattr(batch, "to"):  # PyG batches; tasks with other batches place their own
+                batch = batch.to(device)
             optimizer.zero_grad(set_to_none=True)
             loss = task.loss(model, batch)
             if not torch.isfinite(loss):

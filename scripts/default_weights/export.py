@@ -28,8 +28,8 @@ from ase_cartnet.weights import DEFAULT_CARTNET  # noqa: E402
 
 DESCRIPTION = (
     "ase-cartnet's own default CartNet weights: harmonic-approximation ADPs (CartNet paper eqns "
-    "2-3, computed by phonon_ref) of inorganic crystals, with the CHGNet 0.3.0 machine-learning "
-    "potential as the teacher in place of DFT. They are NOT the official CartNet weights "
+    "2-3, computed by phonon_ref) of inorganic crystals, with a machine-learning potential "
+    "({teacher}) as the teacher in place of DFT. They are NOT the official CartNet weights "
     "(trained on ~200k experimental CSD structures) and were never fitted to experimental ADPs: "
     "expect harmonic, 0 K-lattice, teacher-level thermal ellipsoids of ordered inorganic "
     "crystals, no anharmonicity, no disorder, no molecular-crystal libration. For experimental "
@@ -83,6 +83,13 @@ def main() -> None:
     parser.add_argument(
         "--train-db-origin", default="", help="where the exact training database is kept"
     )
+    parser.add_argument("--teacher", default="CHGNet", help="teacher name for the card")
+    parser.add_argument(
+        "--pretrained-card",
+        default=None,
+        help="card (JSON) of the weights the run was initialised from (training with --init)",
+    )
+    parser.add_argument("--pretrained-sha256", default="", help="sha256 of those weights")
     args = parser.parse_args()
 
     metrics = json.loads(Path(args.metrics).read_text()) if args.metrics else None
@@ -93,10 +100,11 @@ def main() -> None:
     harmonic = checkpoint["config"].get("head") == "harmonic"
     card = {
         "name": "cartnet_adp_default",
-        "description": DESCRIPTION + (" " + HARMONIC_NOTE if harmonic else ""),
+        "description": DESCRIPTION.format(teacher=args.teacher)
+        + (" " + HARMONIC_NOTE if harmonic else ""),
         "target": "Cartesian U (3x3 per atom, Å²) at a given temperature (K)",
         "teacher": {
-            "name": "CHGNet",
+            "name": args.teacher,
             "version": train["teacher_version"],
             "pipeline": "phonon_ref.build_dataset: FrechetCellFilter + FixSymmetry relaxation to "
             "fmax 1e-3 eV/Å, finite displacements on ≥ 10 Å supercells, q-mesh of ≥ 100 Å, "
@@ -127,6 +135,18 @@ def main() -> None:
         "official_checkpoint": "CartNetADP(checkpoint=path) loads the official CartNet "
         "checkpoint format (Solé et al., Digital Discovery 2025) unchanged",
     }
+    if args.pretrained_card:
+        # the run started from other weights: their data counts too (elements, provenance)
+        earlier = json.loads(Path(args.pretrained_card).read_text())
+        symbols = set(card["elements"]) | set(earlier.get("elements", []))
+        card["elements"] = sorted(symbols, key=chemical_symbols.index)
+        card["pretraining"] = {
+            "weights_sha256": args.pretrained_sha256,
+            "teacher": earlier.get("teacher"),
+            "training_command": earlier.get("training_command"),
+            "train_db": earlier.get("data", {}).get("train_db"),
+            "held_out_metrics_summary": (earlier.get("held_out_metrics") or {}).get("cartnet"),
+        }
     weights, card_path = export_cartnet(args.checkpoint, args.out, card, adp_floor=args.adp_floor)
     print(f"wrote {weights} ({weights.stat().st_size / 2**20:.1f} MB) and {card_path}")
 
