@@ -20,7 +20,7 @@ def riding_hydrogen_adps(atoms: Atoms, adps: np.ndarray) -> np.ndarray:
     within 1.35 Å; k = 1.5 when the parent is O (hydroxyl, water) or a C carrying ≥ 3 H (methyl),
     else 1.2. H atoms without a parent get NaN. ``adps``: (N, 3, 3); non-H rows are kept.
     """
-    from ase_cartnet.graph import radius_graph
+    from ase_cartnet.graph.neighbours import radius_graph
 
     out = np.array(adps, dtype=float, copy=True)
     numbers = atoms.numbers

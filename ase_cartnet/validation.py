@@ -60,7 +60,7 @@ def validate_structure(atoms: Any, *, require_pbc: bool = False) -> None:
     1–118; a non-degenerate cell along every periodic axis (and all three axes periodic when
     ``require_pbc``); no two atoms (or an atom and a periodic image) closer than 0.5 Å.
     """
-    from ase_cartnet.graph import closest_pairs
+    from ase_cartnet.graph.neighbours import closest_pairs
 
     if not isinstance(atoms, Atoms):
         raise InputError(f"expected an ase.Atoms object, got {type(atoms).__name__}")
@@ -126,6 +126,25 @@ def resolve_temperature(argument: float | None, atoms: Atoms) -> float:
     if not math.isfinite(t) or t <= 0.0:
         raise InputError(f"{source} must be a finite temperature > 0 K, got {value!r}")
     return t
+
+
+def warn_untrained_elements(
+    numbers, trained, template: str, ignore: tuple[int, ...] = (), stacklevel: int = 4
+) -> None:
+    """A ``UserWarning`` when ``numbers`` (atomic numbers) hold elements outside ``trained``
+    (None: nothing is known, no warning); ``template`` words it, with ``{names}`` for the
+    symbols. ``ignore`` lists elements that never warn (e.g. 1, H, where a model does not
+    predict them)."""
+    if trained is None:
+        return
+    unseen = sorted({int(z) for z in numbers} - {int(z) for z in trained} - set(ignore))
+    if unseen:
+        import warnings
+
+        from ase.data import chemical_symbols
+
+        names = ", ".join(chemical_symbols[z] for z in unseen)
+        warnings.warn(template.format(names=names), stacklevel=stacklevel)
 
 
 ERROR_POLICIES = ("raise", "skip")

@@ -17,13 +17,11 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from reference_cartnet import reference_cartnet  # noqa: E402
-from structures import molecular_crystal  # noqa: E402
-from timing import interleaved_best_times  # noqa: E402
 
-from ase_cartnet.graph import atoms_to_graph, edge_vectors  # noqa: E402
+from ase_cartnet.benchmarking import interleaved_best_times, molecular_crystal  # noqa: E402
+from ase_cartnet.graph.neighbours import atoms_to_graph, edge_vectors  # noqa: E402
 from ase_cartnet.models.cartnet import CartNet, CartNetConfig  # noqa: E402
 
 

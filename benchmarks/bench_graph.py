@@ -1,4 +1,4 @@
-"""Time ase_cartnet.graph.radius_graph against ase.neighborlist.neighbor_list.
+"""Time ase_cartnet.graph.neighbours.radius_graph against ase.neighborlist.neighbor_list.
 
 Both build the full periodic neighbour list (i, j, shift) at the same cutoff on the same
 structures, in the same process; the best of ``--repeats`` runs is reported. ``radius_graph``
@@ -18,9 +18,9 @@ import torch
 from ase import Atoms
 from ase.build import bulk, molecule
 from ase.neighborlist import neighbor_list
-from timing import best_time
 
-from ase_cartnet.graph import radius_graph
+from ase_cartnet.benchmarking import best_time
+from ase_cartnet.graph.neighbours import radius_graph
 
 torch.set_num_threads(2)
 

@@ -18,8 +18,8 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from timing import best_time
 
+from ase_cartnet.benchmarking import best_time
 from phonon_ref.harmonic import harmonic_adps
 
 SHARED = Path(os.environ.get("ASE_CARTNET_SHARED", Path(__file__).resolve().parents[2] / "shared"))

@@ -23,26 +23,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from ase_cartnet.property_models import (  # noqa: E402
-    DEFAULT_WEIGHTS,
-    cartnet_property_graph,
-    export_property_model,
-    load_property_model,
-    standardised_cartnet,
-)
-from ase_cartnet.train.crystograph_cli import (  # noqa: E402
+from ase_cartnet.calculators.crystograph_property import load_property_model
+from ase_cartnet.graph.property import cartnet_property_graph
+from ase_cartnet.models.standardised import standardised_cartnet
+from ase_cartnet.train.crystograph import (
     DATASETS,
     REDUCED,
     load_splits,
     split_train_val,
     train_crystograph,
 )
-from ase_cartnet.train.loop import TrainConfig, fit  # noqa: E402
-from ase_cartnet.train.property_task import PropertyTask, predict_graphs  # noqa: E402
+from ase_cartnet.train.loop import TrainConfig, fit
+from ase_cartnet.train.model_card import export_property_model
+from ase_cartnet.train.property_task import PropertyTask, predict_graphs
+from ase_cartnet.weights import DEFAULT_PROPERTY as DEFAULT_WEIGHTS
 
+ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = {"perov_5": 6, "mp_20": 2}
 CARTNET = {"dim": 64, "dim_rbf": 32, "num_layers": 4, "cutoff": 5.0}
 ANCHOR = (

@@ -12,35 +12,26 @@ import argparse
 import numpy as np
 import torch
 
-from ase_cartnet.graph import batch_graphs
-from ase_cartnet.models.empnn import EMPNN, EMPNNConfig
-from ase_cartnet.train.empnn_task import crystal_graph, run_model
+from ase_cartnet.graph.empnn import crystal_graph
+from ase_cartnet.graph.neighbours import batch_graphs
+from ase_cartnet.models.empnn import EDGE_FIELDS, EMPNN, TRIPLET_FIELDS, EMPNNConfig, run_model
 
 UNIMODULAR = (
     np.array([[1, 1, 0], [0, 1, 0], [0, 0, 1]])
     @ np.array([[1, 0, 0], [0, 1, 0], [-1, 2, 1]])
     @ np.array([[1, 0, 0], [0, 1, -1], [0, 0, 1]])
 )
+SMALL = {"dim": 32, "num_layers": 1, "num_steps": 2}
 VARIANTS = {
     "edge ket-bra": EMPNNConfig(dim=32, num_layers=2, num_steps=3),
     "triplet ket-bra": EMPNNConfig(
         dim=32, num_layers=2, num_steps=3, edge_fields=(), triplet_fields=("ketbra",)
     ),
     "all fields": EMPNNConfig(
-        dim=32,
-        num_layers=1,
-        num_steps=2,
-        edge_fields=("ketbra", "grad_r"),
-        triplet_fields=("ketbra", "ketbra_cross", "grad_r", "grad_r2", "grad_theta", "grad_area"),
-        triplet_messages=True,
+        **SMALL, edge_fields=EDGE_FIELDS, triplet_fields=TRIPLET_FIELDS, triplet_messages=True
     ),
     "∇ sym (r, θ, A)": EMPNNConfig(
-        dim=32,
-        num_layers=1,
-        num_steps=2,
-        edge_fields=("grad_r",),
-        triplet_fields=("grad_theta", "grad_area"),
-        sym=True,
+        **SMALL, edge_fields=("grad_r",), triplet_fields=("grad_theta", "grad_area"), sym=True
     ),
 }
 
@@ -95,10 +86,9 @@ def main() -> None:
                 last.weight.normal_(std=0.3)
         models[f"{name} (random weights)"] = model
     try:
-        from ase_cartnet.calculators.empnn_lattice import load_empnn
-        from ase_cartnet.weights import default_empnn_checkpoint
+        from ase_cartnet.io.checkpoint import load_model
 
-        models["shipped weights"] = load_empnn(default_empnn_checkpoint(), dtype=torch.float64)[0]
+        models["shipped weights"] = load_model("empnn", "empnn", dtype=torch.float64).model
     except ValueError as exc:
         print(f"(shipped weights skipped: {exc})")
     print(f"max errors over {args.structures} random crystals (2–8 atoms), float64")

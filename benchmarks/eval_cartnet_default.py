@@ -34,31 +34,10 @@ import torch
 from ase_cartnet.adp import adp_metrics, u_equiv
 from ase_cartnet.calculators.cartnet_adp import CartNetADP
 from ase_cartnet.train.adp_data import ADPStructure, structures_from_db
+from ase_cartnet.train.cartnet import cartnet_predictions
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 DFT_TEMPERATURES = (100.0, 300.0, 600.0)
-
-
-def cartnet_predictions(calc: CartNetADP, structures: list[ADPStructure], batch_size: int = 32):
-    """Predicted and target U of every labelled atom for every (structure, T), the temperature
-    of each row, and the model's wall time per structure (all its temperatures, batched
-    ``batch_size`` samples at a time, graph building and validation included, s)."""
-    samples = [(s, k) for s in structures for k in range(len(s.temperatures))]
-    calc.predict_many([structures[0].atoms], temperatures=[300.0])  # warm-up (first call)
-    start = time.perf_counter()
-    out = calc.predict_many(
-        [s.atoms for s, _ in samples],
-        temperatures=[float(s.temperatures[k]) for s, k in samples],
-        batch_size=batch_size,
-    )
-    per_structure = (time.perf_counter() - start) / len(structures)
-    preds, targets, temps = [], [], []
-    for (s, k), u in zip(samples, out, strict=True):
-        mask = s.labelled
-        preds.append(u[mask])
-        targets.append(s.adps[k][mask])
-        temps.append(np.full(mask.sum(), s.temperatures[k]))
-    return np.concatenate(preds), np.concatenate(targets), np.concatenate(temps), per_structure
 
 
 def same_process_speed(

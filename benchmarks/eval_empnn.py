@@ -21,10 +21,9 @@ from pathlib import Path
 
 import torch
 
-from ase_cartnet.calculators.empnn_lattice import load_empnn
-from ase_cartnet.models.empnn import lattice_errors
+from ase_cartnet.io.checkpoint import load_model
 from ase_cartnet.train.empnn_data import load_split
-from ase_cartnet.train.empnn_task import noisy_batches, run_model
+from ase_cartnet.train.empnn_task import evaluate_batches, noisy_batches
 
 DATASETS = ("carbon_24", "mp_20", "perov_5")
 PAPER = {  # Table 2: (lengths Å, angles °) improvements
@@ -47,34 +46,11 @@ PAPER = {  # Table 2: (lengths Å, angles °) improvements
 }
 
 
-@torch.no_grad()
 def evaluate(model, batches) -> dict[str, float]:
-    noisy_l, noisy_a, out_l, out_a = [], [], [], []
     started = time.perf_counter()
-    n = 0
-    for batch in batches:
-        out = run_model(model, batch)
-        target = batch.target_cell.double()
-        nl, na = lattice_errors(batch.cell.double(), target)
-        dl, da = lattice_errors(out.cell.double(), target)
-        noisy_l.append(nl)
-        noisy_a.append(na)
-        out_l.append(dl)
-        out_a.append(da)
-        n += int(batch.num_graphs)
+    result = evaluate_batches(model, batches, details=True)
     seconds = time.perf_counter() - started
-    nl, na, dl, da = (torch.cat(x) for x in (noisy_l, noisy_a, out_l, out_a))
-    return {
-        "n": n,
-        "length_noisy": float(nl.mean()),
-        "length_denoised": float(dl.mean()),
-        "length_improvement": float((nl - dl).mean()),
-        "angle_noisy": float(na.mean()),
-        "angle_denoised": float(da.mean()),
-        "angle_improvement": float((na - da).mean()),
-        "improved_fraction": float((dl < nl).double().mean()),
-        "ms_per_structure": 1e3 * seconds / max(n, 1),
-    }
+    return {**result, "ms_per_structure": 1e3 * seconds / max(result["n"], 1)}
 
 
 def main() -> None:
@@ -94,7 +70,7 @@ def main() -> None:
     models = {}
     for item in args.model:
         name, _, path = item.partition("=")
-        models[name] = load_empnn(path)[0]
+        models[name] = load_model(path, "empnn").model
     ks = {m.config.k for m in models.values()}
     if len(ks) != 1:
         raise SystemExit(f"models use different kNN graphs (k = {sorted(ks)})")

@@ -11,9 +11,10 @@
 
 from __future__ import annotations
 
+from ase_cartnet.io.datasets import read_mp20
 from phonon_ref.calculators import get_calculator
 from phonon_ref.compare import ADPComparison, compare
-from phonon_ref.dataset import build_dataset, read_dataset, read_mp20
+from phonon_ref.dataset import build_dataset, read_dataset
 from phonon_ref.harmonic import (
     HarmonicADPs,
     ImaginaryModesError,

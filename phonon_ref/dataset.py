@@ -1,6 +1,7 @@
 """Training data: relax with a teacher, harmonic ADPs at many temperatures, one ase.db row each.
 
->>> from phonon_ref.dataset import build_dataset, read_mp20
+>>> from ase_cartnet.io.datasets import read_mp20
+>>> from phonon_ref.dataset import build_dataset
 >>> build_dataset(read_mp20("val.csv.gz", limit=100), calculator="chgnet", out="adp.db")
 
 Each structure becomes one row, written in one transaction when it is finished:
@@ -23,23 +24,15 @@ finished ``source_id`` rows (failures included, unless ``retry_failed``) are ski
 structure that raises is logged (logger ``phonon_ref.dataset``), written as a "failed" row
 with its error, and skipped.
 
-Cost with the CHGNet teacher, one core per structure (MP-20, 2–20 atoms, default settings):
-3–470 s per structure, median ≈ 20 s, dominated by the force calls on supercells of 100–360
-atoms. The force calls skip CHGNet's stress (:func:`phonon_ref.calculators.forces_only`): 2.6×
-faster on a 270-atom cell measured alone; in the default-weights run 1.8 instead of 7.1 ms per
-supercell atom per call (median of 926 newer and 1,451 older rows; the older ones partly shared
-the cores with trainings). Only about 40 % of MP-20 structures come out dynamically stable with
-CHGNet.
+Costs and the share of stable structures with the CHGNet teacher: README ("CHGNet teacher
+cost").
 """
 
 from __future__ import annotations
 
-import argparse
-import io
 import logging
 import os
 import time
-import traceback
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -50,12 +43,12 @@ from ase import Atoms
 from numpy.typing import ArrayLike
 
 from ase_cartnet.errors import InputError
-from ase_cartnet.io.row_builder import BuildSummary, as_items, build_rows
-from phonon_ref.calculators import configure_worker, get_calculator, teacher_info
+from ase_cartnet.io import row_builder
+from phonon_ref.calculators import teacher_info
 from phonon_ref.grids import DEFAULT_MESH_LENGTH, DEFAULT_MIN_LENGTH, MeshSpec, SupercellSpec
 from phonon_ref.harmonic import DEFAULT_FREQ_MIN, DEFAULT_IMAGINARY_TOL
 from phonon_ref.reference import DEFAULT_DISPLACEMENT, PhononReference
-from phonon_ref.relax import DEFAULT_FMAX, DEFAULT_MAX_STEPS, relax_into_record
+from phonon_ref.relax import DEFAULT_FMAX, DEFAULT_MAX_STEPS, load_and_relax
 
 log = logging.getLogger(__name__)
 
@@ -92,20 +85,9 @@ def process_structure(
     Returns a dict with ``status`` ("ok", "unstable", "failed") and the row contents.
     Runs in a worker (process, thread or dask) or in the caller's process.
     """
-    t0 = time.perf_counter()
-    record: dict[str, Any] = {"source_id": source_id, "atoms": atoms, "timings": {}}
-    try:
-        configure_worker(parent_pid, settings.n_threads)
-        calc = get_calculator(settings.calculator, device=settings.device)
-        record["timings"]["load"] = time.perf_counter() - t0
-        rel = relax_into_record(
-            atoms,
-            calc,
-            record,
-            fmax=settings.fmax,
-            max_steps=settings.max_steps,
-            fix_symmetry=settings.fix_symmetry,
-            require_converged=settings.require_converged,
+    with row_builder.task_record(source_id, atoms) as record:
+        calc, rel = load_and_relax(
+            atoms, settings, record, parent_pid, require_converged=settings.require_converged
         )
         t1 = time.perf_counter()
         ref = PhononReference(
@@ -144,11 +126,6 @@ def process_structure(
             n_force_calls=ref.n_force_calls,
             mesh=ref.mesh_numbers(),
         )
-    except Exception as exc:  # robust: any failure becomes a "failed" row
-        record["status"] = "failed"
-        record["error"] = f"{type(exc).__name__}: {exc}"
-        record["traceback"] = traceback.format_exc(limit=8)
-    record["timings"]["total"] = time.perf_counter() - t0
     return record
 
 
@@ -159,35 +136,19 @@ def _positive_definite(u: np.ndarray) -> bool:
 
 def _write_row(db, record: dict[str, Any], settings: DatasetSettings, teacher: dict) -> None:
     """One row per structure, in one transaction (all or nothing)."""
-    atoms = record["atoms"].copy()
-    atoms.calc = None
-    atoms.set_constraint()
+    atoms, kvp, data = row_builder.teacher_row(record, teacher, record["atoms"])
     initial = record.get("initial")
-    kvp: dict[str, Any] = {
-        "source_id": record["source_id"],
-        "status": record["status"],
-        "teacher": teacher["name"],
-    }
-    data: dict[str, Any] = {
-        "teacher": teacher["name"],
-        "teacher_version": teacher["version"],
-        "temperatures": np.asarray(settings.temperatures),
-        "timings": record.get("timings", {}),
-        "displacement": settings.displacement,
-        "freq_min": settings.freq_min,
-        "imaginary_tol": settings.imaginary_tol,
-        "fmax": settings.fmax,
-    }
+    data.update(
+        temperatures=np.asarray(settings.temperatures),
+        displacement=settings.displacement,
+        freq_min=settings.freq_min,
+        imaginary_tol=settings.imaginary_tol,
+        fmax=settings.fmax,
+    )
     if initial is not None:
         data["initial_cell"] = np.asarray(initial.cell[:])
         data["initial_positions"] = initial.positions
-    if "relax" in record:
-        data["relax"] = record["relax"]
-        kvp["teacher_energy"] = float(record["energy"])
-    if record["status"] == "failed":
-        data["error"] = record["error"]
-        data["traceback"] = record.get("traceback", "")
-    else:
+    if record["status"] != "failed":
         kvp["stable"] = record["status"] == "ok"
         kvp["min_frequency"] = float(record["min_frequency"])
         data.update(
@@ -227,30 +188,29 @@ def build_dataset(
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
     device: str = "cpu",
-) -> BuildSummary:
+) -> row_builder.BuildSummary:
     """Relax every structure with the teacher, compute harmonic ADPs, store one row each.
 
-    Parameters
-    ----------
-    structures : ``{source_id: Atoms}``, ``(source_id, Atoms)`` pairs, or Atoms with
-        ``info["source_id"]`` (see :func:`read_mp20`).
-    calculator : teacher name for :func:`phonon_ref.calculators.get_calculator` ("chgnet",
-        "emt", "module:factory"); loaded once per worker.
-    temperatures : K, every one stored for every structure.
-    out : the ASE database (SQLite ``.db``); created or resumed.
-    executor : any ``concurrent.futures.Executor`` (e.g. ``Client(LocalCluster(n_workers=2,
-        threads_per_worker=1)).get_executor()``); one task per structure. None: in-process.
-    supercell, mesh, displacement : as :class:`phonon_ref.reference.PhononReference`
-        (defaults: widths ≥ 10 Å, 100 Å mesh length, 0.01 Å).
-    fmax, max_steps : relaxation target (eV/Å) and step cap; with ``require_converged`` an
-        unconverged relaxation is a failure.
-    fix_symmetry : keep the space group during relaxation (FixSymmetry, symprec 1e-3 Å).
-    retry_failed : also redo ids whose row says "failed" (the old row is replaced).
-    worker_threads : torch/BLAS threads inside each worker *process* (not applied in-process).
-    device : where the teacher runs ("cpu", "cuda"); several worker processes may share one
-        GPU.
-    cache_dir : keep every structure's force constants there (phonopy yaml, ~0.1–1 MB each), so
-        other meshes, temperatures or imaginary-mode tolerances cost no force call later.
+    Args:
+        structures: ``{source_id: Atoms}``, ``(source_id, Atoms)`` pairs, or Atoms with
+            ``info["source_id"]`` (see :func:`read_mp20`).
+        calculator: teacher name for :func:`phonon_ref.calculators.get_calculator` ("chgnet",
+            "emt", "module:factory"); loaded once per worker.
+        temperatures: K, every one stored for every structure.
+        out: the ASE database (SQLite ``.db``); created or resumed.
+        executor: any ``concurrent.futures.Executor`` (e.g. ``Client(LocalCluster(n_workers=2,
+            threads_per_worker=1)).get_executor()``); one task per structure. None: in-process.
+        supercell, mesh, displacement: as :class:`phonon_ref.reference.PhononReference`
+            (defaults: widths ≥ 10 Å, 100 Å mesh length, 0.01 Å).
+        fmax, max_steps: relaxation target (eV/Å) and step cap; with ``require_converged`` an
+            unconverged relaxation is a failure.
+        fix_symmetry: keep the space group during relaxation (FixSymmetry, symprec 1e-3 Å).
+        retry_failed: also redo ids whose row says "failed" (the old row is replaced).
+        worker_threads: torch/BLAS threads inside each worker *process* (not applied in-process).
+        device: where the teacher runs ("cpu", "cuda"); several worker processes may share one
+            GPU.
+        cache_dir: keep every structure's force constants there (phonopy yaml, ~0.1–1 MB each), so
+            other meshes, temperatures or imaginary-mode tolerances cost no force call later.
 
     Returns a :class:`ase_cartnet.io.row_builder.BuildSummary` (resumable as described in
     :mod:`ase_cartnet.io.row_builder`).
@@ -274,15 +234,12 @@ def build_dataset(
         cache_dir=None if cache_dir is None else str(cache_dir),
         device=str(device),
     )
-    teacher: dict[str, str] = {}
-
-    def write_row(db, record: dict[str, Any]) -> None:
-        if not teacher:  # loaded at the first finished row: nothing to do costs nothing
-            teacher.update(teacher_info(calculator, load_here=executor is None))
-        _write_row(db, record, settings, teacher)
-
-    return build_rows(
-        as_items(structures),
+    write_row = row_builder.teacher_row_writer(
+        lambda: teacher_info(calculator, load_here=executor is None),
+        lambda db, record, teacher: _write_row(db, record, settings, teacher),
+    )
+    return row_builder.build_rows(
+        row_builder.as_items(structures),
         process_structure,
         settings,
         write_row,
@@ -291,27 +248,6 @@ def build_dataset(
         retry_failed=retry_failed,
         progress=progress,
     )
-
-
-def read_mp20(
-    path: str | os.PathLike, limit: int | None = None, ids: Sequence[str] | None = None
-) -> list[Atoms]:
-    """Structures of an MP-20 style CSV (columns ``material_id``, ``cif``; gzip allowed),
-    each with ``info["source_id"]`` = material_id. ``ids`` selects rows, ``limit`` caps."""
-    import pandas as pd
-    from ase.io import read
-
-    frame = pd.read_csv(path)
-    if ids is not None:
-        frame = frame.set_index("material_id").loc[list(ids)].reset_index()
-    if limit is not None:
-        frame = frame.head(int(limit))
-    out = []
-    for mid, cif in zip(frame["material_id"], frame["cif"], strict=True):
-        atoms = read(io.StringIO(cif), format="cif")
-        atoms.info = {"source_id": str(mid)}
-        out.append(atoms)
-    return out
 
 
 def read_dataset(
@@ -329,90 +265,9 @@ def read_dataset(
             yield atoms, np.asarray(row.data["temperatures"]), np.asarray(row.data[key])
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of the dataset command (shared by ``python -m phonon_ref.dataset`` and
-    ``ase-cartnet phonon-dataset``)."""
-    parser.add_argument("csv", help="MP-20 style CSV(.gz) with material_id and cif columns")
-    parser.add_argument("-o", "--out", default="adp.db", help="ASE database (resumed if present)")
-    parser.add_argument(
-        "--calculator",
-        default="chgnet",
-        help="teacher: chgnet, sevennet, sevennet-l3i5, sevennet-mf-mpa, emt, module:factory",
-    )
-    parser.add_argument("--device", default="cpu", help="where the teacher runs (cpu, cuda)")
-    parser.add_argument(
-        "-T", "--temperatures", type=float, nargs="+", default=list(DEFAULT_TEMPERATURES)
-    )
-    parser.add_argument("--limit", type=int, default=None, help="first N rows only")
-    parser.add_argument("--ids", nargs="+", default=None, help="only these material ids")
-    parser.add_argument("--supercell-length", type=float, default=DEFAULT_MIN_LENGTH, help="Å")
-    parser.add_argument("--mesh-length", type=float, default=DEFAULT_MESH_LENGTH, help="Å")
-    parser.add_argument("--fmax", type=float, default=DEFAULT_FMAX, help="eV/Å")
-    parser.add_argument("--max-steps", type=int, default=DEFAULT_MAX_STEPS)
-    parser.add_argument("--workers", type=int, default=0, help="worker processes (0: in-process)")
-    parser.add_argument(
-        "--pool",
-        default="dask",
-        choices=("dask", "process"),
-        help="kind of worker pool: a dask LocalCluster, or the standard library's process pool "
-        "(spawned workers; no dask needed, e.g. on a GPU machine)",
-    )
-    parser.add_argument("--cache-dir", help="keep the force constants (phonopy yaml) here")
-    parser.add_argument("--retry-failed", action="store_true")
-    parser.add_argument("--no-progress", action="store_true")
+if __name__ == "__main__":  # ``python -m phonon_ref.dataset``, as the generation scripts call it
+    import sys
 
+    from ase_cartnet.cli import main
 
-def run_cli(args: argparse.Namespace) -> int:
-    """Run :func:`build_dataset` from parsed arguments; prints a one-line summary."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    structures = read_mp20(args.csv, limit=args.limit, ids=args.ids)
-    kwargs = dict(
-        calculator=args.calculator,
-        temperatures=args.temperatures,
-        out=args.out,
-        supercell=args.supercell_length,
-        mesh=args.mesh_length,
-        fmax=args.fmax,
-        max_steps=args.max_steps,
-        retry_failed=args.retry_failed,
-        cache_dir=args.cache_dir,
-        progress=not args.no_progress,
-        device=args.device,
-    )
-    if args.workers > 0 and args.pool == "process":
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        # spawned, not forked: CUDA cannot be used in a forked child
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(args.workers, mp_context=context) as pool:
-            summary = build_dataset(structures, executor=pool, **kwargs)
-    elif args.workers > 0:
-        from dask.distributed import Client, LocalCluster
-
-        with (
-            LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True) as cluster,
-            Client(cluster) as client,
-        ):
-            summary = build_dataset(structures, executor=client.get_executor(), **kwargs)
-    else:
-        summary = build_dataset(structures, **kwargs)
-    print(
-        f"{summary.out}: {len(summary.ok)} ok, {len(summary.unstable)} unstable, "
-        f"{len(summary.failed)} failed, {len(summary.skipped)} already done "
-        f"({summary.seconds:.0f} s)"
-    )
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m phonon_ref.dataset val.csv.gz -o adp.db --limit 100 --workers 2``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m phonon_ref.dataset", description=__doc__.split("\n")[0]
-    )
-    add_arguments(parser)
-    return run_cli(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(["phonon-dataset", *sys.argv[1:]]))

@@ -13,7 +13,7 @@ from ase import Atoms
 from ase.calculators.calculator import BaseCalculator
 
 from ase_cartnet.errors import InputError
-from phonon_ref.calculators import get_calculator
+from phonon_ref.calculators import configure_worker, get_calculator
 
 DEFAULT_FMAX = 1e-3
 """eV/Å on every atom and on the cell degrees of freedom (FrechetCellFilter's generalised
@@ -160,3 +160,26 @@ def relax_into_record(
         )
     record["atoms"] = rel.atoms
     return rel
+
+
+def load_and_relax(
+    atoms: Atoms, settings, record: dict, parent_pid: int, **options
+) -> tuple[BaseCalculator, Relaxation]:
+    """One teacher task's start, in its worker: threads as ``settings.n_threads``, the teacher
+    ``settings.calculator`` loaded on ``settings.device`` (``timings["load"]``, s), then
+    :func:`relax_into_record` with ``settings.fmax`` (eV/Å), ``max_steps``, ``fix_symmetry``
+    and ``options``. Returns the teacher and the relaxation."""
+    started = time.perf_counter()
+    configure_worker(parent_pid, settings.n_threads)
+    calc = get_calculator(settings.calculator, device=settings.device)
+    record["timings"]["load"] = time.perf_counter() - started
+    relaxation = relax_into_record(
+        atoms,
+        calc,
+        record,
+        fmax=settings.fmax,
+        max_steps=settings.max_steps,
+        fix_symmetry=settings.fix_symmetry,
+        **options,
+    )
+    return calc, relaxation

@@ -9,7 +9,7 @@ from ase.build import bulk
 from helpers_models import ethanol_crystal, small_checkpoint
 
 from ase_cartnet.calculators.cartnet_adp import CartNetADP
-from ase_cartnet.io.checkpoint import load_cartnet
+from ase_cartnet.io.checkpoint import load_model
 from ase_cartnet.models.cartnet import CartNetEnsemble
 from ase_cartnet.train.model_card import export_cartnet
 
@@ -20,7 +20,8 @@ HARMONIC = dict(head="harmonic", use_temperature=False, harmonic_bins=6)
 def test_exported_ensemble_predicts_the_mean_of_its_members(tmp_path, overrides):
     members = [small_checkpoint(tmp_path, seed=k, **overrides) for k in range(3)]
     weights, card = export_cartnet(members, tmp_path / "ens.pt", {"name": "test"})
-    model, metadata = load_cartnet(weights)
+    loaded = load_model(weights, "cartnet")
+    model, metadata = loaded.model, loaded.metadata
     assert isinstance(model, CartNetEnsemble) and len(model.members) == 3
     assert len(metadata["members"]) == 3 and card.is_file()
     structures = [ethanol_crystal(0), bulk("NaCl", "rocksalt", a=5.6)]

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from reference_cartnet import reference_cartnet
 from shared_paths import FIXTURES, needs_shared
 
-from ase_cartnet.graph import atoms_to_graph, batch_graphs, edge_vectors
-from ase_cartnet.io.checkpoint import infer_official_cartnet_config, load_cartnet, read_checkpoint
+from ase_cartnet.graph.neighbours import atoms_to_graph, batch_graphs, edge_vectors
+from ase_cartnet.io.checkpoint import infer_official_cartnet_config, load_model, read_checkpoint
 from ase_cartnet.models.cartnet import CartNetConfig
 
 
@@ -39,7 +39,7 @@ def test_reproduces_official_outputs(name, cap):
     expected = np.load(FIXTURES / f"expected_{name}.npz")
     suffix = "" if cap else "_nocap"
     for dtype, key, tol in ((torch.float32, "U", 1e-5), (torch.float64, "U_f64", 1e-10)):
-        model, _ = load_cartnet(FIXTURES / f"cartnet_{name}_random.ckpt", dtype=dtype)
+        model = load_model(FIXTURES / f"cartnet_{name}_random.ckpt", "cartnet", dtype=dtype).model
         for k, atoms in enumerate(read(FIXTURES / "inputs.extxyz", ":")):
             g = graph_of(atoms, atoms.info["temperature"], dtype=dtype, cap=cap)
             assert g.edge_index.shape[1] == int(expected[f"s{k}_num_edges{suffix}"])
@@ -56,7 +56,7 @@ def test_official_intermediate_activations_small():
     from ase.io import read
 
     expected = np.load(FIXTURES / "expected_small.npz")
-    model, _ = load_cartnet(FIXTURES / "cartnet_small_random.ckpt", dtype=torch.float64)
+    model = load_model(FIXTURES / "cartnet_small_random.ckpt", "cartnet", dtype=torch.float64).model
     atoms = read(FIXTURES / "inputs.extxyz", index=2)
     g = graph_of(atoms, atoms.info["temperature"], cap=64)
     vec = -edge_vectors(g.pos, g.cell, g.edge_index, g.cell_shift)

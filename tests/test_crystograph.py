@@ -9,16 +9,16 @@ import torch
 from ase import Atoms
 from ase.build import bulk
 
-from ase_cartnet.atom_features import BLOCKS, NUM_FEATURES, atom_feature_table, atom_features
-from ase_cartnet.crystograph_graph import (
+from ase_cartnet.errors import InputError
+from ase_cartnet.graph.atom_features import BLOCKS, NUM_FEATURES, atom_feature_table, atom_features
+from ase_cartnet.graph.crystograph import (
     crystograph_graph,
     laplacian_pe,
     line_graph,
     random_laplacian_sign_flip,
     random_walk_pe,
 )
-from ase_cartnet.errors import InputError
-from ase_cartnet.graph import batch_graphs, knn_graph
+from ase_cartnet.graph.neighbours import batch_graphs, knn_graph
 from ase_cartnet.models.crystograph import CrysToGraph, CrysToGraphConfig, cell_frames
 from ase_cartnet.train.loop import TrainConfig, fit
 from ase_cartnet.train.property_task import PropertyTask, predict_graphs
@@ -301,15 +301,14 @@ def test_bad_inputs_raise_clear_errors():
 
 def test_checkpoint_of_another_model_is_refused(tmp_path):
     from ase_cartnet.errors import CheckpointError
-    from ase_cartnet.io.checkpoint import save_checkpoint
+    from ase_cartnet.io.checkpoint import load_model, save_checkpoint
     from ase_cartnet.models.cartnet import CartNet, CartNetConfig
-    from ase_cartnet.train.crystograph_cli import load_crystograph
 
     path = save_checkpoint(
         tmp_path / "cartnet.pt", CartNet(CartNetConfig(dim=8)), model_name="cartnet", config={}
     )
     with pytest.raises(CheckpointError, match="not a CrysToGraph"):
-        load_crystograph(path)
+        load_model(path, "crystograph")
     m = CrysToGraph(CrysToGraphConfig(**SMALL))
     path = save_checkpoint(
         tmp_path / "wrong.pt",
@@ -318,7 +317,7 @@ def test_checkpoint_of_another_model_is_refused(tmp_path):
         config=CrysToGraphConfig(**{**SMALL, "dim": 24}).to_dict(),
     )
     with pytest.raises(CheckpointError, match="does not match"):
-        load_crystograph(path)
+        load_model(path, "crystograph")
 
 
 # -- training ------------------------------------------------------------------------------------
@@ -327,7 +326,7 @@ def test_checkpoint_of_another_model_is_refused(tmp_path):
 def test_tiny_training_run_learns_and_round_trips(tmp_path):
     """16 structures whose target is the lithium fraction: a small model trained for 25 epochs
     with the shared loop beats the mean predictor, and best.pt reloads to the same numbers."""
-    from ase_cartnet.train.crystograph_cli import load_crystograph
+    from ase_cartnet.io.checkpoint import load_model
 
     structures = []
     rng = np.random.default_rng(0)
@@ -354,6 +353,6 @@ def test_tiny_training_run_learns_and_round_trips(tmp_path):
     )
     dummy = float(np.abs(y - y.mean()).mean())
     assert summary["best"]["mae"] < 0.5 * dummy
-    reloaded, _ = load_crystograph(tmp_path / "best.pt")
+    reloaded = load_model(tmp_path / "best.pt", "crystograph").model
     err = np.abs(predict_graphs(reloaded, graphs) - y).mean()
     assert err == pytest.approx(summary["best"]["mae"], rel=1e-5)

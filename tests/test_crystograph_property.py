@@ -11,29 +11,18 @@ import torch
 from ase import Atoms
 from ase.build import bulk
 
+from ase_cartnet.calculators.crystograph_property import load_property_model
 from ase_cartnet.errors import CheckpointError, InputError
 from ase_cartnet.io.checkpoint import save_checkpoint
 from ase_cartnet.models.crystograph import CrysToGraph, CrysToGraphConfig
-from ase_cartnet.property_models import (
-    DEFAULT_WEIGHTS,
-    export_property_model,
-    load_property_model,
-    standardised_cartnet,
-)
+from ase_cartnet.models.standardised import standardised_cartnet
+from ase_cartnet.train.model_card import export_property_model
+from ase_cartnet.weights import DEFAULT_PROPERTY as DEFAULT_WEIGHTS
 
 torch.set_num_threads(1)
 
-SMALL = dict(
-    dim=16,
-    num_heads=2,
-    head_dim=8,
-    ffn_factor=1,
-    line_dim=8,
-    line_head_dim=4,
-    lap_dim=3,
-    rw_dim=4,
-    lap_mode="projector",
-)
+SMALL = {"dim": 16, "num_heads": 2, "head_dim": 8, "ffn_factor": 1, "lap_mode": "projector"}
+SMALL |= {"line_dim": 8, "line_head_dim": 4, "lap_dim": 3, "rw_dim": 4}
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +133,7 @@ def test_export_writes_weights_and_card(checkpoint, tmp_path):
     weights, card = export_property_model(checkpoint, tmp_path / "w.pt", {"licence": "MIT"})
     data = json.loads(card.read_text())
     assert data["target"] == "formation_energy_per_atom" and data["licence"] == "MIT"
-    from ase_cartnet.train.model_card import sha256_of
+    from ase_cartnet.io.checkpoint import sha256_of
 
     assert data["sha256"] == sha256_of(weights)
     a = load_property_model(checkpoint).model(_batch())
@@ -153,8 +142,8 @@ def test_export_writes_weights_and_card(checkpoint, tmp_path):
 
 
 def _batch():
-    from ase_cartnet.crystograph_graph import crystograph_graph
-    from ase_cartnet.graph import batch_graphs
+    from ase_cartnet.graph.crystograph import crystograph_graph
+    from ase_cartnet.graph.neighbours import batch_graphs
 
     return batch_graphs(
         [crystograph_graph(a, lap_dim=3, rw_dim=4, lap_mode="projector") for a in structures()]
@@ -179,7 +168,7 @@ def test_property_cli(checkpoint, tmp_path, capsys):
 )
 def test_shipped_defaults_load_offline_and_match_their_cards():
     from ase_cartnet import CrysToGraphProperty
-    from ase_cartnet.train.model_card import sha256_of
+    from ase_cartnet.io.checkpoint import sha256_of
 
     for target, path in DEFAULT_WEIGHTS.items():
         card = json.loads(path.with_suffix(".json").read_text())

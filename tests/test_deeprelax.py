@@ -14,7 +14,8 @@ from ase import Atoms
 from ase.build import bulk
 
 from ase_cartnet.errors import CheckpointError, InputError
-from ase_cartnet.graph import batch_graphs
+from ase_cartnet.graph.deeprelax import deeprelax_graph
+from ase_cartnet.graph.neighbours import batch_graphs
 from ase_cartnet.models.deeprelax import (
     ORIGIN_INDEX,
     DeepRelaxConfig,
@@ -23,20 +24,17 @@ from ase_cartnet.models.deeprelax import (
     DeepRelaxOutput,
     cell_offset_index,
     combine_members,
-    deeprelax_loss,
-    laplace_nll,
     periodic_offset_encoding,
-    relaxed_targets,
 )
 from ase_cartnet.models.deeprelax_solver import solve_positions
 from ase_cartnet.train.deeprelax_data import (
     RelaxPair,
-    deeprelax_graph,
     distort,
     pairs_from_db,
     synthetic_pairs,
     write_pairs_db,
 )
+from ase_cartnet.train.deeprelax_task import deeprelax_loss, laplace_nll, relaxed_targets
 
 TINY = DeepRelaxConfig(hidden=16, num_layers=2, num_rbf=8, pcoe_dim=8, max_neighbours=12)
 
@@ -318,7 +316,7 @@ def test_multigraph_caps_neighbours_and_offsets():
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """Two replicates trained for 2 epochs on synthetic pairs, exported as an ensemble."""
-    from ase_cartnet.train.deeprelax_cli import export_deeprelax, train_deeprelax
+    from ase_cartnet.train.deeprelax import export_deeprelax, train_deeprelax
     from ase_cartnet.train.loop import TrainConfig
 
     torch.set_num_threads(1)

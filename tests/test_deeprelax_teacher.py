@@ -126,8 +126,9 @@ def test_symmetrize_like_leaves_p1_alone_and_checks_atoms():
 def test_fine_tuning_starts_from_the_given_members(tmp_path):
     """train_deeprelax(init=ensemble) with 0 optimisation steps' worth of learning rate leaves
     every replicate equal to its member of the initial ensemble."""
+    from ase_cartnet.io.checkpoint import load_model
     from ase_cartnet.models.deeprelax import DeepRelaxConfig, DeepRelaxEnsemble
-    from ase_cartnet.train.deeprelax_cli import load_member, train_deeprelax
+    from ase_cartnet.train.deeprelax import train_deeprelax
     from ase_cartnet.train.loop import TrainConfig
 
     torch.set_num_threads(1)
@@ -148,7 +149,8 @@ def test_fine_tuning_starts_from_the_given_members(tmp_path):
         val_fraction=0.34, batch_size=2, progress=False, init=init, init_source="init.pt",
     )  # fmt: skip
     for t in range(2):
-        member, meta = load_member(tmp_path / "run" / f"replicate_{t}" / "best.pt")
+        loaded = load_model(tmp_path / "run" / f"replicate_{t}" / "best.pt", "deeprelax")
+        member, meta = loaded.model, loaded.metadata
         assert meta["fine_tuned_from"] == "init.pt"
         for a, b in zip(member.parameters(), init.members[t].parameters(), strict=True):
             torch.testing.assert_close(a, b, atol=1e-6, rtol=0)

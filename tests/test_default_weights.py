@@ -7,7 +7,6 @@ import gzip
 import hashlib
 import json
 import shutil
-import sys
 import warnings
 from pathlib import Path
 
@@ -65,12 +64,10 @@ def test_card_metrics_reproduce_on_the_committed_held_out_set(card, tmp_path):
     """benchmarks/eval_cartnet_default.py's CartNet figures, recomputed on the card's test ids."""
     from ase.db import connect
 
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from eval_cartnet_default import cartnet_predictions
-
     from ase_cartnet.adp import adp_metrics
     from ase_cartnet.calculators.cartnet_adp import CartNetADP
     from ase_cartnet.train.adp_data import structures_from_db
+    from ase_cartnet.train.cartnet import cartnet_predictions
 
     full = tmp_path / "snapshot.db"
     with gzip.open(TEST_SNAPSHOT, "rb") as fin, open(full, "wb") as fout:

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from ase_cartnet.graph import batch_graphs, knn_graph, triplets
+from ase_cartnet.graph.empnn import crystal_graph
+from ase_cartnet.graph.neighbours import batch_graphs, knn_graph, triplets
 from ase_cartnet.models.empnn import (
     EMPNN,
     EMPNNConfig,
@@ -16,13 +17,12 @@ from ase_cartnet.models.empnn import (
     cell_to_lattice_params,
     edge_field,
     geometry,
-    lattice_loss,
     lattice_params_to_cell,
-    random_strain,
+    run_model,
     triplet_field,
 )
 from ase_cartnet.train.empnn_data import Crystal
-from ase_cartnet.train.empnn_task import EMPNNDenoiseTask, crystal_graph, run_model
+from ase_cartnet.train.empnn_task import EMPNNDenoiseTask, lattice_loss, random_strain
 
 torch.set_num_threads(1)
 
@@ -262,7 +262,7 @@ def test_bad_inputs():
         EMPNNConfig(edge_fields=(), triplet_fields=())
     with pytest.raises(ValueError, match="exponential"):
         EMPNNConfig(exponential="pade")
-    with pytest.raises(ValueError, match="unknown EMPNN config keys"):
+    with pytest.raises(ValueError, match="unknown EMPNNConfig fields"):
         EMPNNConfig.from_dict({"dimension": 3})
     model = EMPNN(EMPNNConfig(dim=8, num_rbf=4, num_layers=1, num_steps=1)).double()
     numbers, frac, cell = random_crystal(5)
@@ -304,7 +304,7 @@ def test_tiny_denoising_run_improves(tmp_path):
     """Denoising end to end through the shared loop on crystals whose lattice is fixed by their
     elements (simple-cubic C, a = 3.0 Å; CsCl-type CO, a = 3.4 Å): after 40 steps the strained
     lattices are pulled back (about 10-15 s on one idle core)."""
-    from ase_cartnet.train.empnn_cli import train_empnn
+    from ase_cartnet.train.empnn import train_empnn
     from ase_cartnet.train.loop import TrainConfig
 
     crystals = []

@@ -11,9 +11,9 @@ import torch
 from ase import Atoms
 from ase.build import bulk
 
-from ase_cartnet.calculators.empnn_lattice import EMPNNLattice, load_empnn
+from ase_cartnet.calculators.empnn_lattice import EMPNNLattice
 from ase_cartnet.errors import CheckpointError, InputError
-from ase_cartnet.io.checkpoint import save_checkpoint
+from ase_cartnet.io.checkpoint import load_model, save_checkpoint
 from ase_cartnet.models.empnn import EMPNN, EMPNNConfig
 
 torch.set_num_threads(1)
@@ -125,7 +125,7 @@ def test_checkpoint_round_trip_and_wrong_checkpoints(tmp_path):
     path = save_checkpoint(
         tmp_path / "e.pt", model, model_name="empnn", config=model.config.to_dict()
     )
-    loaded, _ = load_empnn(path, dtype=torch.float64)
+    loaded = load_model(path, "empnn", dtype=torch.float64).model
     atoms = distorted_silicon()
     opt1 = EMPNNLattice(atoms.copy(), model=model, logfile=None, dtype=torch.float64)
     opt2 = EMPNNLattice(atoms.copy(), model=path, logfile=None, dtype=torch.float64)
@@ -135,16 +135,16 @@ def test_checkpoint_round_trip_and_wrong_checkpoints(tmp_path):
 
     other = save_checkpoint(tmp_path / "c.pt", model, model_name="cartnet", config={})
     with pytest.raises(CheckpointError, match="not an ase-cartnet EMPNN"):
-        load_empnn(other)
+        load_model(other, "empnn")
     wrong = EMPNN(EMPNNConfig(dim=4, num_rbf=8, num_layers=1, num_steps=2))
     bad = save_checkpoint(
         tmp_path / "w.pt", wrong, model_name="empnn", config=model.config.to_dict()
     )
     with pytest.raises(CheckpointError, match="does not match"):
-        load_empnn(bad)
+        load_model(bad, "empnn")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError):
-        load_empnn(tmp_path / "junk.pt")
+        load_model(tmp_path / "junk.pt", "empnn")
 
 
 def test_bad_inputs():
@@ -191,7 +191,7 @@ def test_denoise_cli_writes_output_and_refuses_input(tmp_path, capsys):
 
 
 def test_shipped_weights_and_model_card():
-    from ase_cartnet.train.model_card import sha256_of
+    from ase_cartnet.io.checkpoint import sha256_of
     from ase_cartnet.weights import DEFAULT_EMPNN
 
     if not DEFAULT_EMPNN.is_file():

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from shared_paths import FIXTURES, needs_shared
 
-from ase_cartnet.graph import (
+from ase_cartnet.graph.neighbours import (
     NeighbourList,
     atoms_to_graph,
     batch_graphs,
@@ -573,7 +573,7 @@ def test_closest_pairs_finds_coincident_atoms_and_close_images():
     """Coincident atoms (d = 0, not edges by contract) and too-close periodic images are found."""
     from ase.build import bulk
 
-    from ase_cartnet.graph import closest_pairs
+    from ase_cartnet.graph.neighbours import closest_pairs
 
     atoms = bulk("NaCl", "rocksalt", a=5.64)
     assert len(closest_pairs(atoms.positions, atoms.cell[:], atoms.pbc, 0.5)) == 0

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ase_cartnet.calculators.cartnet_adp import CartNetADP
-from ase_cartnet.graph import atoms_to_graph, batch_graphs
+from ase_cartnet.graph.neighbours import atoms_to_graph, batch_graphs
 from ase_cartnet.models.cartnet import CartNetConfig
 from ase_cartnet.models.harmonic_head import (
     H_THZ_OVER_KB,

@@ -12,10 +12,10 @@ from ase.build import bulk
 from ase.db import connect
 
 from ase_cartnet.calculators.cartnet_adp import CartNetADP
-from ase_cartnet.train.adp_data import split_structures, structures_from_db, temperature_statistics
+from ase_cartnet.train.adp_data import structures_from_db, temperature_statistics
+from ase_cartnet.train.cartnet import train_cartnet
 from ase_cartnet.train.cartnet_task import CartNetADPTask
-from ase_cartnet.train.cli import train_cartnet
-from ase_cartnet.train.loop import TrainConfig
+from ase_cartnet.train.loop import TrainConfig, random_split
 
 TEMPERATURES = np.array([50.0, 150.0, 300.0])
 ARCH = dict(dim=16, dim_rbf=8, num_layers=1)
@@ -44,7 +44,7 @@ def synthetic_db(path, n=8, seed=0):
 def test_db_loading_split_and_statistics(tmp_path):
     structures = structures_from_db(synthetic_db(tmp_path / "d.db"))
     assert len(structures) == 8  # the unstable row is not a sample
-    train, val = split_structures(structures, 0.25, seed=0)
+    train, val = random_split(structures, 0.25, seed=0)
     assert len(val) == 2 and not {s.key for s in train} & {s.key for s in val}
     mean, std = temperature_statistics(train)
     assert mean == pytest.approx(TEMPERATURES.mean()) and std == pytest.approx(TEMPERATURES.std())
@@ -52,7 +52,7 @@ def test_db_loading_split_and_statistics(tmp_path):
 
 def test_augmentation_rotates_geometry_and_targets_consistently(tmp_path):
     """A rotated batch has edge vectors R·v and targets R U Rᵀ (eqns 19–20)."""
-    from ase_cartnet.graph import edge_vectors
+    from ase_cartnet.graph.neighbours import edge_vectors
 
     structures = structures_from_db(synthetic_db(tmp_path / "d.db", n=2))
     task = CartNetADPTask(structures, structures, cutoff=5.0, batch_size=4, dtype=torch.float64)

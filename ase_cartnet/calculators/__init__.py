@@ -1,0 +1,1 @@
+"""ASE adapters: validate the input, build the graph, run the model, convert units."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -15,13 +14,17 @@ from ase.calculators.calculator import Calculator, all_changes
 
 from ase_cartnet.adp import u_cart_to_u_cif, u_equiv
 from ase_cartnet.errors import InputError
-from ase_cartnet.graph import atoms_to_graph, batch_graphs
+from ase_cartnet.graph.neighbours import atoms_to_graph, batch_graphs
 from ase_cartnet.hydrogen import HYDROGEN_POLICIES, riding_hydrogen_adps
-from ase_cartnet.io.checkpoint import load_cartnet
+from ase_cartnet.io.checkpoint import load_model
 from ase_cartnet.models.so3 import averaging_rotations
 from ase_cartnet.symmetry import symmetrize_adps
-from ase_cartnet.validation import resolve_temperature, validate_structure
-from ase_cartnet.weights import default_cartnet_checkpoint
+from ase_cartnet.validation import (
+    resolve_temperature,
+    validate_structure,
+    warn_untrained_elements,
+)
+from ase_cartnet.weights import shipped
 
 FROM_CHECKPOINT = "checkpoint"
 
@@ -90,10 +93,9 @@ class CartNetADP(Calculator):
         if temperature is not None:
             resolve_temperature(temperature, Atoms())  # validates the value early
         super().__init__(temperature=temperature, **kwargs)
-        self.checkpoint_path = (
-            Path(checkpoint) if checkpoint is not None else default_cartnet_checkpoint()
-        )
-        self.model, self.metadata = load_cartnet(self.checkpoint_path, dtype=dtype, device=device)
+        self.checkpoint_path = Path(checkpoint) if checkpoint is not None else shipped("cartnet")
+        loaded = load_model(self.checkpoint_path, "cartnet", dtype=dtype, device=device)
+        self.model, self.metadata = loaded.model, loaded.metadata
         self.device = torch.device(device)
         self.dtype = dtype
         self.hydrogen = hydrogen
@@ -297,18 +299,13 @@ class CartNetADP(Calculator):
         return adps
 
     def _warn_untrained_elements(self, atoms: Atoms) -> None:
-        if self.trained_elements is None:
-            return
-        from ase.data import chemical_symbols
-
-        unseen = sorted(set(int(z) for z in atoms.numbers if z != 1) - self.trained_elements)
-        if unseen:
-            warnings.warn(
-                "structure contains elements outside the model's training set: "
-                + ", ".join(chemical_symbols[z] for z in unseen)
-                + "; predictions for them are extrapolations",
-                stacklevel=3,
-            )
+        warn_untrained_elements(
+            atoms.numbers,
+            self.trained_elements,
+            "structure contains elements outside the model's training set: {names}; "
+            "predictions for them are extrapolations",
+            ignore=(1,),
+        )
 
     # -- outputs -----------------------------------------------------------------------------
 

@@ -4,7 +4,8 @@ head), e.g. the formation energy per atom."""
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,15 +13,61 @@ import numpy as np
 import torch
 from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
+from torch import nn
 
 from ase_cartnet.errors import InputError
-from ase_cartnet.graph import batch_graphs
-from ase_cartnet.property_models import (
-    DEFAULT_TARGET,
-    default_property_checkpoint,
-    load_property_model,
-)
-from ase_cartnet.validation import validate_structure
+from ase_cartnet.graph.crystograph import crystograph_graph
+from ase_cartnet.graph.neighbours import batch_graphs
+from ase_cartnet.graph.property import cartnet_property_graph
+from ase_cartnet.io.checkpoint import load_model
+from ase_cartnet.validation import validate_structure, warn_untrained_elements
+from ase_cartnet.weights import DEFAULT_PROPERTY, DEFAULT_PROPERTY_TARGET, shipped
+
+
+@dataclass
+class PropertyModel:
+    """A loaded property model: ``model(batch)`` → (B,) in ``units``; ``featurise(atoms)`` builds
+    the graph it reads."""
+
+    model: nn.Module
+    featurise: Callable[[Atoms], Any]
+    kind: str
+    target: str
+    units: str
+    metadata: dict[str, Any]
+
+
+def load_property_model(
+    path: str | os.PathLike, *, dtype: torch.dtype = torch.float32
+) -> PropertyModel:
+    """A property checkpoint (CrysToGraph or CartNet with the scalar head) in eval mode, with
+    the featuriser that builds the graph it reads."""
+    loaded = load_model(path, "property", dtype=dtype)
+    c = loaded.config
+    if loaded.kind == "crystograph":
+
+        def featurise(atoms: Atoms):
+            return crystograph_graph(
+                atoms, k=c.k, lap_dim=c.lap_dim, rw_dim=c.rw_dim, lap_mode=c.lap_mode, dtype=dtype
+            )
+
+    else:
+        cutoff = loaded.model.model.config.cutoff
+
+        def featurise(atoms: Atoms):
+            return cartnet_property_graph(atoms, cutoff, dtype)
+
+    return PropertyModel(loaded.model, featurise, loaded.kind, c.target, c.units, loaded.metadata)
+
+
+def shipped_property_checkpoint(target: str) -> Path:
+    """The shipped weights for ``target``; an ``InputError`` for targets without any."""
+    if target not in DEFAULT_PROPERTY:
+        raise InputError(
+            f"no shipped property model for target {target!r}; shipped: {sorted(DEFAULT_PROPERTY)}"
+            " (pass checkpoint=... for another model)"
+        )
+    return shipped(f"property/{target}")
 
 
 class CrysToGraphProperty(Calculator):
@@ -66,7 +113,7 @@ class CrysToGraphProperty(Calculator):
     ) -> None:
         super().__init__(**kwargs)
         if checkpoint is None:
-            path = default_property_checkpoint(target or DEFAULT_TARGET)
+            path = shipped_property_checkpoint(target or DEFAULT_PROPERTY_TARGET)
         else:
             path = Path(checkpoint)
         self.checkpoint_path = path
@@ -111,17 +158,9 @@ class CrysToGraphProperty(Calculator):
         return np.concatenate(out) if out else np.zeros(0)
 
     def _warn_untrained_elements(self, atoms: Atoms) -> None:
-        if self.trained_elements is None:
-            return
-        unseen = sorted(set(int(z) for z in atoms.numbers) - self.trained_elements)
-        if unseen:
-            import warnings
-
-            from ase.data import chemical_symbols
-
-            names = ", ".join(chemical_symbols[z] for z in unseen)
-            warnings.warn(
-                f"elements {names} were not in the training data of {self.checkpoint_path.name}; "
-                "the prediction is an extrapolation",
-                stacklevel=3,
-            )
+        warn_untrained_elements(
+            atoms.numbers,
+            self.trained_elements,
+            f"elements {{names}} were not in the training data of {self.checkpoint_path.name}; "
+            "the prediction is an extrapolation",
+        )

@@ -12,9 +12,9 @@ relaxed lattice, each distance with a Laplace scale; the Euclidean distance-geom
 are computed: the result is a starting point for a real relaxation (VASP, an ML potential), not
 a relaxed structure. The adapter (:class:`DeepRelax`, ``relax_many``, ``ase-cartnet relax``)
 imposes the input's space group on the prediction by default (``symmetrize=True``; the paper's
-raw output with ``symmetrize=False``): a relaxation keeps the symmetry it starts from, and on
-held-out CHGNet relaxations the unsymmetrized prediction cost BFGS 35 % *more* force calls than the
-unrelaxed input (README, "DeepRelax"). The shipped weights were trained on synthetic distortions
+raw output with ``symmetrize=False``): a relaxation keeps the symmetry it starts from, and the
+unsymmetrized prediction costs a follow-up BFGS more force calls than the unrelaxed input
+(README, "DeepRelax"). The shipped weights were trained on synthetic distortions
 of MP-20 structures and fine-tuned on CHGNet relaxations of element-substituted MP-20 prototypes
 (see their model card), not on DFT relaxation trajectories; they are out of their depth for
 molecules, surfaces, amorphous or very large cells and elements not in MP-20.
@@ -36,10 +36,9 @@ from ase import Atoms
 from ase.optimize.optimize import DEFAULT_MAX_STEPS, Dynamics
 
 from ase_cartnet.canonical_cell import canonical_listing
-from ase_cartnet.errors import CheckpointError, InputError
-from ase_cartnet.graph import batch_graphs, closest_pairs
+from ase_cartnet.errors import InputError
+from ase_cartnet.graph.neighbours import batch_graphs, closest_pairs
 from ase_cartnet.models.deeprelax import (
-    DeepRelaxConfig,
     DeepRelaxEnsemble,
     DeepRelaxModel,
     EnsembleOutput,
@@ -57,6 +56,7 @@ from ase_cartnet.validation import (
     like_input,
     prepare_items,
     validate_structure,
+    warn_untrained_elements,
 )
 
 MIN_VOLUME_RATIO = 0.2
@@ -115,32 +115,14 @@ def load_deeprelax(
     """A DeepRelax ensemble from an ase-cartnet checkpoint (an exported ensemble, or one trained
     replicate, which becomes an ensemble of one), in eval mode; None loads the shipped default.
     Returns the ensemble and the checkpoint metadata."""
-    from ase_cartnet.io.checkpoint import load_state_strict, read_checkpoint
+    from ase_cartnet.io.checkpoint import load_model
+    from ase_cartnet.weights import shipped
 
-    if path is None:
-        from ase_cartnet.weights import default_deeprelax_checkpoint
-
-        path = default_deeprelax_checkpoint()
-    payload = read_checkpoint(path)
-    kind = payload.get("model")
-    config_dict = dict(payload.get("config", {}))
-    try:
-        if kind == "deeprelax_ensemble":
-            size = int(config_dict.pop("ensemble_size"))
-            ensemble = DeepRelaxEnsemble(DeepRelaxConfig.from_dict(config_dict), size)
-            load_state_strict(ensemble, payload["model_state"], str(path))
-        elif kind == "deeprelax":
-            member = DeepRelaxModel(DeepRelaxConfig.from_dict(config_dict))
-            load_state_strict(member, payload["model_state"], str(path))
-            ensemble = DeepRelaxEnsemble.from_members([member])
-        else:
-            raise CheckpointError(f"checkpoint {path} holds a {kind!r} model, not DeepRelax")
-    except (KeyError, TypeError, ValueError) as exc:
-        if isinstance(exc, CheckpointError):
-            raise
-        raise CheckpointError(f"checkpoint {path}: invalid DeepRelax config ({exc})") from exc
-    ensemble.to(dtype=dtype).eval()
-    return ensemble, dict(payload.get("metadata", {}))
+    loaded = load_model(shipped("deeprelax") if path is None else path, "deeprelax", dtype=dtype)
+    model = loaded.model
+    if isinstance(model, DeepRelaxModel):
+        model = DeepRelaxEnsemble.from_members([model]).to(dtype=dtype).eval()
+    return model, loaded.metadata
 
 
 def _resolve_model(model, dtype: torch.dtype) -> tuple[DeepRelaxEnsemble, dict[str, Any]]:
@@ -238,15 +220,18 @@ def predict(
 
     A prediction with two atoms closer than ``MIN_INTERATOMIC_DISTANCE`` (0.5 Å) is refused
     with a warning: the result is the unchanged input, marked untrusted."""
-    from ase_cartnet.train.deeprelax_data import deeprelax_graph
+    from ase_cartnet.graph.deeprelax import deeprelax_graph
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
     structures = [_unwrap(a) for a in structures]
     for k, atoms in enumerate(structures):
         _check(atoms, k if len(structures) > 1 else None)
-    if elements is not None:
-        _warn_unseen_elements(structures, elements)
+    warn_untrained_elements(
+        [z for a in structures for z in a.numbers],
+        elements,
+        "elements not in the DeepRelax training data: {names}; expect a poor prediction",
+    )
     from tqdm.auto import tqdm
 
     dtype = next(ensemble.parameters()).dtype
@@ -292,19 +277,6 @@ def predict(
         bar.update(len(chunk))
     bar.close()
     return results
-
-
-def _warn_unseen_elements(structures: Sequence[Atoms], elements: Sequence[int]) -> None:
-    unseen = sorted({int(z) for a in structures for z in a.numbers} - {int(z) for z in elements})
-    if unseen:
-        from ase.data import chemical_symbols
-
-        warnings.warn(
-            "elements not in the DeepRelax training data: "
-            + ", ".join(chemical_symbols[z] for z in unseen)
-            + "; expect a poor prediction",
-            stacklevel=4,
-        )
 
 
 def _concatenate(outputs: list[EnsembleOutput]) -> EnsembleOutput:

@@ -13,33 +13,13 @@ from ase import Atoms
 from ase.optimize.optimize import Dynamics
 from torch import nn
 
-from ase_cartnet.errors import CheckpointError, InputError
-from ase_cartnet.graph import batch_graphs
-from ase_cartnet.io.checkpoint import FORMAT_TAG, load_state_strict, read_checkpoint
-from ase_cartnet.models.empnn import EMPNNConfig, build_model, cell_to_lattice_params
-from ase_cartnet.train.empnn_task import crystal_graph, run_model
+from ase_cartnet.errors import InputError
+from ase_cartnet.graph.empnn import crystal_graph
+from ase_cartnet.graph.neighbours import batch_graphs
+from ase_cartnet.io.checkpoint import load_model
+from ase_cartnet.models.empnn import cell_to_lattice_params, run_model
 from ase_cartnet.validation import validate_structure
-
-
-def load_empnn(
-    path: str | os.PathLike, *, dtype: torch.dtype = torch.float32
-) -> tuple[nn.Module, dict[str, Any]]:
-    """An EMPNN (or FF baseline) from an ase-cartnet checkpoint (``weights_only=True``), in eval
-    mode, and its metadata. Raises ``CheckpointError`` for other models or mismatched weights."""
-    payload = read_checkpoint(path)
-    if payload.get("format") != FORMAT_TAG or payload.get("model") != "empnn":
-        raise CheckpointError(
-            f"checkpoint {path} is not an ase-cartnet EMPNN checkpoint "
-            f"(format {payload.get('format')!r}, model {payload.get('model')!r})"
-        )
-    try:
-        config = EMPNNConfig.from_dict(dict(payload.get("config", {})))
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"checkpoint {path}: invalid EMPNN config ({exc})") from exc
-    model = build_model(config)
-    load_state_strict(model, payload["model_state"], str(path))
-    model.to(dtype=dtype).eval()
-    return model, dict(payload.get("metadata", {}))
+from ase_cartnet.weights import shipped
 
 
 class EMPNNLattice(Dynamics):
@@ -92,13 +72,10 @@ class EMPNNLattice(Dynamics):
         self.target = target  # the Atoms whose cell is deformed
         self.dtype = dtype
         self.metadata: dict[str, Any] = {}
-        if model is None:
-            from ase_cartnet.weights import default_empnn_checkpoint
-
-            model = default_empnn_checkpoint()
-        if isinstance(model, (str, os.PathLike)):
-            self.checkpoint_path: Path | None = Path(model)
-            self.model, self.metadata = load_empnn(model, dtype=dtype)
+        if model is None or isinstance(model, (str, os.PathLike)):
+            loaded = load_model(shipped("empnn") if model is None else model, "empnn", dtype=dtype)
+            self.checkpoint_path: Path | None = loaded.path
+            self.model, self.metadata = loaded.model, loaded.metadata
         elif isinstance(model, nn.Module) and hasattr(model, "config"):
             self.checkpoint_path = None
             self.model = model.to(dtype=dtype).eval()

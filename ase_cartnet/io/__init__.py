@@ -1,0 +1,1 @@
+"""Files: CIFs with ADPs, checkpoints (the model registry), datasets, atomic writes."""

@@ -1,4 +1,4 @@
-"""Checkpoint loading and saving — the one place that reads or writes model weights.
+"""Checkpoints: the one place that reads or writes model weights, and the registry of models.
 
 Two formats are read, always with ``torch.load(..., weights_only=True)`` (a checkpoint can never
 run code):
@@ -14,18 +14,28 @@ run code):
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 import pickle
 import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from ase_cartnet.errors import CheckpointError
-from ase_cartnet.io.atomic import atomic_path
+from ase_cartnet.io.atomic import atomic_path, atomic_write
 from ase_cartnet.models.cartnet import CartNet, CartNetConfig, CartNetEnsemble
+from ase_cartnet.models.crystograph import CrysToGraph, CrysToGraphConfig
+from ase_cartnet.models.deeprelax import DeepRelaxConfig, DeepRelaxEnsemble, DeepRelaxModel
+from ase_cartnet.models.empnn import EMPNN, EMPNNConfig, LatticeFF, build_model
+from ase_cartnet.models.standardised import StandardisedCartNetConfig, build_standardised_cartnet
+from ase_cartnet.weights import shipped, shipped_names
 
 FORMAT_TAG = "ase-cartnet"
 ENSEMBLE_KIND = "cartnet_ensemble"
@@ -156,43 +166,159 @@ def infer_official_cartnet_config(state: dict[str, torch.Tensor]) -> CartNetConf
     )
 
 
-def load_cartnet(
-    path: str | os.PathLike,
+MODELS: dict[str, tuple[type, Callable[..., nn.Module]]] = {
+    "cartnet": (CartNetConfig, CartNet),
+    ENSEMBLE_KIND: (CartNetConfig, CartNetEnsemble),
+    "cartnet_scalar": (StandardisedCartNetConfig, build_standardised_cartnet),
+    "crystograph": (CrysToGraphConfig, CrysToGraph),
+    "deeprelax": (DeepRelaxConfig, DeepRelaxModel),
+    "deeprelax_ensemble": (DeepRelaxConfig, DeepRelaxEnsemble),
+    "empnn": (EMPNNConfig, build_model),
+}
+"""Checkpoint ``model`` tag → (config class, builder). An ensemble's config adds
+``ensemble_size``, which its builder takes as a second argument."""
+
+ENSEMBLES = (ENSEMBLE_KIND, "deeprelax_ensemble")
+
+FAMILIES: dict[str, tuple[tuple[str, ...], str]] = {
+    "cartnet": (("cartnet", ENSEMBLE_KIND), "a CartNet"),
+    "deeprelax": (("deeprelax", "deeprelax_ensemble"), "DeepRelax"),
+    "empnn": (("empnn",), "an ase-cartnet EMPNN checkpoint"),
+    "crystograph": (("crystograph",), "a CrysToGraph"),
+    "property": (
+        ("crystograph", "cartnet_scalar"),
+        "a property model (CrysToGraph or CartNet with the scalar head)",
+    ),
+}
+"""What each adapter loads: family → (accepted tags, how an error names them). Official CartNet
+checkpoints carry no tag and are read as ``cartnet``."""
+
+
+def model_tag(model: nn.Module) -> str:
+    """The checkpoint tag (:data:`MODELS`) of a model built by one of the registry's classes."""
+    tags = {
+        CartNet: "cartnet",
+        CartNetEnsemble: ENSEMBLE_KIND,
+        CrysToGraph: "crystograph",
+        DeepRelaxModel: "deeprelax",
+        DeepRelaxEnsemble: "deeprelax_ensemble",
+        EMPNN: "empnn",
+        LatticeFF: "empnn",
+    }
+    if type(model) not in tags:
+        raise CheckpointError(f"no checkpoint tag for a {type(model).__name__}: pass model_name")
+    return tags[type(model)]
+
+
+@dataclass
+class LoadedModel:
+    """A model from :func:`load_model`, in eval mode, with what its checkpoint said about it."""
+
+    model: nn.Module
+    kind: str
+    config: Any
+    metadata: dict[str, Any]
+    path: Path
+
+
+def checkpoint_path(source: str | os.PathLike) -> Path:
+    """A checkpoint file: ``source`` itself, or the shipped weights of that name
+    (:func:`ase_cartnet.weights.shipped`) when no such file exists."""
+    path = Path(source)
+    if not path.exists() and isinstance(source, str) and source in shipped_names():
+        return shipped(source)
+    return path
+
+
+def load_model(
+    source: str | os.PathLike,
+    family: str | None = None,
     *,
     dtype: torch.dtype = torch.float32,
     device: str | torch.device = "cpu",
-) -> tuple[CartNet | CartNetEnsemble, dict[str, Any]]:
-    """Load a CartNet from an official-format or ase-cartnet checkpoint, in eval mode; an
-    ase-cartnet ``cartnet_ensemble`` checkpoint (config + ``ensemble_size``) gives the ensemble.
+) -> LoadedModel:
+    """Load a checkpoint file or shipped name (``weights_only=True``, strict state dict, eval).
 
-    Returns the model and the checkpoint's metadata dict (for official checkpoints: the source
-    format and the temperature statistics assumed). Raises ``CheckpointError`` for unreadable
-    files, checkpoints of another model, and state_dicts that do not match the architecture.
+    ``family`` (:data:`FAMILIES`) restricts the accepted ``model`` tags; None accepts every tag
+    of :data:`MODELS`. An untagged checkpoint is read as the official CartNet format when
+    ``cartnet`` is accepted. Raises ``CheckpointError`` for unreadable files, other models,
+    invalid configs and weights that do not fit the architecture.
     """
+    kinds, what = FAMILIES[family] if family else (tuple(MODELS), "a model this version knows")
+    path = checkpoint_path(source)
     payload = read_checkpoint(path)
-    state = payload["model_state"]
+    tagged = payload.get("format") == FORMAT_TAG
+    kind = payload.get("model") if tagged else "cartnet"
+    if kind not in kinds:
+        found = f"a {kind!r}" if tagged else "an untagged (official CartNet format)"
+        raise CheckpointError(f"checkpoint {path} holds {found} model, not {what}")
+    config_class, build = MODELS[kind]
+    values = dict(payload.get("config", {}))
     size = None
-    if payload.get("format") == FORMAT_TAG:
-        kind = payload.get("model")
-        if kind not in ("cartnet", ENSEMBLE_KIND):
-            raise CheckpointError(f"checkpoint {path} holds a {kind!r} model, not a CartNet")
-        values = dict(payload.get("config", {}))
-        if kind == ENSEMBLE_KIND:
-            size = int(values.pop("ensemble_size", 1))
-        try:
-            config = CartNetConfig.from_dict(values)
-        except (TypeError, ValueError) as exc:
-            raise CheckpointError(f"checkpoint {path}: invalid CartNet config ({exc})") from exc
+    try:
+        if not tagged:
+            config = infer_official_cartnet_config(payload["model_state"])
+        else:
+            size = int(values.pop("ensemble_size")) if kind in ENSEMBLES else None
+            config = config_class.from_dict(values)
+        model = build(config) if size is None else build(config, size)
+    except CheckpointError:
+        raise
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {path}: invalid {kind} config ({exc})") from exc
+    if tagged:
         metadata = dict(payload.get("metadata", {}))
     else:
-        config = infer_official_cartnet_config(state)
         metadata = {
             "source_format": "official CartNet (model_state)",
             "temperature_mean": config.temperature_mean,
             "temperature_std": config.temperature_std,
         }
-    model = CartNet(config) if size is None else CartNetEnsemble(config, size)
-    load_state_strict(model, state, str(path))
+    load_state_strict(model, payload["model_state"], str(path))
     model.to(device=device, dtype=dtype)
     model.eval()
-    return model, metadata
+    return LoadedModel(model, kind, config, metadata, path)
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_model_card(weights: Path, fields: dict[str, Any]) -> Path:
+    """Write the model card of the shipped ``weights`` file beside it (same stem, ``.json``,
+    atomically): ``fields`` plus the file's name, sha256 and size. Returns the card's path."""
+    card = {
+        **fields,
+        "weights_file": weights.name,
+        "sha256": sha256_of(weights),
+        "size_bytes": weights.stat().st_size,
+    }
+    card_path = weights.with_suffix(".json")
+    with atomic_write(card_path) as handle:
+        json.dump(card, handle, indent=1)
+        handle.write("\n")
+    return card_path
+
+
+def export_weights(
+    weights_out: str | os.PathLike,
+    model: nn.Module,
+    *,
+    kind: str,
+    config: dict[str, Any],
+    metadata: dict[str, Any],
+    card: dict[str, Any],
+) -> tuple[Path, Path]:
+    """Ship ``model``: float32 weights without training state in an ase-cartnet checkpoint, and
+    the model card ``card`` beside them (:func:`write_model_card`). Returns both paths."""
+    if kind not in MODELS:
+        raise CheckpointError(f"cannot export a {kind!r} model: not in the checkpoint registry")
+    weights = save_checkpoint(
+        weights_out, model.float(), model_name=kind, config=config, metadata=metadata
+    )
+    return weights, write_model_card(weights, card)

@@ -23,8 +23,10 @@ import json
 import logging
 import os
 import time
+import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Executor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +57,12 @@ class BuildSummary:
     failed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     seconds: float = 0.0
+
+    def line(self, unstable: bool = True) -> str:
+        """One line for the command line: counts per status and the time."""
+        counts = [f"{len(self.ok)} ok"] + ([f"{len(self.unstable)} unstable"] if unstable else [])
+        counts += [f"{len(self.failed)} failed", f"{len(self.skipped)} already done"]
+        return f"{self.out}: {', '.join(counts)} ({self.seconds:.0f} s)"
 
 
 def as_items(structures: Mapping[str, Atoms] | Iterable[Any]) -> list[tuple[str, Atoms]]:
@@ -211,3 +219,64 @@ def _run(
                 "error": f"{type(exc).__name__}: {exc}",
                 "timings": {},
             }
+
+
+def teacher_row(record: dict[str, Any], teacher: dict[str, str], atoms: Atoms):
+    """The fields every teacher row holds: a calculator- and constraint-free copy of ``atoms``;
+    ``source_id``, ``status``, ``teacher`` (and ``teacher_energy`` after a relaxation) as keys;
+    the teacher's name and version, timings, the relaxation record and a failure's error and
+    traceback as data. Returns (atoms, key_value_pairs, data) for the pipeline to complete."""
+    atoms = atoms.copy()
+    atoms.calc = None
+    atoms.set_constraint()
+    kvp: dict[str, Any] = {
+        "source_id": record["source_id"],
+        "status": record["status"],
+        "teacher": teacher["name"],
+    }
+    data: dict[str, Any] = {
+        "teacher": teacher["name"],
+        "teacher_version": teacher["version"],
+        "timings": record.get("timings", {}),
+    }
+    if "relax" in record:
+        data["relax"] = record["relax"]
+        kvp["teacher_energy"] = float(record["energy"])
+    if record["status"] == "failed":
+        data["error"] = record["error"]
+        data["traceback"] = record.get("traceback", "")
+    return atoms, kvp, data
+
+
+def teacher_row_writer(
+    describe_teacher: Callable[[], dict[str, str]],
+    write: Callable[[Any, dict[str, Any], dict[str, str]], None],
+) -> Callable[[Any, dict[str, Any]], None]:
+    """The ``write_row`` of :func:`build_rows` for a teacher pipeline: ``write(db, record,
+    teacher)``, with ``teacher`` (name, version) from ``describe_teacher()`` at the first finished
+    row, so that a run with nothing left to do loads no teacher."""
+    teacher: dict[str, str] = {}
+
+    def write_row(db, record: dict[str, Any]) -> None:
+        if not teacher:
+            teacher.update(describe_teacher())
+        write(db, record, teacher)
+
+    return write_row
+
+
+@contextmanager
+def task_record(source_id: str, atoms: Atoms) -> Iterator[dict[str, Any]]:
+    """The record of one task of a pipeline (``source_id``, ``atoms``, ``timings``, s): an
+    ``Exception`` inside the block makes it a "failed" record with the error and a traceback
+    instead of propagating (a batch never dies of one item); ``timings["total"]`` is set on
+    exit."""
+    started = time.perf_counter()
+    record: dict[str, Any] = {"source_id": source_id, "atoms": atoms, "timings": {}}
+    try:
+        yield record
+    except Exception as exc:  # robust: any failure becomes a "failed" row
+        record["status"] = "failed"
+        record["error"] = f"{type(exc).__name__}: {exc}"
+        record["traceback"] = traceback.format_exc(limit=8)
+    record["timings"]["total"] = time.perf_counter() - started

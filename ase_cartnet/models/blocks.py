@@ -79,22 +79,36 @@ def polynomial_envelope(distances: torch.Tensor, cutoff: float, exponent: int = 
     return values * (x < 1.0).to(distances.dtype)
 
 
-class GaussianSmearing(nn.Module):
-    """Gaussian radial basis (SchNet; DeepRelax eqns 4–5, λ): exp(−(d − μ_k)² / (2 σ²)) with
-    K centres μ_k equally spaced on [0, r_c] and σ their spacing. No cutoff applied.
+class GaussianBasis(nn.Module):
+    """Gaussian basis exp(−(x − μ_k)² / (2 w²)) with ``num`` centres μ_k equally spaced on
+    [low, high] and w their spacing (SchNet; DeepRelax eqns 4–5, EMPNN, CrysToGraph); with
+    ``periodic`` x − μ is wrapped to (−π, π] (azimuths). No cutoff applied.
 
-    Input: distances (...,) in Å. Output: (..., K). ``means`` is a buffer.
+    Input (...,), e.g. distances in Å; output (..., num). The centres are a buffer named
+    ``buffer`` ("means"; CrysToGraph checkpoints call it "centres").
     """
 
-    def __init__(self, num_rbf: int, cutoff: float) -> None:
+    def __init__(
+        self, low: float, high: float, num: int, periodic: bool = False, buffer: str = "means"
+    ) -> None:
         super().__init__()
-        if num_rbf < 2:
-            raise ValueError(f"num_rbf must be >= 2, got {num_rbf}")
-        self.register_buffer("means", torch.linspace(0.0, float(cutoff), num_rbf))
-        self.coefficient = -0.5 / (float(cutoff) / (num_rbf - 1)) ** 2
+        if num < 1:
+            raise ValueError(f"a Gaussian basis needs at least one function, got {num}")
+        self.periodic = periodic
+        self.buffer = buffer
+        self.register_buffer(buffer, torch.linspace(float(low), float(high), num))
+        self.width = (float(high) - float(low)) / max(num - 1, 1)
 
-    def forward(self, distances: torch.Tensor) -> torch.Tensor:
-        return torch.exp(self.coefficient * (distances.unsqueeze(-1) - self.means) ** 2)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        diff = x.unsqueeze(-1) - getattr(self, self.buffer).to(x.dtype)
+        if self.periodic:
+            diff = torch.remainder(diff + math.pi, 2 * math.pi) - math.pi
+        return torch.exp(-0.5 * (diff / self.width) ** 2)
+
+
+def mlp(dim_in: int, dim_hidden: int, dim_out: int) -> nn.Sequential:
+    """Linear → SiLU → Linear (state-dict keys .0 and .2, as in the official CartNet)."""
+    return nn.Sequential(nn.Linear(dim_in, dim_hidden), nn.SiLU(), nn.Linear(dim_hidden, dim_out))
 
 
 def spd_from_six(p: torch.Tensor) -> torch.Tensor:

@@ -25,21 +25,23 @@ exact algebraic rewrites; the direct form is kept in the tests as the reference.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ase_cartnet.graph import edge_vectors
+from ase_cartnet.graph.neighbours import edge_vectors
 from ase_cartnet.models.blocks import (
     ExpNormalSmearing,
     cosine_cutoff,
+    mlp,
     segment_lengths,
     spd_from_six,
     sum_over_incoming,
 )
+from ase_cartnet.models.config import ConfigDict
 from ase_cartnet.models.harmonic_head import HarmonicHead
 
 NUM_ELEMENTS = 119
@@ -47,7 +49,7 @@ NUM_ELEMENTS = 119
 
 
 @dataclass
-class CartNetConfig:
+class CartNetConfig(ConfigDict):
     """Hyper-parameters of CartNet. Defaults are the released ADP model (paper: dim 256, 4 layers).
 
     Attributes:
@@ -105,22 +107,6 @@ class CartNetConfig:
         """True for the heads that return U per atom (cholesky, harmonic)."""
         return self.head != "scalar"
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> CartNetConfig:
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown CartNetConfig fields: {sorted(unknown)}")
-        return cls(**values)
-
-
-def _mlp(dim_in: int, dim_hidden: int, dim_out: int) -> nn.Sequential:
-    """Linear → SiLU → Linear (keys .0 and .2, as in the official state_dict)."""
-    return nn.Sequential(nn.Linear(dim_in, dim_hidden), nn.SiLU(), nn.Linear(dim_hidden, dim_out))
-
 
 class CartNetEncoder(nn.Module):
     """Atom encoder (eqn 4) and edge encoder (eqns 7–9)."""
@@ -172,8 +158,8 @@ class CartLayer(nn.Module):
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.dim = dim
-        self.MLP_aggr = _mlp(3 * dim, dim, dim)  # MLP_msg of the paper (official name)
-        self.MLP_gate = _mlp(3 * dim, dim, dim)
+        self.MLP_aggr = mlp(3 * dim, dim, dim)  # MLP_msg of the paper (official name)
+        self.MLP_gate = mlp(3 * dim, dim, dim)
         self.norm = nn.BatchNorm1d(dim)  # on per-edge gate pre-activations
         self.norm2 = nn.BatchNorm1d(dim)  # on per-node aggregated messages
         self._inference_cache: tuple[tuple, tuple] | None = None
@@ -262,7 +248,7 @@ class CholeskyHead(nn.Module):
 
     def __init__(self, dim: int, floor: float = 0.0) -> None:
         super().__init__()
-        self.MLP = _mlp(dim, dim // 2, 6)
+        self.MLP = mlp(dim, dim // 2, 6)
         self.floor = float(floor)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
@@ -280,7 +266,7 @@ class ScalarHead(nn.Module):
 
     def __init__(self, dim: int) -> None:
         super().__init__()
-        self.MLP = _mlp(dim, dim // 2, 1)
+        self.MLP = mlp(dim, dim // 2, 1)
 
     def forward(self, h: torch.Tensor, batch: torch.Tensor, num_graphs: int) -> torch.Tensor:
         per_atom = self.MLP(h).squeeze(-1)

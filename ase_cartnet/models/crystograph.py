@@ -3,8 +3,8 @@ Properties and the Benchmark"): eTGC blocks on the crystal graph and its line gr
 transformer with positional encodings, and a Softplus FFNN on the mean-pooled node features.
 
 Pure torch. The inputs (k-NN graph, line graph, positional encodings, atom descriptors) come from
-:mod:`ase_cartnet.crystograph_graph`; edge geometry is computed here from positions, cell and
-integer cell shifts with :func:`ase_cartnet.graph.edge_vectors`.
+:mod:`ase_cartnet.graph.crystograph`; edge geometry is computed here from positions, cell and
+integer cell shifts with :func:`ase_cartnet.graph.neighbours.edge_vectors`.
 
 Choices the paper leaves open, made here:
 
@@ -23,18 +23,20 @@ Choices the paper leaves open, made here:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from functools import partial
 from typing import Literal
 
 import torch
 from torch import nn
 
-from ase_cartnet.graph import edge_vectors
-from ase_cartnet.models.blocks import segment_lengths, sum_over_incoming
+from ase_cartnet.graph.neighbours import edge_vectors
+from ase_cartnet.models.blocks import GaussianBasis, segment_lengths, sum_over_incoming
+from ase_cartnet.models.config import ConfigDict
 
 
 @dataclass
-class CrysToGraphConfig:
+class CrysToGraphConfig(ConfigDict):
     """Hyper-parameters. Defaults follow Table A1 (3 eTGC blocks, 1 GwT layer, 1 FFNN layer,
     8 heads of 32, hidden 256).
 
@@ -57,7 +59,7 @@ class CrysToGraphConfig:
         num_rbf_angle: Gaussians for each of θ and φ.
         num_rbf_cosine: Gaussians for the bond-angle cosine of line-graph edges.
         use_edge_angles: include θ and φ (cell frame) in the edge features.
-        lap_dim, rw_dim, lap_mode: positional encodings (see ``ase_cartnet.crystograph_graph``).
+        lap_dim, rw_dim, lap_mode: positional encodings (see ``ase_cartnet.graph.crystograph``).
         target_mean, target_std: the output is ``target_mean + target_std * FFNN(...)``, so the
             network works on a standardised target; set from the training data.
         target: name of the predicted property (for model cards and calculators).
@@ -89,16 +91,6 @@ class CrysToGraphConfig:
     target: str = "property"
     units: str = ""
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> CrysToGraphConfig:
-        unknown = set(values) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown CrysToGraphConfig fields: {sorted(unknown)}")
-        return cls(**values)
-
     def __post_init__(self) -> None:
         for name in ("dim", "num_heads", "head_dim", "num_etgc", "ffn_factor", "k"):
             if int(getattr(self, name)) < 1:
@@ -107,23 +99,6 @@ class CrysToGraphConfig:
             raise ValueError(f"lap_mode must be 'signed' or 'projector', got {self.lap_mode!r}")
         if not (self.target_std > 0 and math.isfinite(self.target_std)):
             raise ValueError(f"target_std must be positive, got {self.target_std}")
-
-
-class GaussianBasis(nn.Module):
-    """exp(−(x − μ_k)² / (2 w²)) with K centres μ equally spaced on [low, high] and w their
-    spacing; ``periodic`` wraps x − μ to (−π, π] (for azimuths). Input (...,), output (..., K)."""
-
-    def __init__(self, low: float, high: float, num: int, periodic: bool = False) -> None:
-        super().__init__()
-        self.periodic = periodic
-        self.register_buffer("centres", torch.linspace(low, high, num))
-        self.width = (high - low) / max(num - 1, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        diff = x.unsqueeze(-1) - self.centres.to(x.dtype)
-        if self.periodic:
-            diff = torch.remainder(diff + math.pi, 2 * math.pi) - math.pi
-        return torch.exp(-0.5 * (diff / self.width) ** 2)
 
 
 def cell_frames(cell: torch.Tensor) -> torch.Tensor:
@@ -171,9 +146,7 @@ class ETGCLayer(nn.Module):
         super().__init__()
         self.heads, self.head_dim = heads, head_dim
         width = heads * head_dim
-        self.q = nn.Linear(dim, width)  # eqn 2
-        self.k = nn.Linear(dim, width)
-        self.v = nn.Linear(dim, width)
+        self.q, self.k, self.v = (nn.Linear(dim, width) for _ in range(3))  # eqn 2
         # eqn 3: W_ke(k_i, k_j, e'_ji) = W_ke,i k_i + W_ke,j k_j + W_ke,e W_e e_ji (and likewise
         # for v). The edge parts are linear in e, so E' = W_e e and both W_ke,e W_e e and
         # W_ve,e W_e e come from one fused (edge_dim → 3·width) map: per-edge cost ∝ edge_dim.
@@ -225,9 +198,7 @@ class GwTLayer(nn.Module):
         super().__init__()
         self.heads, self.head_dim = heads, head_dim
         width = heads * head_dim
-        self.q = nn.Linear(dim, width)  # eqn 12
-        self.k = nn.Linear(dim, width)
-        self.v = nn.Linear(dim, width)
+        self.q, self.k, self.v = (nn.Linear(dim, width) for _ in range(3))  # eqn 12
         self.out = nn.Linear(width, dim)
         self.norm = nn.LayerNorm(dim)
         self.ffn = FeedForward(dim, ffn_factor * dim, "layer")
@@ -267,7 +238,7 @@ def pack(values: torch.Tensor, batch: torch.Tensor, num_graphs: int):
 class CrysToGraph(nn.Module):
     """CrysToGraph(G, L(G)) = FFNN(GwT(eTGC(G, L(G)))) (eqn 1): one scalar per structure.
 
-    ``forward(graph)`` takes a ``Data``/``Batch`` from :mod:`ase_cartnet.crystograph_graph`
+    ``forward(graph)`` takes a ``Data``/``Batch`` from :mod:`ase_cartnet.graph.crystograph`
     (fields ``x`` (N, 92), ``pos`` (N, 3) Å, ``cell`` (B, 3, 3) Å, ``edge_index`` (2, E),
     ``cell_shift`` (E, 3), ``lg_edge_index`` (2, T), ``pe`` (N, P), ``batch`` (N,) — absent for
     one structure) and returns (B,) predictions in ``config.units``.
@@ -278,10 +249,11 @@ class CrysToGraph(nn.Module):
         self.config = c = config or CrysToGraphConfig()
         d, ffn = c.dim, c.ffn_factor
         d_line = c.line_dim or c.dim
-        self.rbf_distance = GaussianBasis(0.0, c.distance_max, c.num_rbf_distance)
-        self.rbf_polar = GaussianBasis(0.0, math.pi, c.num_rbf_angle)
-        self.rbf_azimuth = GaussianBasis(-math.pi, math.pi, c.num_rbf_angle, periodic=True)
-        self.rbf_cosine = GaussianBasis(-1.0, 1.0, c.num_rbf_cosine)
+        basis = partial(GaussianBasis, buffer="centres")  # the buffer name of its checkpoints
+        self.rbf_distance = basis(0.0, c.distance_max, c.num_rbf_distance)
+        self.rbf_polar = basis(0.0, math.pi, c.num_rbf_angle)
+        self.rbf_azimuth = basis(-math.pi, math.pi, c.num_rbf_angle, periodic=True)
+        self.rbf_cosine = basis(-1.0, 1.0, c.num_rbf_cosine)
         edge_in = c.num_rbf_distance + 1 + (2 * c.num_rbf_angle if c.use_edge_angles else 0)
         self.embed_atom = nn.Linear(c.num_atom_features, d)
         self.embed_edge = nn.Linear(edge_in, d)

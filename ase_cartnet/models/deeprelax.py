@@ -35,21 +35,20 @@ Where this implementation departs from the paper's text, and why:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from ase_cartnet.graph import edge_vectors
+from ase_cartnet.graph.deeprelax import CELL_RANGE
+from ase_cartnet.graph.neighbours import edge_vectors
 from ase_cartnet.models.blocks import (
-    GaussianSmearing,
+    GaussianBasis,
     polynomial_envelope,
     segment_lengths,
     sum_over_incoming,
 )
-
-CELL_RANGE = 2
-"""Cell offsets k ∈ {−2, …, 2}³ (section 4.3.1); K = (k1+2) + 5(k2+2) + 25(k3+2) ∈ [0, 124]."""
+from ase_cartnet.models.config import ConfigDict
 
 ORIGIN_INDEX = 62
 """K of the offset (0, 0, 0)."""
@@ -58,7 +57,7 @@ _EPS = 1e-12
 
 
 @dataclass
-class DeepRelaxConfig:
+class DeepRelaxConfig(ConfigDict):
     """Architecture. Defaults are the official code's (hidden 512, 3 layers, 128 RBF, 6 Å,
     ≤ 30 neighbours per atom, cell offsets in {−2..2}³, a 128-wide offset encoding).
 
@@ -91,16 +90,6 @@ class DeepRelaxConfig:
             raise ValueError(f"DeepRelaxConfig.pcoe_dim must be even, got {self.pcoe_dim}")
         if not (math.isfinite(self.cutoff) and self.cutoff > 0):
             raise ValueError(f"DeepRelaxConfig.cutoff must be a positive length, got {self.cutoff}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> DeepRelaxConfig:
-        unknown = set(values) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown DeepRelaxConfig fields: {sorted(unknown)}")
-        return cls(**values)
 
 
 @dataclass
@@ -225,7 +214,7 @@ class DeepRelaxModel(nn.Module):
         c = self.config
         edge_dim = c.num_rbf + c.pcoe_dim
         self.embedding = nn.Embedding(c.num_elements, c.hidden)  # E(z_i)
-        self.rbf = GaussianSmearing(c.num_rbf, c.cutoff)  # λ
+        self.rbf = GaussianBasis(0.0, c.cutoff, c.num_rbf)  # λ
         self.layers = nn.ModuleList(PaEGNNLayer(c.hidden, edge_dim) for _ in range(c.num_layers))
         self.out_norm = nn.LayerNorm(c.hidden)
         self.node_out = nn.Linear(c.hidden, c.hidden)  # W_n
@@ -309,40 +298,6 @@ class DeepRelaxModel(nn.Module):
         mixing = self.lattice_out(torch.cat([invariants, pooled], dim=-1)).reshape(-1, 3, 3)
         lattice = cell + mixing @ cell
         return DeepRelaxOutput(distance, log_scale, disp_distance, disp_log_scale, lattice)
-
-
-def laplace_nll(prediction: torch.Tensor, log_scale: torch.Tensor, target: torch.Tensor):
-    """Per-edge log(2b) + |d̂ − d| / b with b = exp(û) (eqns 11–12, 15)."""
-    return math.log(2.0) + log_scale + (prediction - target).abs() * torch.exp(-log_scale)
-
-
-def relaxed_targets(data) -> tuple[torch.Tensor, torch.Tensor]:
-    """Ground-truth distances of a batch with ``target_pos`` (N, 3) and ``target_cell``
-    (B, 3, 3): on the periodic edges in the relaxed structure (same j, i, k), and on the
-    displacement edges |r_j(relaxed) − r_i(initial)|. Returns ((E,), (D,))."""
-    batch = getattr(data, "batch", None)
-    target_cell = data.target_cell.to(data.target_pos.dtype).reshape(-1, 3, 3)
-    vectors = edge_vectors(data.target_pos, target_cell, data.edge_index, data.cell_shift, batch)
-    d_src, d_tgt = data.disp_index[0], data.disp_index[1]
-    disp = data.target_pos.index_select(0, d_src) - data.pos.index_select(0, d_tgt)
-    return torch.linalg.norm(vectors, dim=-1), torch.linalg.norm(disp, dim=-1)
-
-
-def deeprelax_loss(output: DeepRelaxOutput, data) -> dict[str, torch.Tensor]:
-    """The uncertainty-aware loss L = L_i + L_d + L_l (eqns 11–14), each a mean: L_i over the
-    periodic edges, L_d over the displacement edges, L_l = mean |L̂ − L| over the 9B lattice
-    entries (Å). Returns a dict with "loss", "interatomic", "displacement", "lattice"."""
-    d_true, disp_true = relaxed_targets(data)
-    interatomic = laplace_nll(output.distance, output.log_scale, d_true).mean()
-    displacement = laplace_nll(output.disp_distance, output.disp_log_scale, disp_true).mean()
-    target_cell = data.target_cell.to(output.lattice.dtype).reshape(-1, 3, 3)
-    lattice = (output.lattice - target_cell).abs().mean()
-    return {
-        "loss": interatomic + displacement + lattice,
-        "interatomic": interatomic,
-        "displacement": displacement,
-        "lattice": lattice,
-    }
 
 
 @dataclass

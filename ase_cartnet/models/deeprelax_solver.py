@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ase_cartnet.graph import edge_vectors
+from ase_cartnet.graph.neighbours import edge_vectors
 
 DEFAULT_STEPS = 100
 """Adam steps (official DeepRelax code)."""

@@ -8,11 +8,12 @@ the same lattice gives the same point cloud) and permutations of the atoms (pape
 Conventions. ASE/``ase_cartnet.graph``: the lattice vectors are the **rows** of ``cell``; the
 paper's ρ has them as columns (ρ = cellᵀ). An action h acts on column vectors, so ρ' = h ρ is
 ``cell' = cell @ hᵀ``, and Cartesian positions move with the lattice as ``pos' = pos @ hᵀ``
-(fractional coordinates fixed). Edge vectors v come from :func:`ase_cartnet.graph.edge_vectors`
+(fractional coordinates fixed). Edge vectors v come from
+:func:`ase_cartnet.graph.neighbours.edge_vectors`
 (centre → neighbour image), recomputed in torch after every deformation step, so gradients flow
 through the cell. In the paper's notation the edge γ = (i, j, τ) has i = our target (centre) and
 j = our source (neighbour); the 2-graph Γ₂ pairs γ: i → j with γ': j → k
-(:func:`ase_cartnet.graph.triplets`).
+(:func:`ase_cartnet.graph.neighbours.triplets`).
 
 Vector fields (Def. 8, eqns 5–7). Each field is a 3×3 matrix per edge or triplet that transforms
 as λ → g λ gᵀ under O(3) and is invariant under SL₃(ℤ):
@@ -43,23 +44,23 @@ Pure torch: no ASE, no files. Shapes use N atoms, E edges, T triplets, B structu
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from ase_cartnet.graph import edge_vectors, triplets
+from ase_cartnet.graph.neighbours import edge_vectors, triplets
+from ase_cartnet.models.blocks import GaussianBasis, mlp
+from ase_cartnet.models.config import ConfigDict
 
 EDGE_FIELDS = ("ketbra", "grad_r")
 TRIPLET_FIELDS = ("ketbra", "ketbra_cross", "grad_r", "grad_r2", "grad_theta", "grad_area")
 HEADS = ("deform", "ff")
 EXPONENTIALS = ("exp", "first_order")
-LOSSES = ("param_mae", "param_mse", "metric_mae", "metric_mse", "riemann")
 
 
 @dataclass
-class EMPNNConfig:
+class EMPNNConfig(ConfigDict):
     """Architecture of :class:`EMPNN` / :class:`LatticeFF` (defaults: the authors' code).
 
     Attributes:
@@ -137,20 +138,6 @@ class EMPNNConfig:
     @property
     def uses_triplets(self) -> bool:
         return bool(self.triplet_messages or self.triplet_fields)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["edge_fields"] = list(self.edge_fields)
-        d["triplet_fields"] = list(self.triplet_fields)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> EMPNNConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown EMPNN config keys {unknown}")
-        return cls(**d)
 
 
 # --------------------------------------------------------------------------------------------
@@ -239,23 +226,6 @@ def triplet_field(name: str, geo: Geometry, triplet_index: torch.Tensor) -> torc
 # --------------------------------------------------------------------------------------------
 
 
-class GaussianBasis(nn.Module):
-    """exp(−(x − μ_k)² / (2 s²)) with K centres μ on [start, stop] and s their spacing.
-    Input (…,), output (…, K). ``means`` is a buffer."""
-
-    def __init__(self, start: float, stop: float, num: int) -> None:
-        super().__init__()
-        self.register_buffer("means", torch.linspace(start, stop, num))
-        self.width = (stop - start) / max(num - 1, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.exp(-0.5 * ((x.unsqueeze(-1) - self.means) / self.width) ** 2)
-
-
-def _mlp(inp: int, hidden: int, out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(inp, hidden), nn.SiLU(), nn.Linear(hidden, out))
-
-
 def _scatter_sum(values: torch.Tensor, index: torch.Tensor, size: int) -> torch.Tensor:
     out = values.new_zeros((size,) + tuple(values.shape[1:]))
     return out.index_add_(0, index, values)
@@ -277,8 +247,8 @@ class MessageLayer(nn.Module):
         d = config.dim
         self.k = float(config.k)
         radial = config.num_rbf + (config.num_relative + 1 if config.num_relative else 0)
-        self.edge_message = _mlp(2 * d + radial, d, d)
-        self.edge_aggregate = _mlp(d, d, d)
+        self.edge_message = mlp(2 * d + radial, d, d)
+        self.edge_aggregate = mlp(d, d, d)
         self.triplet_messages = triplet_messages
         if triplet_messages:
             self.triplet_first = nn.Linear(d, d)
@@ -286,7 +256,7 @@ class MessageLayer(nn.Module):
             self.triplet_angle = nn.Linear(config.num_angle, d)
         width = (3 if triplet_messages else 2) * d
         self.norm = nn.LayerNorm(width)
-        self.update = _mlp(width, d, d)
+        self.update = mlp(width, d, d)
 
     def forward(
         self,
@@ -392,6 +362,18 @@ def _check_inputs(numbers, positions, cell, edge_index, cell_shifts, batch) -> i
     return int(cell.shape[0])
 
 
+def _triplets_for(
+    config: EMPNNConfig,
+    edge_index: torch.Tensor,
+    cell_shifts: torch.Tensor,
+    triplet_index: torch.Tensor | None,
+) -> torch.Tensor | None:
+    """The triplets a model with ``config`` reads: the given ones, built if needed, or None."""
+    if not config.uses_triplets:
+        return None
+    return triplets(edge_index, cell_shifts) if triplet_index is None else triplet_index
+
+
 def symmetric_part(x: torch.Tensor) -> torch.Tensor:
     return 0.5 * (x + x.transpose(-1, -2))
 
@@ -416,7 +398,30 @@ def equivariant_expm(x: torch.Tensor) -> torch.Tensor:
     return result
 
 
-class EMPNN(nn.Module):
+class _LatticeModel(nn.Module):
+    """What EMPNN and the FF baseline share: the forward pass checks the inputs, finds the
+    triplets the config needs and hands over to the model's ``act``."""
+
+    config: EMPNNConfig
+
+    def forward(
+        self,
+        numbers: torch.Tensor,
+        positions: torch.Tensor,
+        cell: torch.Tensor,
+        edge_index: torch.Tensor,
+        cell_shifts: torch.Tensor,
+        batch: torch.Tensor,
+        triplet_index: torch.Tensor | None = None,
+        num_steps: int | None = None,
+    ) -> LatticeOutput:
+        n_graphs = _check_inputs(numbers, positions, cell, edge_index, cell_shifts, batch)
+        triplet_index = _triplets_for(self.config, edge_index, cell_shifts, triplet_index)
+        inputs = (numbers, positions, cell, edge_index, cell_shifts, batch, triplet_index)
+        return self.act(*inputs, n_graphs, num_steps=num_steps)
+
+
+class EMPNN(_LatticeModel):
     """The equivariant lattice-deformation network (paper Fig. 3): encoder, then ``num_steps``
     EMPNN layers, each an MPNN layer on the current geometry and a lattice action (eqn 10).
 
@@ -424,8 +429,8 @@ class EMPNN(nn.Module):
         numbers (N,) int64 atomic numbers; positions (N, 3) Å; cell (B, 3, 3) Å, rows are
         lattice vectors; edge_index (2, E) int64 (row 0 source/neighbour, row 1 target/centre);
         cell_shifts (E, 3) integer shifts; batch (N,) structure of each atom;
-        triplet_index (2, T) optional, :func:`ase_cartnet.graph.triplets` of the edges (built
-        here when the config uses triplets and none is given).
+        triplet_index (2, T) optional, :func:`~ase_cartnet.graph.neighbours.triplets` of the edges
+            (built here when the config uses triplets and none is given).
     """
 
     def __init__(self, config: EMPNNConfig | None = None) -> None:
@@ -439,7 +444,7 @@ class EMPNN(nn.Module):
         d = c.dim
         n_edge, n_triplet = len(c.edge_fields), len(c.triplet_fields)
         self.edge_weights = nn.ModuleList(
-            _mlp(d, d, n_edge) for _ in range(c.num_steps if n_edge else 0)
+            mlp(d, d, n_edge) for _ in range(c.num_steps if n_edge else 0)
         )
         # eqn 10b's φ^ρ(2)(m_γ, m_γ', θ) reads the triplet message, itself a function of those
         self.triplet_weights = nn.ModuleList(
@@ -450,23 +455,10 @@ class EMPNN(nn.Module):
             nn.init.normal_(last.weight, std=1e-3)  # start near the identity action
             nn.init.zeros_(last.bias)
 
-    def forward(
-        self,
-        numbers: torch.Tensor,
-        positions: torch.Tensor,
-        cell: torch.Tensor,
-        edge_index: torch.Tensor,
-        cell_shifts: torch.Tensor,
-        batch: torch.Tensor,
-        triplet_index: torch.Tensor | None = None,
-        num_steps: int | None = None,
-    ) -> LatticeOutput:
+    def act(self, *inputs, num_steps: int | None) -> LatticeOutput:
+        """The model on checked inputs (see :class:`_LatticeModel`)."""
+        numbers, positions, cell, edge_index, cell_shifts, batch, triplet_index, n_graphs = inputs
         c = self.config
-        n_graphs = _check_inputs(numbers, positions, cell, edge_index, cell_shifts, batch)
-        if c.uses_triplets and triplet_index is None:
-            triplet_index = triplets(edge_index, cell_shifts)
-        if not c.uses_triplets:
-            triplet_index = None
         steps = c.num_steps if num_steps is None else int(num_steps)
         if not 0 <= steps <= c.num_steps:
             raise ValueError(f"num_steps must be in 0..{c.num_steps}, got {num_steps}")
@@ -529,7 +521,7 @@ class EMPNN(nn.Module):
         return LatticeOutput(cell=cell, action=action, cells=cells, positions=positions)
 
 
-class LatticeFF(nn.Module):
+class LatticeFF(_LatticeModel):
     """The invariant FF baseline: encoder, mean pool, MLP → six normalised lattice parameters,
     then a cell in the standard orientation (a along x, b in the xy plane). Same inputs as
     :class:`EMPNN` (``num_steps`` ignored)."""
@@ -545,23 +537,10 @@ class LatticeFF(nn.Module):
             nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d), nn.SiLU(), nn.Linear(d, 6)
         )
 
-    def forward(
-        self,
-        numbers: torch.Tensor,
-        positions: torch.Tensor,
-        cell: torch.Tensor,
-        edge_index: torch.Tensor,
-        cell_shifts: torch.Tensor,
-        batch: torch.Tensor,
-        triplet_index: torch.Tensor | None = None,
-        num_steps: int | None = None,
-    ) -> LatticeOutput:
+    def act(self, *inputs, num_steps: int | None) -> LatticeOutput:
+        """The model on checked inputs (see :class:`_LatticeModel`)."""
+        numbers, positions, cell, edge_index, cell_shifts, batch, triplet_index, n_graphs = inputs
         c = self.config
-        n_graphs = _check_inputs(numbers, positions, cell, edge_index, cell_shifts, batch)
-        if c.uses_triplets and triplet_index is None:
-            triplet_index = triplets(edge_index, cell_shifts)
-        if not c.uses_triplets:
-            triplet_index = None
         h = self.encoder.embed(numbers)
         geo = geometry(edge_vectors(positions, cell, edge_index, cell_shifts, batch), triplet_index)
         rbf, abf = self.encoder.features(geo, edge_index, numbers.shape[0])
@@ -627,70 +606,6 @@ def lattice_params_to_cell(lengths: torch.Tensor, angles: torch.Tensor) -> torch
     return torch.stack([a, b, c], dim=1)
 
 
-def random_strain(
-    n: int,
-    sigma: float,
-    *,
-    symmetric: bool = True,
-    generator: torch.Generator | None = None,
-    dtype: torch.dtype = torch.float64,
-) -> torch.Tensor:
-    """Noise actions exp(A) (n, 3, 3), A_ij ~ N(0, σ²), symmetrised A = (B + Bᵀ)/2 by default
-    (then the diagonal has std σ and the off-diagonal σ/√2; a pure stretch, section 6)."""
-    a = torch.randn((n, 3, 3), generator=generator, dtype=torch.float64) * sigma
-    if symmetric:
-        a = symmetric_part(a)
-    return torch.linalg.matrix_exp(a).to(dtype)
-
-
-def lattice_loss(
-    predicted: torch.Tensor,
-    target: torch.Tensor,
-    n_atoms: torch.Tensor,
-    kind: str,
-    config: EMPNNConfig,
-) -> torch.Tensor:
-    """Loss between cells (B, 3, 3) (section 5.3; Table 1's options), mean over the batch.
-
-    "param_mae"/"param_mse": on lengths / N^{1/3} / length_std and angles / angle_std;
-    "metric_mae"/"metric_mse": on the metric tensors G = cell cellᵀ / N^{2/3} (Å²);
-    "riemann": the affine-invariant distance on SPD matrices, Σ log² eig(G_t⁻¹ G_p).
-    All are O(3)-invariant and follow a change of cell basis (SL₃(ℤ)) consistently.
-    """
-    scale = n_atoms.to(predicted.dtype) ** (1.0 / 3.0)
-    if kind in ("param_mae", "param_mse"):
-        lp, ap = cell_to_lattice_params(predicted)
-        lt, at = cell_to_lattice_params(target)
-        diff = torch.cat(
-            [(lp - lt) / scale[:, None] / config.length_std, (ap - at) / config.angle_std], -1
-        )
-        return diff.abs().mean() if kind == "param_mae" else (diff * diff).mean()
-    if kind in ("metric_mae", "metric_mse"):
-        gp = predicted @ predicted.transpose(1, 2) / (scale**2)[:, None, None]
-        gt = target @ target.transpose(1, 2) / (scale**2)[:, None, None]
-        diff = gp - gt
-        return diff.abs().mean() if kind == "metric_mae" else (diff * diff).mean()
-    if kind == "riemann":
-        gp = predicted @ predicted.transpose(1, 2)
-        gt = target @ target.transpose(1, 2)
-        chol = torch.linalg.cholesky(gt)
-        inv = torch.linalg.solve_triangular(chol, torch.eye(3, dtype=gt.dtype), upper=False)
-        m = symmetric_part(inv @ gp @ inv.transpose(1, 2))
-        eig = torch.linalg.eigvalsh(m).clamp(min=1e-12)
-        return (torch.log(eig) ** 2).sum(-1).mean()
-    raise ValueError(f"unknown loss {kind!r}; choose from {LOSSES}")
-
-
-def lattice_errors(
-    predicted: torch.Tensor, target: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-structure mean absolute errors of lengths (B,) Å and angles (B,) degrees (the l1
-    terms of eqns 11–12, divided by 3)."""
-    lp, ap = cell_to_lattice_params(predicted)
-    lt, at = cell_to_lattice_params(target)
-    return (lp - lt).abs().mean(-1), (ap - at).abs().mean(-1)
-
-
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -699,7 +614,6 @@ __all__ = [
     "EDGE_FIELDS",
     "EMPNN",
     "EMPNNConfig",
-    "LOSSES",
     "LatticeFF",
     "LatticeOutput",
     "TRIPLET_FIELDS",
@@ -707,9 +621,19 @@ __all__ = [
     "cell_to_lattice_params",
     "edge_field",
     "geometry",
-    "lattice_errors",
-    "lattice_loss",
     "lattice_params_to_cell",
-    "random_strain",
     "triplet_field",
 ]
+
+
+def run_model(model: nn.Module, batch, num_steps: int | None = None):
+    """Call an EMPNN/LatticeFF on a batch of :func:`crystal_graph` graphs."""
+    return model(
+        batch.numbers,
+        batch.pos,
+        batch.cell,
+        batch.edge_index,
+        batch.cell_shift,
+        batch.batch,
+        num_steps=num_steps,
+    )

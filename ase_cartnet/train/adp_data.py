@@ -103,21 +103,6 @@ def structures_from_cif_dir(path: str | os.PathLike) -> list[ADPStructure]:
     return out
 
 
-def split_structures(
-    structures: Sequence[ADPStructure], val_fraction: float, seed: int
-) -> tuple[list[ADPStructure], list[ADPStructure]]:
-    """Random split by structure (all temperatures of a structure stay on one side)."""
-    if not 0.0 < val_fraction < 1.0:
-        raise InputError(f"val_fraction must be in (0, 1), got {val_fraction}")
-    order = np.random.default_rng(seed).permutation(len(structures))
-    n_val = max(1, int(round(val_fraction * len(structures))))
-    if n_val >= len(structures):
-        raise InputError(f"{len(structures)} structures are too few to hold out {n_val}")
-    val = [structures[i] for i in sorted(order[:n_val])]
-    train = [structures[i] for i in sorted(order[n_val:])]
-    return train, val
-
-
 def temperature_statistics(structures: Sequence[ADPStructure]) -> tuple[float, float]:
     """Mean and standard deviation (K) of the training temperatures, one entry per labelled
     (structure, temperature) sample — the standardisation CartNet stores (paper 4.1.1)."""

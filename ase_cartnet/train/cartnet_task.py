@@ -13,7 +13,7 @@ from torch import nn
 from torch_geometric.data import Batch
 
 from ase_cartnet.adp import adp_metrics
-from ase_cartnet.graph import atoms_to_graph, batch_graphs
+from ase_cartnet.graph.neighbours import atoms_to_graph, batch_graphs
 from ase_cartnet.models.so3 import random_rotations, rotate_adps, rotate_vectors
 from ase_cartnet.train.adp_data import ADPStructure
 

@@ -6,7 +6,7 @@ are the *relaxed* structure, ``data["initial_positions"]`` (N, 3) and ``data["in
 two. So a teacher database from ``phonon_ref`` (CHGNet relaxations) and a synthetic one from
 :func:`build_synthetic_db` are read by the same :func:`pairs_from_db`.
 
-Synthetic pairs (issue 5, data (a)): a DFT-relaxed structure ρ is distorted into
+Synthetic pairs: a DFT-relaxed structure ρ is distorted into
 ρ̃ = exp(A) ρ — the lattice (and with it every fractional position) strained by exp(A), A a
 random symmetric 3 × 3 matrix with independent N(0, σ_A²) entries — plus Gaussian rattling of
 every Cartesian coordinate, N(0, σ_r²). The relaxed target is ρ itself.
@@ -21,14 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from ase import Atoms
 from scipy.linalg import expm
-from torch_geometric.data import Data
 
 from ase_cartnet.errors import InputError
-from ase_cartnet.graph import cap_neighbours, closest_pairs, radius_graph
-from ase_cartnet.models.deeprelax import CELL_RANGE, DeepRelaxConfig
+from ase_cartnet.graph.neighbours import closest_pairs
 
 DEFAULT_STRAIN_STD = 0.04
 """σ_A of the symmetric strain generator A (dimensionless): lattice lengths change by ≈ 4 %."""
@@ -53,53 +50,6 @@ class RelaxPair:
             self.initial.numbers, self.relaxed.numbers
         ):
             raise InputError(f"pair {self.key}: initial and relaxed atoms differ")
-
-
-def deeprelax_graph(
-    atoms: Atoms,
-    config: DeepRelaxConfig,
-    dtype: torch.dtype = torch.float32,
-    relaxed: Atoms | None = None,
-) -> Data:
-    """The DeepRelax multi-graph of ``atoms`` (section 4.2) as a PyG ``Data``.
-
-    Periodic edges: every (i, j, k) within ``config.cutoff`` (from :func:`ase_cartnet.graph.
-    radius_graph`), each atom keeping its ``config.max_neighbours`` nearest (ties at the last
-    distance kept), only offsets k ∈ {−2..2}³ (those the offset encoding can name). Displacement
-    edges ``disp_index``: all N² ordered pairs (i, j) of the cell, i = j included.
-
-    Fields: ``numbers``, ``pos`` (N, 3), ``cell`` (1, 3, 3), ``edge_index`` (2, E),
-    ``cell_shift`` (E, 3), ``disp_index`` (2, N²), and with ``relaxed`` also ``target_pos``
-    (N, 3) and ``target_cell`` (1, 3, 3).
-    """
-    positions = np.asarray(atoms.positions, dtype=np.float64)
-    cell = np.asarray(atoms.cell[:], dtype=np.float64)
-    nl = radius_graph(positions, cell, True, config.cutoff)
-    # cap_neighbours keeps d² <= the (m+1)-th smallest: m = max_neighbours − 1 keeps the nearest
-    # max_neighbours (and exact ties), none added by tolerance
-    if config.max_neighbours > 1:
-        nl = cap_neighbours(nl, config.max_neighbours - 1, tolerance=0.0)
-    inside = np.all(np.abs(nl.cell_shifts) <= CELL_RANGE, axis=1)
-    if not inside.all():
-        nl = nl._take(inside)
-    n = len(atoms)
-    grid = np.arange(n, dtype=np.int64)
-    disp = np.stack([np.tile(grid, n), np.repeat(grid, n)])  # source j fastest, target i sorted
-    data = Data(
-        numbers=torch.as_tensor(atoms.numbers, dtype=torch.int64),
-        pos=torch.as_tensor(positions, dtype=dtype),
-        cell=torch.as_tensor(cell, dtype=dtype).reshape(1, 3, 3),
-        edge_index=torch.as_tensor(nl.edge_index, dtype=torch.int64),
-        cell_shift=torch.as_tensor(nl.cell_shifts, dtype=dtype),
-        disp_index=torch.as_tensor(disp),
-        num_nodes=n,
-    )
-    if relaxed is not None:
-        data.target_pos = torch.as_tensor(np.asarray(relaxed.positions), dtype=dtype)
-        data.target_cell = torch.as_tensor(np.asarray(relaxed.cell[:]), dtype=dtype).reshape(
-            1, 3, 3
-        )
-    return data
 
 
 def seed_for_key(key: str, seed: int) -> int:
@@ -241,7 +191,7 @@ def build_synthetic_db(
 ) -> Path:
     """Synthetic pairs of the structures of an MP-20 style CSV (``phonon_ref.dataset.read_mp20``)
     written with :func:`write_pairs_db`; the noise levels are stored in every row."""
-    from phonon_ref.dataset import read_mp20
+    from ase_cartnet.io.datasets import read_mp20
 
     structures = read_mp20(csv, limit=limit)
     pairs = synthetic_pairs(structures, strain_std, rattle_std, seed)

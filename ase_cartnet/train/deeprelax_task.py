@@ -10,9 +10,44 @@ import torch
 from torch import nn
 from torch_geometric.data import Batch
 
-from ase_cartnet.graph import batch_graphs
-from ase_cartnet.models.deeprelax import DeepRelaxConfig, deeprelax_loss, relaxed_targets
-from ase_cartnet.train.deeprelax_data import RelaxPair, deeprelax_graph
+from ase_cartnet.graph.deeprelax import deeprelax_graph
+from ase_cartnet.graph.neighbours import batch_graphs, edge_vectors
+from ase_cartnet.models.deeprelax import DeepRelaxConfig, DeepRelaxOutput
+from ase_cartnet.train.deeprelax_data import RelaxPair
+
+
+def laplace_nll(prediction: torch.Tensor, log_scale: torch.Tensor, target: torch.Tensor):
+    """Per-edge log(2b) + |d̂ − d| / b with b = exp(û) (eqns 11–12, 15)."""
+    return math.log(2.0) + log_scale + (prediction - target).abs() * torch.exp(-log_scale)
+
+
+def relaxed_targets(data) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ground-truth distances of a batch with ``target_pos`` (N, 3) and ``target_cell``
+    (B, 3, 3): on the periodic edges in the relaxed structure (same j, i, k), and on the
+    displacement edges |r_j(relaxed) − r_i(initial)|. Returns ((E,), (D,))."""
+    batch = getattr(data, "batch", None)
+    target_cell = data.target_cell.to(data.target_pos.dtype).reshape(-1, 3, 3)
+    vectors = edge_vectors(data.target_pos, target_cell, data.edge_index, data.cell_shift, batch)
+    d_src, d_tgt = data.disp_index[0], data.disp_index[1]
+    disp = data.target_pos.index_select(0, d_src) - data.pos.index_select(0, d_tgt)
+    return torch.linalg.norm(vectors, dim=-1), torch.linalg.norm(disp, dim=-1)
+
+
+def deeprelax_loss(output: DeepRelaxOutput, data) -> dict[str, torch.Tensor]:
+    """The uncertainty-aware loss L = L_i + L_d + L_l (eqns 11–14), each a mean: L_i over the
+    periodic edges, L_d over the displacement edges, L_l = mean |L̂ − L| over the 9B lattice
+    entries (Å). Returns a dict with "loss", "interatomic", "displacement", "lattice"."""
+    d_true, disp_true = relaxed_targets(data)
+    interatomic = laplace_nll(output.distance, output.log_scale, d_true).mean()
+    displacement = laplace_nll(output.disp_distance, output.disp_log_scale, disp_true).mean()
+    target_cell = data.target_cell.to(output.lattice.dtype).reshape(-1, 3, 3)
+    lattice = (output.lattice - target_cell).abs().mean()
+    return {
+        "loss": interatomic + displacement + lattice,
+        "interatomic": interatomic,
+        "displacement": displacement,
+        "lattice": lattice,
+    }
 
 
 class DeepRelaxTask:

@@ -1,4 +1,4 @@
-"""DeepRelax teacher pairs (issue 5, data (b)): prototype substitution relaxed by a teacher.
+"""DeepRelax teacher pairs: prototypes with substituted elements, relaxed by a teacher.
 
 No public unrelaxed → relaxed pairs are reachable here, so real relaxations are imitated the way
 the paper's X-Mn-O set was made: take a relaxed crystal as a *prototype*, replace elements by
@@ -21,18 +21,14 @@ keys: ``substitution`` ("Mg>Ca O>S"), ``prototype`` (formula), ``teacher_energy`
 ``data``: ``relax`` (converged, steps, fmax_reached), ``timings`` (s), ``teacher_version``.
 Relaxations that do not converge in ``max_steps`` are "failed" rows (not used for training).
 
-    python -m ase_cartnet.train.deeprelax_teacher ../shared/data/mp_20/val.csv.gz \\
+    ase-cartnet teacher-pairs ../shared/data/mp_20/val.csv.gz \\
         -o runs/deeprelax/teacher_train.db --max-atoms 12 --limit 400 --workers 1
 """
 
 from __future__ import annotations
 
-import argparse
-import logging
 import os
-import time
-import traceback
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from functools import cache
@@ -42,7 +38,7 @@ import numpy as np
 from ase import Atoms
 
 from ase_cartnet.errors import InputError
-from ase_cartnet.io.row_builder import BuildSummary, as_items, build_rows
+from ase_cartnet.io import row_builder
 from ase_cartnet.train.deeprelax_data import seed_for_key, storable_key
 
 DEFAULT_FMAX = 0.01
@@ -128,6 +124,7 @@ class TeacherPairSettings:
     fix_symmetry: bool
     n_threads: int | None
     keep_frames: int = 0
+    device: str = "cpu"
 
 
 def process_pair(
@@ -135,33 +132,14 @@ def process_pair(
 ) -> dict[str, Any]:
     """Substitute, then relax with the teacher; never raises an ``Exception`` (a failure is a
     record with status "failed"). The record's ``initial`` is the *substituted* structure."""
-    from phonon_ref.calculators import configure_worker, get_calculator
-    from phonon_ref.relax import relax_into_record
+    from phonon_ref.relax import load_and_relax
 
-    t0 = time.perf_counter()
-    record: dict[str, Any] = {"source_id": source_id, "atoms": atoms, "timings": {}}
-    try:
+    with row_builder.task_record(source_id, atoms) as record:
         rng = np.random.default_rng(seed_for_key(source_id, settings.seed))
         initial, mapping = substitute(atoms, rng)
         record.update(substituted=initial, mapping=mapping, prototype=atoms.get_chemical_formula())
-        configure_worker(parent_pid, settings.n_threads)
-        calc = get_calculator(settings.calculator)
-        record["timings"]["load"] = time.perf_counter() - t0
-        relax_into_record(
-            initial,
-            calc,
-            record,
-            fmax=settings.fmax,
-            max_steps=settings.max_steps,
-            fix_symmetry=settings.fix_symmetry,
-            keep_frames=settings.keep_frames,
-        )
+        load_and_relax(initial, settings, record, parent_pid, keep_frames=settings.keep_frames)
         record["status"] = "ok"
-    except Exception as exc:  # robust: any failure becomes a "failed" row
-        record["status"] = "failed"
-        record["error"] = f"{type(exc).__name__}: {exc}"
-        record["traceback"] = traceback.format_exc(limit=8)
-    record["timings"]["total"] = time.perf_counter() - t0
     return record
 
 
@@ -169,37 +147,20 @@ def _write_pair_row(db, record: dict[str, Any], settings: TeacherPairSettings, t
     """One row per pair in the layout of ``pairs_from_db`` (one transaction)."""
     initial = record.get("substituted")
     fallback = initial if initial is not None else record["initial"]
-    atoms = (record["atoms"] if record["status"] == "ok" else fallback).copy()
-    atoms.calc = None
-    atoms.set_constraint()
-    kvp: dict[str, Any] = {
-        "source_id": record["source_id"],
-        "status": record["status"],
-        "teacher": teacher["name"],
-    }
-    data: dict[str, Any] = {
-        "teacher": teacher["name"],
-        "teacher_version": teacher["version"],
-        "timings": record.get("timings", {}),
-        "fmax": settings.fmax,
-        "fix_symmetry": settings.fix_symmetry,
-        "substitution_seed": settings.seed,
-    }
+    atoms = record["atoms"] if record["status"] == "ok" else fallback
+    atoms, kvp, data = row_builder.teacher_row(record, teacher, atoms)
+    data.update(
+        fmax=settings.fmax, fix_symmetry=settings.fix_symmetry, substitution_seed=settings.seed
+    )
     if initial is not None:
         kvp["substitution"] = format_substitution(record["mapping"])
         kvp["prototype"] = record["prototype"]
         data["initial_positions"] = np.asarray(initial.positions)
         data["initial_cell"] = np.asarray(initial.cell[:])
-    if "relax" in record:
-        data["relax"] = record["relax"]
-        kvp["teacher_energy"] = float(record["energy"])
     if record.get("frames"):
         # intermediate structures of the teacher's trajectory: extra (frame -> relaxed) pairs
         data["frames_positions"] = np.stack([f.positions for f in record["frames"]])
         data["frames_cells"] = np.stack([f.cell[:] for f in record["frames"]])
-    if record["status"] == "failed":
-        data["error"] = record["error"]
-        data["traceback"] = record.get("traceback", "")
     with db:
         db.write(atoms, key_value_pairs=kvp, data=data)
 
@@ -219,7 +180,7 @@ def build_teacher_pairs(
     progress: bool = True,
     substitutions: int = 1,
     keep_frames: int = 0,
-) -> BuildSummary:
+) -> row_builder.BuildSummary:
     """Substitute and relax every prototype (module docstring); one row each in ``out``.
 
     ``substitutions`` > 1 makes that many substituted versions of each prototype (ids
@@ -245,22 +206,20 @@ def build_teacher_pairs(
         n_threads=worker_threads,
         keep_frames=int(keep_frames),
     )
-    teacher: dict[str, str] = {}
-
-    def write_row(db, record: dict[str, Any]) -> None:
-        if not teacher:  # at the first finished row: nothing to do loads nothing
-            teacher.update(teacher_info(calculator, load_here=executor is None))
-        _write_pair_row(db, record, settings, teacher)
+    write_row = row_builder.teacher_row_writer(
+        lambda: teacher_info(calculator, load_here=executor is None),
+        lambda db, record, teacher: _write_pair_row(db, record, settings, teacher),
+    )
 
     # ids as the pair reader stores them (ASE databases refuse strings that read as numbers);
     # substitution rounds interleave so that every prototype gets its first pattern first
-    prototypes = [(storable_key(sid), atoms) for sid, atoms in as_items(structures)]
+    prototypes = [(storable_key(sid), atoms) for sid, atoms in row_builder.as_items(structures)]
     items = [
         (sid if k == 0 else f"{sid}~s{k}", atoms)
         for k in range(max(1, int(substitutions)))
         for sid, atoms in prototypes
     ]
-    return build_rows(
+    return row_builder.build_rows(
         items,
         process_pair,
         settings,
@@ -272,63 +231,9 @@ def build_teacher_pairs(
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m ase_cartnet.train.deeprelax_teacher CSV -o pairs.db [--workers N]``."""
-    from phonon_ref.dataset import read_mp20
+if __name__ == "__main__":  # ``python -m ase_cartnet.train.deeprelax_teacher``, as scripts call it
+    import sys
 
-    parser = argparse.ArgumentParser(
-        prog="python -m ase_cartnet.train.deeprelax_teacher", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("csv", help="MP-20 style CSV(.gz) of relaxed prototypes")
-    parser.add_argument("-o", "--out", required=True, help="ASE database (resumed if present)")
-    parser.add_argument("--calculator", default="chgnet", help="teacher: chgnet, emt, module:f")
-    parser.add_argument("--max-atoms", type=int, default=20, help="skip larger prototypes")
-    parser.add_argument("--limit", type=int, default=None, help="first N prototypes (≤ max-atoms)")
-    parser.add_argument("--seed", type=int, default=0, help="substitution seed")
-    parser.add_argument("--fmax", type=float, default=DEFAULT_FMAX, help="eV/Å")
-    parser.add_argument("--max-steps", type=int, default=DEFAULT_MAX_STEPS)
-    parser.add_argument("--workers", type=int, default=0, help="dask workers (0: in-process)")
-    parser.add_argument(
-        "--substitutions", type=int, default=1, help="substituted versions per prototype"
-    )
-    parser.add_argument(
-        "--keep-frames", type=int, default=0, help="trajectory frames stored per pair"
-    )
-    parser.add_argument("--retry-failed", action="store_true")
-    parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    structures = [a for a in read_mp20(args.csv) if len(a) <= args.max_atoms]
-    if args.limit is not None:
-        structures = structures[: args.limit]
-    kwargs = dict(
-        calculator=args.calculator,
-        seed=args.seed,
-        fmax=args.fmax,
-        max_steps=args.max_steps,
-        retry_failed=args.retry_failed,
-        progress=not args.no_progress,
-        substitutions=args.substitutions,
-        keep_frames=args.keep_frames,
-    )
-    if args.workers > 0:
-        from dask.distributed import Client, LocalCluster
+    from ase_cartnet.cli import main
 
-        with (
-            LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True) as cluster,
-            Client(cluster) as client,
-        ):
-            summary = build_teacher_pairs(
-                structures, args.out, executor=client.get_executor(), **kwargs
-            )
-    else:
-        summary = build_teacher_pairs(structures, args.out, **kwargs)
-    print(
-        f"{summary.out}: {len(summary.ok)} ok, {len(summary.failed)} failed, "
-        f"{len(summary.skipped)} already done ({summary.seconds:.0f} s)"
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(["teacher-pairs", *sys.argv[1:]]))

@@ -23,53 +23,76 @@ from torch import nn
 from torch_geometric.data import Batch, Data
 
 from ase_cartnet.errors import InputError
-from ase_cartnet.graph import batch_graphs, knn_graph
-from ase_cartnet.models.empnn import (
-    LOSSES,
-    EMPNNConfig,
-    cell_to_lattice_params,
-    lattice_errors,
-    lattice_loss,
-    random_strain,
-)
+from ase_cartnet.graph.empnn import crystal_graph
+from ase_cartnet.graph.neighbours import batch_graphs
+from ase_cartnet.models.empnn import EMPNNConfig, cell_to_lattice_params, run_model, symmetric_part
 from ase_cartnet.train.empnn_data import Crystal
 
+LOSSES = ("param_mae", "param_mse", "metric_mae", "metric_mse", "riemann")
 
-def crystal_graph(
-    numbers: np.ndarray,
-    positions: np.ndarray,
-    cell: np.ndarray,
-    k: int,
+
+def random_strain(
+    n: int,
+    sigma: float,
     *,
-    dtype: torch.dtype = torch.float32,
-) -> Data:
-    """A PyG graph of one periodic crystal for EMPNN: the kNN graph of ``ase_cartnet.graph``
-    with every tie at the k-th distance kept (so the graph does not depend on the choice of
-    cell, Def. 6). Fields: numbers (N,), pos (N, 3) Å, cell (1, 3, 3), edge_index, cell_shift,
-    n_atoms (1,)."""
-    nl = knn_graph(positions, cell, True, k, keep_ties=True)
-    return Data(
-        numbers=torch.as_tensor(numbers, dtype=torch.int64),
-        pos=torch.as_tensor(positions, dtype=dtype),
-        cell=torch.as_tensor(cell, dtype=dtype).reshape(1, 3, 3),
-        edge_index=torch.as_tensor(nl.edge_index, dtype=torch.int64),
-        cell_shift=torch.as_tensor(nl.cell_shifts, dtype=dtype),
-        n_atoms=torch.tensor([len(numbers)], dtype=torch.int64),
-        num_nodes=len(numbers),
-    )
+    symmetric: bool = True,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float64,
+) -> torch.Tensor:
+    """Noise actions exp(A) (n, 3, 3), A_ij ~ N(0, σ²), symmetrised A = (B + Bᵀ)/2 by default
+    (then the diagonal has std σ and the off-diagonal σ/√2; a pure stretch, section 6)."""
+    a = torch.randn((n, 3, 3), generator=generator, dtype=torch.float64) * sigma
+    if symmetric:
+        a = symmetric_part(a)
+    return torch.linalg.matrix_exp(a).to(dtype)
 
 
-def run_model(model: nn.Module, batch: Batch, num_steps: int | None = None):
-    """Call an EMPNN/LatticeFF on a batch of :func:`crystal_graph` graphs."""
-    return model(
-        batch.numbers,
-        batch.pos,
-        batch.cell,
-        batch.edge_index,
-        batch.cell_shift,
-        batch.batch,
-        num_steps=num_steps,
-    )
+def lattice_loss(
+    predicted: torch.Tensor,
+    target: torch.Tensor,
+    n_atoms: torch.Tensor,
+    kind: str,
+    config: EMPNNConfig,
+) -> torch.Tensor:
+    """Loss between cells (B, 3, 3) (section 5.3; Table 1's options), mean over the batch.
+
+    "param_mae"/"param_mse": on lengths / N^{1/3} / length_std and angles / angle_std;
+    "metric_mae"/"metric_mse": on the metric tensors G = cell cellᵀ / N^{2/3} (Å²);
+    "riemann": the affine-invariant distance on SPD matrices, Σ log² eig(G_t⁻¹ G_p).
+    All are O(3)-invariant and follow a change of cell basis (SL₃(ℤ)) consistently.
+    """
+    scale = n_atoms.to(predicted.dtype) ** (1.0 / 3.0)
+    if kind in ("param_mae", "param_mse"):
+        lp, ap = cell_to_lattice_params(predicted)
+        lt, at = cell_to_lattice_params(target)
+        diff = torch.cat(
+            [(lp - lt) / scale[:, None] / config.length_std, (ap - at) / config.angle_std], -1
+        )
+        return diff.abs().mean() if kind == "param_mae" else (diff * diff).mean()
+    if kind in ("metric_mae", "metric_mse"):
+        gp = predicted @ predicted.transpose(1, 2) / (scale**2)[:, None, None]
+        gt = target @ target.transpose(1, 2) / (scale**2)[:, None, None]
+        diff = gp - gt
+        return diff.abs().mean() if kind == "metric_mae" else (diff * diff).mean()
+    if kind == "riemann":
+        gp = predicted @ predicted.transpose(1, 2)
+        gt = target @ target.transpose(1, 2)
+        chol = torch.linalg.cholesky(gt)
+        inv = torch.linalg.solve_triangular(chol, torch.eye(3, dtype=gt.dtype), upper=False)
+        m = symmetric_part(inv @ gp @ inv.transpose(1, 2))
+        eig = torch.linalg.eigvalsh(m).clamp(min=1e-12)
+        return (torch.log(eig) ** 2).sum(-1).mean()
+    raise ValueError(f"unknown loss {kind!r}; choose from {LOSSES}")
+
+
+def lattice_errors(
+    predicted: torch.Tensor, target: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-structure mean absolute errors of lengths (B,) Å and angles (B,) degrees (the l1
+    terms of eqns 11–12, divided by 3)."""
+    lp, ap = cell_to_lattice_params(predicted)
+    lt, at = cell_to_lattice_params(target)
+    return (lp - lt).abs().mean(-1), (ap - at).abs().mean(-1)
 
 
 def lattice_statistics(crystals: Sequence[Crystal]) -> dict[str, float]:
@@ -182,28 +205,31 @@ def noisy_batches(
 
 @torch.no_grad()
 def evaluate_batches(
-    model: nn.Module, batches: Sequence[Batch], loss_kind: str, config: EMPNNConfig
+    model: nn.Module,
+    batches: Sequence[Batch],
+    loss_kind: str | None = None,
+    config: EMPNNConfig | None = None,
+    *,
+    details: bool = False,
 ) -> dict[str, float]:
     """Eqns 11–12 over deformed batches: mean errors of lengths (Å) and angles (°) of the noisy
-    and denoised cells, their differences (improvements), and the mean loss."""
+    and denoised cells, their differences (improvements), and with ``loss_kind`` the mean loss;
+    ``details`` adds the count ``n`` and the fraction of structures whose lengths improved."""
     noisy_l, noisy_a, out_l, out_a, losses, weights = [], [], [], [], [], []
     for batch in batches:
         out = run_model(model, batch)
         target = batch.target_cell.double()
-        nl, na = lattice_errors(batch.cell.double(), target)
-        dl, da = lattice_errors(out.cell.double(), target)
-        noisy_l.append(nl)
-        noisy_a.append(na)
-        out_l.append(dl)
-        out_a.append(da)
-        losses.append(
-            float(lattice_loss(out.cell.double(), target, batch.n_atoms, loss_kind, config))
-        )
+        for errors, cell in (((noisy_l, noisy_a), batch.cell), ((out_l, out_a), out.cell)):
+            lengths, angles = lattice_errors(cell.double(), target)
+            errors[0].append(lengths)
+            errors[1].append(angles)
+        if loss_kind is not None:
+            loss = lattice_loss(out.cell.double(), target, batch.n_atoms, loss_kind, config)
+            losses.append(float(loss))
         weights.append(int(batch.num_graphs))
-    nl, na = torch.cat(noisy_l), torch.cat(noisy_a)
-    dl, da = torch.cat(out_l), torch.cat(out_a)
-    return {
-        "loss": float(np.average(losses, weights=weights)),
+    nl, na, dl, da = (torch.cat(x) for x in (noisy_l, noisy_a, out_l, out_a))
+    result = {"loss": float(np.average(losses, weights=weights))} if loss_kind else {}
+    result |= {
         "length_noisy": float(nl.mean()),
         "length_denoised": float(dl.mean()),
         "length_improvement": float((nl - dl).mean()),
@@ -211,3 +237,6 @@ def evaluate_batches(
         "angle_denoised": float(da.mean()),
         "angle_improvement": float((na - da).mean()),
     }
+    if details:
+        result |= {"n": sum(weights), "improved_fraction": float((dl < nl).double().mean())}
+    return result

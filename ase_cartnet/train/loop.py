@@ -18,22 +18,39 @@ data order of an uninterrupted one.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from ase_cartnet.errors import InputError
 from ase_cartnet.io.atomic import atomic_write
-from ase_cartnet.io.checkpoint import read_checkpoint, save_checkpoint
+from ase_cartnet.io.checkpoint import model_tag, read_checkpoint, save_checkpoint
+
+Item = TypeVar("Item")
+
+
+def random_split(
+    items: Sequence[Item], val_fraction: float, seed: int, what: str = "structures"
+) -> tuple[list[Item], list[Item]]:
+    """Random (train, validation) split of ``items`` (structures, pairs: a structure's samples
+    stay on one side), fixed by ``seed`` so that resumed runs and ensemble members share it; at
+    least one item on each side, both in input order. ``what`` names the items in errors."""
+    if not 0.0 < val_fraction < 1.0:
+        raise InputError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    order = np.random.default_rng(seed).permutation(len(items))
+    n_val = max(1, int(round(val_fraction * len(items))))
+    if n_val >= len(items):
+        raise InputError(f"{len(items)} {what} are too few to hold out {n_val}")
+    return [items[i] for i in sorted(order[n_val:])], [items[i] for i in sorted(order[:n_val])]
 
 
 class Task(Protocol):
@@ -80,43 +97,6 @@ class TrainConfig:
         return new > old if self.select_metric in self.MAXIMISED else new < old
 
 
-def add_training_arguments(
-    parser: argparse.ArgumentParser,
-    *,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    pct_start: float,
-    grad_clip: float | None,
-    val_fraction: float,
-) -> None:
-    """The options of :class:`TrainConfig` plus batch size and validation fraction, for one
-    ``ase-cartnet train <model>`` parser (each model passes its own defaults)."""
-    parser.add_argument("--epochs", type=int, default=epochs)
-    parser.add_argument("--batch-size", type=int, default=batch_size, help="structures per batch")
-    parser.add_argument("--lr", type=float, default=lr, help="peak OneCycle learning rate")
-    parser.add_argument("--pct-start", type=float, default=pct_start, help="warm-up fraction")
-    parser.add_argument("--weight-decay", type=float, default=0.0)
-    parser.add_argument("--grad-clip", type=float, default=grad_clip, help="max gradient norm")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--val-fraction", type=float, default=val_fraction)
-    parser.add_argument("--device", default="cpu", help="where to train (cpu, cuda)")
-
-
-def train_config_from_args(args: argparse.Namespace, select_metric: str = "mae") -> TrainConfig:
-    """:class:`TrainConfig` from options added by :func:`add_training_arguments`."""
-    return TrainConfig(
-        epochs=args.epochs,
-        lr=args.lr,
-        pct_start=args.pct_start,
-        weight_decay=args.weight_decay,
-        grad_clip=args.grad_clip,
-        seed=args.seed,
-        select_metric=select_metric,
-        device=args.device,
-    )
-
-
 def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
 
@@ -127,8 +107,8 @@ def fit(
     config: TrainConfig,
     run_dir: str | Path,
     *,
-    model_name: str,
-    model_config: dict[str, Any],
+    model_name: str | None = None,
+    model_config: dict[str, Any] | None = None,
     metadata: dict[str, Any] | None = None,
     resume: bool = True,
     progress: bool = True,
@@ -136,8 +116,11 @@ def fit(
     """Train ``model`` on ``task``; returns {"history": [...], "best": {...}, "run_dir": ...}.
 
     Checkpoints are ase-cartnet checkpoints (``ase_cartnet.io.checkpoint``) whose metadata holds
-    ``metadata`` plus the epoch's validation metrics.
+    ``metadata`` plus the epoch's validation metrics; their tag and config are ``model_name``
+    and ``model_config``, by default the model's own (:func:`model_tag`, ``model.config``).
     """
+    model_name = model_name or model_tag(model)
+    model_config = model.config.to_dict() if model_config is None else model_config
     if config.epochs < 1:
         raise InputError(f"epochs must be >= 1, got {config.epochs}")
     run = Path(run_dir)

@@ -7,16 +7,14 @@ the sha256 of the weights file it describes.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ase_cartnet.io.atomic import atomic_write
-from ase_cartnet.io.checkpoint import ENSEMBLE_KIND, read_checkpoint, save_checkpoint
+from ase_cartnet.io.checkpoint import ENSEMBLE_KIND, export_weights, load_model, read_checkpoint
 from ase_cartnet.models.cartnet import CartNet, CartNetConfig, CartNetEnsemble
+from ase_cartnet.models.empnn import count_parameters
 
 KEEP_METADATA = (
     "data_source",
@@ -34,30 +32,6 @@ KEEP_METADATA = (
     "batch_size",
     "temperatures_per_epoch",
 )
-
-
-def sha256_of(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def write_model_card(weights: Path, fields: dict[str, Any]) -> Path:
-    """Write the model card of the shipped ``weights`` file beside it (same stem, ``.json``,
-    atomically): ``fields`` plus the file's name, sha256 and size. Returns the card's path."""
-    card = {
-        **fields,
-        "weights_file": weights.name,
-        "sha256": sha256_of(weights),
-        "size_bytes": weights.stat().st_size,
-    }
-    card_path = weights.with_suffix(".json")
-    with atomic_write(card_path) as handle:
-        json.dump(card, handle, indent=1)
-        handle.write("\n")
-    return card_path
 
 
 def export_cartnet(
@@ -106,16 +80,88 @@ def export_cartnet(
             {k: p.get("metadata", {}).get(k) for k in ("command", "validation", "epoch")}
             for p in payloads
         ]
-    weights = save_checkpoint(
-        weights_out, model.float(), model_name=name, config=saved_config, metadata=metadata
-    )
-    card_path = write_model_card(
-        weights,
-        {
+    return export_weights(
+        weights_out,
+        model,
+        kind=name,
+        config=saved_config,
+        metadata=metadata,
+        card={
             **card,
             "architecture": saved_config,
             "n_parameters": sum(p.numel() for p in model.parameters()),
             "training": metadata,
         },
     )
-    return weights, card_path
+
+
+def export_property_model(
+    checkpoint: str | os.PathLike, weights_out: str | os.PathLike, card: dict[str, Any]
+) -> tuple[Path, Path]:
+    """Weights of a property checkpoint (CrysToGraph or CartNet's scalar head; no optimizer
+    state, float32) to ``weights_out`` plus a model card (same stem, ``.json``) with ``card``'s
+    fields, the architecture, the training metadata, the parameter count, size and sha256."""
+    loaded = load_model(checkpoint, "property")
+    config = loaded.config.to_dict()
+    full_card = {
+        **card,
+        "model": loaded.kind,
+        "target": loaded.config.target,
+        "units": loaded.config.units,
+        "architecture": config,
+        "n_parameters": sum(p.numel() for p in loaded.model.parameters()),
+        "training": loaded.metadata,
+    }
+    return export_weights(
+        weights_out,
+        loaded.model,
+        kind=loaded.kind,
+        config=config,
+        metadata=loaded.metadata,
+        card=full_card,
+    )
+
+
+EMPNN_KEEP = (
+    "data_source",
+    "n_train_structures",
+    "n_val_structures",
+    "elements",
+    "max_atoms",
+    "sigma",
+    "symmetric_noise",
+    "loss",
+    "batch_size",
+    "command",
+    "validation",
+    "epoch",
+    "train_config",
+    "n_parameters",
+)
+
+
+def export_empnn(
+    checkpoint: str | os.PathLike, weights_out: str | os.PathLike, card: dict[str, Any]
+) -> tuple[Path, Path]:
+    """Write ``checkpoint``'s weights (float32, no optimizer state) and the card beside them."""
+    loaded = load_model(checkpoint, "empnn")
+    model = loaded.model
+    metadata = {k: v for k, v in loaded.metadata.items() if k in EMPNN_KEEP}
+    full = {
+        **card,
+        "command": metadata.get("command", ""),
+        "sigma": metadata.get("sigma"),
+        "symmetric_noise": metadata.get("symmetric_noise"),
+        "loss": metadata.get("loss"),
+        "architecture": model.config.to_dict(),
+        "n_parameters": count_parameters(model),
+        "training": metadata,
+    }
+    return export_weights(
+        weights_out,
+        model,
+        kind="empnn",
+        config=model.config.to_dict(),
+        metadata=metadata,
+        card=full,
+    )

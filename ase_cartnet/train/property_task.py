@@ -17,22 +17,9 @@ from torch import nn
 from torch_geometric.data import Batch, Data
 
 from ase_cartnet.errors import InputError
-from ase_cartnet.graph import batch_graphs
+from ase_cartnet.graph.neighbours import batch_graphs
 
 Augment = Callable[[Batch, torch.Generator], None]
-
-
-class Standardised(nn.Module):
-    """``mean + std * model(batch)``: a model trained on (y − mean) / std, reporting y."""
-
-    def __init__(self, model: nn.Module, mean: float, std: float) -> None:
-        super().__init__()
-        self.model = model
-        self.register_buffer("mean", torch.tensor(float(mean)))
-        self.register_buffer("std", torch.tensor(float(std)))
-
-    def forward(self, batch) -> torch.Tensor:
-        return self.mean + self.std * self.model(batch)
 
 
 class PropertyTask:

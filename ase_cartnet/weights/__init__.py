@@ -1,4 +1,4 @@
-"""Shipped model weights and their model cards (JSON)."""
+"""Shipped model weights, each with its JSON model card (same stem), and :func:`shipped`."""
 
 from __future__ import annotations
 
@@ -8,39 +8,45 @@ from ase_cartnet.errors import CheckpointError
 
 WEIGHTS_DIR = Path(__file__).resolve().parent
 DEFAULT_CARTNET = WEIGHTS_DIR / "cartnet_adp_default.pt"
-
-
-def default_cartnet_checkpoint() -> Path:
-    """Path of the embedded default CartNet ADP weights; a clear error while none ship."""
-    if not DEFAULT_CARTNET.is_file():
-        raise CheckpointError(
-            "no default CartNet weights ship with this version of ase-cartnet yet: pass "
-            "CartNetADP(checkpoint='cartnet_adp.ckpt') with an official or ase-cartnet checkpoint"
-        )
-    return DEFAULT_CARTNET
-
-
 DEFAULT_DEEPRELAX = WEIGHTS_DIR / "deeprelax_ensemble.pt"
-
-
-def default_deeprelax_checkpoint() -> Path:
-    """Path of the shipped DeepRelax ensemble (model card: ``deeprelax_ensemble.json``)."""
-    if not DEFAULT_DEEPRELAX.is_file():
-        raise CheckpointError(
-            f"the shipped DeepRelax weights are missing ({DEFAULT_DEEPRELAX}); reinstall "
-            "ase-cartnet or pass DeepRelax(atoms, model='checkpoint.pt')"
-        )
-    return DEFAULT_DEEPRELAX
-
-
 DEFAULT_EMPNN = WEIGHTS_DIR / "empnn_lattice_default.pt"
+DEFAULT_PROPERTY = {
+    "formation_energy_per_atom": WEIGHTS_DIR / "property_mp20_formation_energy.pt",
+    "heat_ref": WEIGHTS_DIR / "property_perov5_heat_ref.pt",
+}
+"""Shipped property models per target."""
+
+DEFAULT_PROPERTY_TARGET = "formation_energy_per_atom"
+
+_INSTEAD = {
+    "cartnet": (
+        "CartNet",
+        "CartNetADP(checkpoint='cartnet_adp.ckpt') with an official or ase-cartnet checkpoint",
+    ),
+    "deeprelax": ("DeepRelax", "DeepRelax(atoms, model='checkpoint.pt')"),
+    "empnn": (
+        "EMPNN",
+        "EMPNNLattice(atoms, model='empnn.pt') with a checkpoint from 'ase-cartnet train empnn'",
+    ),
+}
 
 
-def default_empnn_checkpoint() -> Path:
-    """Path of the shipped EMPNN lattice-denoising weights (model card: same stem, .json)."""
-    if not DEFAULT_EMPNN.is_file():
+def shipped_names() -> list[str]:
+    """Names :func:`shipped` knows: cartnet, deeprelax, empnn and property/<target>."""
+    return [*_INSTEAD, *(f"property/{t}" for t in DEFAULT_PROPERTY)]
+
+
+def shipped(name: str) -> Path:
+    """Path of the shipped weights ``name`` (see :func:`shipped_names`); a ``CheckpointError``
+    that says what to pass instead when the file is not installed."""
+    paths = {"cartnet": DEFAULT_CARTNET, "deeprelax": DEFAULT_DEEPRELAX, "empnn": DEFAULT_EMPNN}
+    paths |= {f"property/{t}": p for t, p in DEFAULT_PROPERTY.items()}
+    if name not in paths:
+        raise CheckpointError(f"no shipped weights named {name!r}; shipped: {shipped_names()}")
+    path = paths[name]
+    if not path.is_file():
+        label, instead = _INSTEAD.get(name, (name, "checkpoint=..."))
         raise CheckpointError(
-            "no default EMPNN weights ship with this installation: pass "
-            "EMPNNLattice(atoms, model='empnn.pt') with a checkpoint from 'ase-cartnet train empnn'"
+            f"no default {label} weights ship with this installation ({path}): pass {instead}"
         )
-    return DEFAULT_EMPNN
+    return path

@@ -10,27 +10,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from eval_deeprelax import evaluate, format_table  # noqa: E402
 
 from ase_cartnet.calculators.deeprelax import predict  # noqa: E402
 from ase_cartnet.io.atomic import atomic_write  # noqa: E402
+from ase_cartnet.io.checkpoint import load_model  # noqa: E402
 from ase_cartnet.models.deeprelax import DeepRelaxEnsemble  # noqa: E402
-from ase_cartnet.train.deeprelax_cli import export_deeprelax, load_member  # noqa: E402
+from ase_cartnet.train.deeprelax import export_deeprelax  # noqa: E402
 from ase_cartnet.train.deeprelax_data import (  # noqa: E402
     DEFAULT_RATTLE_STD,
     DEFAULT_STRAIN_STD,
     pairs_from_db,
     pairs_from_dbs,
 )
+from ase_cartnet.train.deeprelax_eval import evaluate, format_table  # noqa: E402
 
 CARD = {
     "name": "DeepRelax ensemble (ase-cartnet default)",
@@ -112,7 +110,8 @@ def main(argv=None) -> int:
         return 0
 
     paths = sorted(Path(args.run).glob("replicate_*/best.pt"))
-    members, metas = zip(*(load_member(p) for p in paths), strict=True)
+    loaded = [load_model(p, "deeprelax") for p in paths]
+    members, metas = [m.model for m in loaded], [m.metadata for m in loaded]
     ensemble = DeepRelaxEnsemble.from_members(list(members)).eval()
     val_ids = set(metas[0]["val_ids"])
     val = [p for p in pairs_from_dbs(args.train_db) if p.key in val_ids]

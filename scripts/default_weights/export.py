@@ -13,18 +13,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from ase.data import chemical_symbols
 from ase.db import connect
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from snapshot import content_hash  # noqa: E402
 
 from ase_cartnet.io.checkpoint import read_checkpoint  # noqa: E402
+from ase_cartnet.io.datasets import content_hash  # noqa: E402
 from ase_cartnet.train.model_card import export_cartnet  # noqa: E402
 from ase_cartnet.weights import DEFAULT_CARTNET  # noqa: E402
 

@@ -13,35 +13,16 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import hashlib
 import shutil
 import sqlite3
 import tempfile
 from pathlib import Path
 
-import numpy as np
+from ase_cartnet.io.datasets import content_hash
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNS = ROOT / "runs" / "adp_default"
 PROGRESS = ROOT / "data" / "adp_default" / "progress"
-
-
-def content_hash(path: Path) -> tuple[str, dict[str, int]]:
-    """sha256 over the stable rows sorted by source id: id, temperatures, U rounded to 1e-9 Å²."""
-    from ase.db import connect
-
-    digest = hashlib.sha256()
-    counts: dict[str, int] = {}
-    with connect(path) as db:
-        rows = sorted(db.select(), key=lambda r: str(r.source_id))
-        for row in rows:
-            counts[row.status] = counts.get(row.status, 0) + 1
-            if row.status != "ok":
-                continue
-            digest.update(str(row.source_id).encode())
-            digest.update(np.round(np.asarray(row.data["temperatures"], float), 6).tobytes())
-            digest.update(np.round(np.asarray(row.data["adps"], float), 9).tobytes())
-    return digest.hexdigest(), counts
 
 
 def backup(source: Path, target: Path) -> None:

@@ -1,6 +1,6 @@
-"""Ship an EMPNN checkpoint: weights-only float32 file plus a JSON model card.
+"""Ship an EMPNN checkpoint: weights-only float32 file plus its JSON model card.
 
-    python -m ase_cartnet.train.empnn_card runs/empnn/ketbra/best.pt \\
+    .venv/bin/python scripts/empnn/export_weights.py runs/empnn/ketbra/best.pt \\
         ase_cartnet/weights/empnn_lattice_default.pt --eval runs/empnn/eval.json --name ketbra
 
 The card holds the training data and counts, σ and the loss, the exact training command, the
@@ -11,60 +11,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
-from typing import Any
 
-from ase_cartnet.calculators.empnn_lattice import load_empnn
-from ase_cartnet.io.checkpoint import read_checkpoint, save_checkpoint
-from ase_cartnet.models.empnn import count_parameters
-from ase_cartnet.train.model_card import write_model_card
-
-KEEP = (
-    "data_source",
-    "n_train_structures",
-    "n_val_structures",
-    "elements",
-    "max_atoms",
-    "sigma",
-    "symmetric_noise",
-    "loss",
-    "batch_size",
-    "command",
-    "validation",
-    "epoch",
-    "train_config",
-    "n_parameters",
-)
-
-
-def export_empnn(
-    checkpoint: str | os.PathLike, weights_out: str | os.PathLike, card: dict[str, Any]
-) -> tuple[Path, Path]:
-    """Write ``checkpoint``'s weights (float32, no optimizer state) and the card beside them."""
-    model, _ = load_empnn(checkpoint)
-    metadata = {
-        k: v for k, v in dict(read_checkpoint(checkpoint).get("metadata", {})).items() if k in KEEP
-    }
-    weights = save_checkpoint(
-        weights_out,
-        model.float(),
-        model_name="empnn",
-        config=model.config.to_dict(),
-        metadata=metadata,
-    )
-    full = {
-        **card,
-        "command": metadata.get("command", ""),
-        "sigma": metadata.get("sigma"),
-        "symmetric_noise": metadata.get("symmetric_noise"),
-        "loss": metadata.get("loss"),
-        "architecture": model.config.to_dict(),
-        "n_parameters": count_parameters(model),
-        "training": metadata,
-    }
-    card_path = write_model_card(weights, full)
-    return weights, card_path
+from ase_cartnet.train.model_card import export_empnn
 
 
 def main() -> None:

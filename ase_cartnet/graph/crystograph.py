@@ -1,8 +1,9 @@
 """CrysToGraph inputs (paper section 2.1–2.2): the k-NN crystal graph, its line graph and the
-positional encodings, as a PyG ``Data`` that :func:`ase_cartnet.graph.batch_graphs` batches.
+positional encodings, as a PyG ``Data`` that :func:`~ase_cartnet.graph.neighbours.batch_graphs`
+batches.
 
 * Crystal graph: the k = 12 nearest neighbours of every atom, periodic images included, from
-  :func:`ase_cartnet.graph.knn_graph` (edges may be long: no cutoff). Edge vectors, their
+  :func:`ase_cartnet.graph.neighbours.knn_graph` (edges may be long: no cutoff). Edge vectors, their
   spherical coordinates and the "longer than 8 Å" flag are computed in the model, in torch.
 * Line graph L(G): one node per edge of G; an edge a → b of L(G) for every pair of edges
   a = (u → v), b = (v → w) of G (backtracking pairs included), stored as ``lg_edge_index``
@@ -28,9 +29,9 @@ import numpy as np
 import torch
 from torch_geometric.data import Data
 
-from ase_cartnet.atom_features import atom_features
 from ase_cartnet.errors import InputError
-from ase_cartnet.graph import knn_graph
+from ase_cartnet.graph.atom_features import atom_features
+from ase_cartnet.graph.neighbours import knn_graph
 
 if TYPE_CHECKING:  # pragma: no cover
     import ase

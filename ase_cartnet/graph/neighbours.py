@@ -420,6 +420,17 @@ def knn_graph(
 # --------------------------------------------------------------------------------------------
 
 
+def _check_edges(edge_index: torch.Tensor, cell_shifts: torch.Tensor) -> None:
+    """``InputError`` unless edge_index is (2, E) and cell_shifts (E, 3)."""
+    if edge_index.dim() != 2 or edge_index.shape[0] != 2:
+        raise InputError(f"edge_index must have shape (2, E), got {tuple(edge_index.shape)}")
+    n_edges = edge_index.shape[1]
+    if cell_shifts.shape != (n_edges, 3):
+        raise InputError(
+            f"cell_shifts must have shape ({n_edges}, 3), got {tuple(cell_shifts.shape)}"
+        )
+
+
 def edge_vectors(
     positions: torch.Tensor,
     cell: torch.Tensor,
@@ -440,13 +451,7 @@ def edge_vectors(
     """
     if positions.dim() != 2 or positions.shape[1] != 3:
         raise InputError(f"positions must have shape (N, 3), got {tuple(positions.shape)}")
-    if edge_index.dim() != 2 or edge_index.shape[0] != 2:
-        raise InputError(f"edge_index must have shape (2, E), got {tuple(edge_index.shape)}")
-    n_edges = edge_index.shape[1]
-    if cell_shifts.shape != (n_edges, 3):
-        raise InputError(
-            f"cell_shifts must have shape ({n_edges}, 3), got {tuple(cell_shifts.shape)}"
-        )
+    _check_edges(edge_index, cell_shifts)
     src, tgt = edge_index[0], edge_index[1]
     shifts = cell_shifts.to(positions.dtype)
     cell = cell.to(positions.dtype)
@@ -494,13 +499,8 @@ def triplets(
         edge_index: (2, E) int64, row 0 source, row 1 target.
         cell_shifts: (E, 3) integer (or integer-valued float) shifts.
     """
-    if edge_index.dim() != 2 or edge_index.shape[0] != 2:
-        raise InputError(f"edge_index must have shape (2, E), got {tuple(edge_index.shape)}")
+    _check_edges(edge_index, cell_shifts)
     n_edges = edge_index.shape[1]
-    if cell_shifts.shape != (n_edges, 3):
-        raise InputError(
-            f"cell_shifts must have shape ({n_edges}, 3), got {tuple(cell_shifts.shape)}"
-        )
     device = edge_index.device
     if n_edges == 0:
         return torch.zeros((2, 0), dtype=torch.int64, device=device)

@@ -4,38 +4,34 @@ coordinates kept)."""
 from __future__ import annotations
 
 import argparse
-import os
 
-import numpy as np
-
-from ase_cartnet.relax_cli import _plan, _read_all
+from ase_cartnet.cli import add_command, options
 
 
 def _run_denoise(args: argparse.Namespace) -> int:
-    import torch
+    import numpy as np
     from tqdm.auto import tqdm
 
-    from ase_cartnet.calculators.empnn_lattice import EMPNNLattice, load_empnn
+    from ase_cartnet.calculators.empnn_lattice import EMPNNLattice
+    from ase_cartnet.io.checkpoint import load_model
     from ase_cartnet.io.structure import read_structure, write_structure
     from ase_cartnet.validation import validate_structure
+    from ase_cartnet.weights import shipped
 
-    torch.set_num_threads(args.threads)
-    dtype = torch.float64 if args.float64 else torch.float32
+    options.set_threads(args)
+    dtype = options.dtype(args)
 
     def read(path):
         atoms = read_structure(path)
         validate_structure(atoms, require_pbc=True)
         return atoms
 
-    ready, failed = _read_all(_plan(args, "denoised"), read)
+    ready, failed = options.read_all(options.plan_outputs(args, "denoised"), read)
     single = len(args.input) == 1
     model = args.checkpoint
     if ready and not single:  # load once for many files
-        if model is None:
-            from ase_cartnet.weights import default_empnn_checkpoint
-
-            model = default_empnn_checkpoint()
-        model = load_empnn(model, dtype=dtype)[0]
+        model = load_model(shipped("empnn") if model is None else model, "empnn", dtype=dtype)
+        model = model.model
     for (_, out, fmt), atoms in tqdm(ready, unit="file", desc="EMPNN", disable=single):
         opt = EMPNNLattice(
             atoms,
@@ -60,23 +56,11 @@ def _run_denoise(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     """Add ``denoise`` to the ``ase-cartnet`` CLI."""
-    p = subparsers.add_parser(
-        "denoise", help="pull distorted lattices back toward stable ones with EMPNN"
-    )
-    p.add_argument(
-        "input", nargs="+", help="structure files (CIF, POSCAR, any ASE-readable format)"
-    )
-    p.add_argument(
-        "-o",
-        "--output",
-        help="output file for a single input; its name sets the format (.cif a CIF, "
-        "POSCAR/CONTCAR/.vasp VASP). Default: X_denoised.cif beside each input "
-        "(POSCAR_denoised.vasp for VASP inputs); never an input",
-    )
-    p.add_argument("--format", default=None, help="ASE output format (default: from the name)")
-    p.add_argument("--checkpoint", default=None, help="EMPNN checkpoint (default: shipped)")
+    p = add_command(subparsers, "denoise")
+    options.add_inputs_outputs(p, "denoised")
+    options.add_checkpoint(p, "EMPNN checkpoint")
     p.add_argument("--steps", type=int, default=None, help="deformation steps (default: all)")
     p.add_argument("--trajectory", default=None, help="ASE trajectory of every step")
-    p.add_argument("--float64", action="store_true", help="run the model in float64")
-    p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    options.add_float64(p)
+    options.add_threads(p)
     p.set_defaults(func=_run_denoise)

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
-from ase_cartnet.io.structure import read_structure
-from ase_cartnet.property_models import DEFAULT_TARGET, DEFAULT_WEIGHTS
+from ase_cartnet.cli import add_command
+from ase_cartnet.cli.options import add_threads, set_threads
+
+SHIPPED_TARGETS = ("formation_energy_per_atom", "heat_ref")
+"""Targets with shipped weights (``ase_cartnet.io.checkpoint.SHIPPED``), the first the default."""
 
 
 def _run(args: argparse.Namespace) -> int:
-    import torch
-
     from ase_cartnet.calculators.crystograph_property import CrysToGraphProperty
+    from ase_cartnet.io.structure import read_structure
 
-    torch.set_num_threads(args.threads)
+    set_threads(args)
     calc = CrysToGraphProperty(checkpoint=args.checkpoint, target=args.target)
     structures = [read_structure(Path(p)) for p in args.input]
     values = calc.predict_many(structures)
@@ -28,16 +29,14 @@ def _run(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     """Add ``property`` to the ``ase-cartnet`` CLI."""
-    p = subparsers.add_parser(
-        "property", help="predict a crystal property (formation energy, …) with CrysToGraph"
-    )
+    p = add_command(subparsers, "property")
     p.add_argument("input", nargs="+", help="periodic structure files (CIF or any ASE format)")
     p.add_argument(
         "--target",
         default=None,
-        help=f"shipped model to use: {', '.join(sorted(DEFAULT_WEIGHTS))} "
-        f"(default {DEFAULT_TARGET}; with --checkpoint, checked against it)",
+        help=f"shipped model to use: {', '.join(SHIPPED_TARGETS)} "
+        f"(default {SHIPPED_TARGETS[0]}; with --checkpoint, checked against it)",
     )
     p.add_argument("--checkpoint", help="an ase-cartnet property checkpoint instead")
-    p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    add_threads(p)
     p.set_defaults(func=_run)

@@ -8,10 +8,7 @@ selects ``best.pt``; the ``test`` file is only used for the final held-out numbe
 
 from __future__ import annotations
 
-import argparse
 import os
-import shlex
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,10 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ase_cartnet.crystograph_graph import crystograph_graph, random_laplacian_sign_flip
 from ase_cartnet.errors import InputError
+from ase_cartnet.graph.crystograph import crystograph_graph, random_laplacian_sign_flip
 from ase_cartnet.models.crystograph import CrysToGraph, CrysToGraphConfig
-from ase_cartnet.train.loop import TrainConfig, add_training_arguments, fit, train_config_from_args
+from ase_cartnet.train.loop import TrainConfig, fit
 from ase_cartnet.train.property_data import PropertySet, load_property_csv
 from ase_cartnet.train.property_task import PropertyTask, predict_graphs
 
@@ -176,8 +173,6 @@ def train_crystograph(
         task,
         train_config,
         out,
-        model_name="crystograph",
-        model_config=config.to_dict(),
         metadata=metadata,
         progress=progress,
     )
@@ -192,26 +187,6 @@ def train_crystograph(
     return summary
 
 
-def load_crystograph(path: str | os.PathLike) -> tuple[CrysToGraph, dict[str, Any]]:
-    """A CrysToGraph in eval mode (float32) from an ase-cartnet checkpoint, and its metadata."""
-    from ase_cartnet.errors import CheckpointError
-    from ase_cartnet.io.checkpoint import FORMAT_TAG, load_state_strict, read_checkpoint
-
-    payload = read_checkpoint(path)
-    if payload.get("format") != FORMAT_TAG or payload.get("model") != "crystograph":
-        raise CheckpointError(
-            f"checkpoint {path} holds a {payload.get('model')!r} model, not a CrysToGraph"
-        )
-    try:
-        config = CrysToGraphConfig.from_dict(dict(payload.get("config", {})))
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"checkpoint {path}: invalid CrysToGraph config ({exc})") from exc
-    model = CrysToGraph(config)
-    load_state_strict(model, payload["model_state"], str(path))
-    model.eval()
-    return model, dict(payload.get("metadata", {}))
-
-
 def evaluate(model: CrysToGraph, test_set: PropertySet) -> dict[str, float]:
     """Held-out MAE / RMSE of ``model`` on ``test_set``, in the target's units."""
     graphs = featurise(test_set, model.config)
@@ -222,65 +197,3 @@ def evaluate(model: CrysToGraph, test_set: PropertySet) -> dict[str, float]:
         "rmse": float(np.sqrt((error**2).mean())),
         "n": len(test_set),
     }
-
-
-def _run(args: argparse.Namespace) -> int:
-    torch.set_num_threads(args.threads)
-    spec = DATASETS[args.dataset]
-    cache = str(Path(args.out) / "cache")
-    train_set, test_set = load_splits(args.dataset, args.data_dir, cache)
-    architecture = dict(REDUCED) if args.reduced else {}
-    for name in ("dim", "num_heads", "head_dim", "num_etgc", "num_gwt", "line_dim"):
-        value = getattr(args, name)
-        if value is not None:
-            architecture[name] = value
-    architecture["lap_mode"] = args.lap_mode
-    if args.no_edge_angles:
-        architecture["use_edge_angles"] = False
-    config = train_config_from_args(args)
-    summary = train_crystograph(
-        train_set,
-        args.out,
-        architecture=architecture,
-        train_config=config,
-        val_fraction=args.val_fraction,
-        batch_size=args.batch_size,
-        units=spec["units"],
-        command="ase-cartnet " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-    )
-    best = summary["best"]
-    print(f"best epoch {best['epoch']}: val MAE {best['mae']:.4g} {spec['units']}")
-    model, _ = load_crystograph(Path(args.out) / "best.pt")
-    held_out = evaluate(model, test_set)
-    print(
-        f"test ({spec['test']}, n={held_out['n']}): MAE {held_out['mae']:.4g} {spec['units']}, "
-        f"RMSE {held_out['rmse']:.4g}"
-    )
-    print(f"checkpoints in {summary['run_dir']} (best.pt, last.pt, history.json)")
-    return 0
-
-
-def register(models) -> None:
-    """Add ``crystograph`` to the ``ase-cartnet train`` model subcommands."""
-    p = models.add_parser("crystograph", help="CrysToGraph property model (Perov-5, MP-20)")
-    p.add_argument("--dataset", required=True, choices=sorted(DATASETS))
-    p.add_argument("--data-dir", default=None, help="folder holding perov_5/ and mp_20/")
-    p.add_argument("--out", required=True, help="run folder (resumes if it holds last.pt)")
-    add_training_arguments(
-        p, epochs=10, batch_size=32, lr=1e-3, pct_start=0.1, grad_clip=5.0, val_fraction=0.05
-    )
-    p.add_argument("--reduced", action="store_true", help=f"the CPU-budget architecture {REDUCED}")
-    p.add_argument("--dim", type=int, default=None)
-    p.add_argument("--num-heads", type=int, default=None)
-    p.add_argument("--head-dim", type=int, default=None)
-    p.add_argument("--num-etgc", type=int, default=None)
-    p.add_argument("--num-gwt", type=int, default=None)
-    p.add_argument("--line-dim", type=int, default=None)
-    p.add_argument("--lap-mode", choices=("signed", "projector"), default="signed")
-    p.add_argument(
-        "--no-edge-angles",
-        action="store_true",
-        help="edge features from r only (no cell-frame θ, φ): exact SL3(Z) cell invariance",
-    )
-    p.add_argument("--threads", type=int, default=1)
-    p.set_defaults(func=_run)

@@ -1,8 +1,4 @@
-"""``ase-cartnet phonon-ref`` (one structure) and ``ase-cartnet phonon-dataset`` (many).
-
-The lead's ``ase_cartnet/cli.py`` calls :func:`register` with its subparsers; each parser sets
-``func`` to the function that runs it.
-"""
+"""``ase-cartnet phonon-ref`` (one structure) and ``ase-cartnet phonon-dataset`` (many)."""
 
 from __future__ import annotations
 
@@ -11,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ase_cartnet.io.structure import read_structure
-from phonon_ref.grids import DEFAULT_MESH_LENGTH, DEFAULT_MIN_LENGTH
+from ase_cartnet.cli import add_command
+from ase_cartnet.cli.options import add_teacher_arguments, teacher_options, worker_pool
 
 
 def _grid_argument(values: list[str] | None, name: str, allowed: tuple[int, ...]):
@@ -52,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
     from ase_cartnet.adp import u_equiv
     from ase_cartnet.io.atomic import ensure_not_input
     from ase_cartnet.io.cif import write_cif
+    from ase_cartnet.io.structure import read_structure
+    from phonon_ref.grids import DEFAULT_MESH_LENGTH, DEFAULT_MIN_LENGTH
     from phonon_ref.reference import PhononReference
     from phonon_ref.relax import relax
 
@@ -133,14 +131,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_dataset(args: argparse.Namespace) -> int:
-    """The ``phonon-dataset`` command (see :mod:`phonon_ref.dataset`)."""
-    from phonon_ref.dataset import run_cli
-
-    return run_cli(args)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_reference_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``phonon-ref``."""
     parser.add_argument("input", help="structure file (CIF, POSCAR, any ASE format)")
     parser.add_argument("--calculator", default="emt", help="emt, chgnet or module:factory")
@@ -167,21 +158,60 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true")
 
 
-def register(subparsers) -> None:
-    """Add ``phonon-ref`` and ``phonon-dataset`` to the project's argparse subparsers."""
-    from phonon_ref.dataset import add_arguments as add_dataset_arguments
+def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``phonon-dataset``."""
+    from phonon_ref.dataset import (
+        DEFAULT_FMAX,
+        DEFAULT_MAX_STEPS,
+        DEFAULT_MESH_LENGTH,
+        DEFAULT_MIN_LENGTH,
+        DEFAULT_TEMPERATURES,
+    )
 
-    ref = subparsers.add_parser(
-        "phonon-ref",
-        help="harmonic reference ADPs (phonopy force constants, eqns 2-3) of a structure",
-        description="Harmonic ADPs from phonopy force constants with any ASE calculator.",
+    parser.add_argument("csv", help="MP-20 style CSV(.gz) with material_id and cif columns")
+    parser.add_argument("-o", "--out", default="adp.db", help="ASE database (resumed if present)")
+    add_teacher_arguments(parser, DEFAULT_FMAX, DEFAULT_MAX_STEPS)
+    parser.add_argument("--device", default="cpu", help="where the teacher runs (cpu, cuda)")
+    parser.add_argument(
+        "-T", "--temperatures", type=float, nargs="+", default=list(DEFAULT_TEMPERATURES)
     )
-    add_arguments(ref)
+    parser.add_argument("--limit", type=int, default=None, help="first N rows only")
+    parser.add_argument("--ids", nargs="+", default=None, help="only these material ids")
+    parser.add_argument("--supercell-length", type=float, default=DEFAULT_MIN_LENGTH, help="Å")
+    parser.add_argument("--mesh-length", type=float, default=DEFAULT_MESH_LENGTH, help="Å")
+    parser.add_argument("--cache-dir", help="keep the force constants (phonopy yaml) here")
+
+
+def run_dataset(args: argparse.Namespace) -> int:
+    """The ``phonon-dataset`` command: :func:`phonon_ref.dataset.build_dataset`, a summary line."""
+    import logging
+
+    from ase_cartnet.io.datasets import read_mp20
+    from phonon_ref.dataset import build_dataset
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    structures = read_mp20(args.csv, limit=args.limit, ids=args.ids)
+    with worker_pool(args.workers, args.pool) as executor:
+        summary = build_dataset(
+            structures,
+            executor=executor,
+            **teacher_options(args),
+            temperatures=args.temperatures,
+            out=args.out,
+            supercell=args.supercell_length,
+            mesh=args.mesh_length,
+            cache_dir=args.cache_dir,
+            device=args.device,
+        )
+    print(summary.line())
+    return 0
+
+
+def register(subparsers) -> None:
+    """Add ``phonon-ref`` and ``phonon-dataset`` to the ``ase-cartnet`` CLI."""
+    ref = add_command(subparsers, "phonon-ref")
+    add_reference_arguments(ref)
     ref.set_defaults(func=run)
-    data = subparsers.add_parser(
-        "phonon-dataset",
-        help="build an ASE database of teacher-relaxed structures with harmonic ADPs",
-        description="Relax with a teacher (CHGNet), harmonic ADPs at many temperatures, ase.db.",
-    )
+    data = add_command(subparsers, "phonon-dataset")
     add_dataset_arguments(data)
     data.set_defaults(func=run_dataset)

@@ -1,16 +1,14 @@
-"""The ``ase-cartnet`` command line: one subcommand per user flow (see DESIGN.md)."""
+"""``ase-cartnet predict structure.cif``: CartNet ADPs of one structure, table and files."""
 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from ase_cartnet.io.structure import read_structure
+from ase_cartnet.cli import add_command
+from ase_cartnet.cli.options import add_checkpoint, add_float64, add_threads, dtype, set_threads
 
 
 def _format_adp_table(atoms, adps: np.ndarray, reference: np.ndarray | None) -> str:
@@ -35,12 +33,11 @@ def _format_adp_table(atoms, adps: np.ndarray, reference: np.ndarray | None) -> 
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    import torch
-
     from ase_cartnet.adp import adp_metrics
     from ase_cartnet.calculators.cartnet_adp import CartNetADP
+    from ase_cartnet.io.structure import read_structure
 
-    torch.set_num_threads(args.threads)
+    set_threads(args)
     atoms = read_structure(Path(args.input))
     reference = atoms.arrays.get("adps")
     calc = CartNetADP(
@@ -49,7 +46,7 @@ def _run_predict(args: argparse.Namespace) -> int:
         hydrogen=args.hydrogen,
         rotations=args.rotations,
         symmetrize=args.symmetrize,
-        dtype=torch.float64 if args.float64 else torch.float32,
+        dtype=dtype(args),
     )
     atoms.calc = calc
     adps = calc.get_property("adps", atoms)
@@ -79,73 +76,23 @@ def _run_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="ase-cartnet",
-        description="CartNet ADPs and other crystal models behind ASE; harmonic reference ADPs.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    predict = sub.add_parser(
-        "predict", help="predict ADPs (thermal ellipsoids) of a structure with CartNet"
-    )
-    predict.add_argument(
-        "input", help="structure file (CIF keeps ADPs and temperature; any ASE format)"
-    )
-    predict.add_argument(
+def register(subparsers) -> None:
+    """Add ``predict`` to the ``ase-cartnet`` CLI."""
+    p = add_command(subparsers, "predict")
+    p.add_argument("input", help="structure file (CIF keeps ADPs and temperature; any ASE format)")
+    p.add_argument(
         "-T", "--temperature", type=float, default=None, help="K (default: from the file)"
     )
-    predict.add_argument("-o", "--output", help="write a CIF with the predicted ADPs (aniso loop)")
-    predict.add_argument(
-        "--plot", help="write an ORTEP-style PNG (overlaid on the file's ADPs if any)"
-    )
-    predict.add_argument(
-        "--checkpoint", help="official or ase-cartnet checkpoint (default: embedded weights)"
-    )
-    predict.add_argument("--hydrogen", choices=("nan", "riding"), default="riding")
-    predict.add_argument(
-        "--rotations", type=int, default=1, help="test-time rotation averaging (K)"
-    )
-    predict.add_argument("--float64", action="store_true", help="run the model in float64")
-    predict.add_argument(
+    p.add_argument("-o", "--output", help="write a CIF with the predicted ADPs (aniso loop)")
+    p.add_argument("--plot", help="write an ORTEP-style PNG (overlaid on the file's ADPs if any)")
+    add_checkpoint(p, "official or ase-cartnet CartNet checkpoint")
+    p.add_argument("--hydrogen", choices=("nan", "riding"), default="riding")
+    p.add_argument("--rotations", type=int, default=1, help="test-time rotation averaging (K)")
+    add_float64(p)
+    p.add_argument(
         "--symmetrize",
         action="store_true",
         help="average the predicted U over the space group (site symmetry, equivalent atoms)",
     )
-    predict.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
-    predict.set_defaults(func=_run_predict)
-
-    from ase_cartnet.train.cli import register as register_train
-
-    register_train(sub)
-    from ase_cartnet.relax_cli import register as register_relax
-
-    register_relax(sub)
-    from ase_cartnet.property_cli import register as register_property
-
-    register_property(sub)
-    from ase_cartnet.denoise_cli import register as register_denoise
-
-    register_denoise(sub)
-    try:
-        from phonon_ref.cli import register as register_phonon_ref
-    except ImportError:  # phonon_ref not installed alongside
-        register_phonon_ref = None
-    if register_phonon_ref is not None:
-        register_phonon_ref(sub)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``ase-cartnet`` console script. Input errors print one line, exit 2."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except ValueError as exc:  # InputError, CheckpointError, CIFError are ValueErrors
-        print(f"ase-cartnet {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    add_threads(p)
+    p.set_defaults(func=_run_predict)
