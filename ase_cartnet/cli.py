@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ase_cartnet.errors import InputError
 from ase_cartnet.io.structure import read_structure
 
 
@@ -41,7 +42,12 @@ def _run_predict(args: argparse.Namespace) -> int:
     from ase_cartnet.calculators.cartnet_adp import CartNetADP
 
     torch.set_num_threads(args.threads)
-    atoms = read_structure(Path(args.input))
+    # Every site is read; the calculator applies the disorder policy and returns all of them.
+    atoms = read_structure(Path(args.input), disorder="all")
+    if args.temperature is None and "temperature" not in atoms.info:
+        raise InputError(
+            f"{args.input}: the file states no temperature; give one with -T/--temperature (K)"
+        )
     reference = atoms.arrays.get("adps")
     calc = CartNetADP(
         checkpoint=args.checkpoint,
@@ -49,6 +55,7 @@ def _run_predict(args: argparse.Namespace) -> int:
         hydrogen=args.hydrogen,
         rotations=args.rotations,
         symmetrize=args.symmetrize,
+        disorder=args.disorder,
         dtype=torch.float64 if args.float64 else torch.float32,
     )
     atoms.calc = calc
@@ -109,8 +116,17 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--float64", action="store_true", help="run the model in float64")
     predict.add_argument(
         "--symmetrize",
-        action="store_true",
-        help="average the predicted U over the space group (site symmetry, equivalent atoms)",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="average the predicted U over the space group (site symmetry, equivalent atoms; "
+        "default on)",
+    )
+    predict.add_argument(
+        "--disorder",
+        choices=("major", "each", "error"),
+        default="major",
+        help="disordered files: predict the major configuration, minor sites take their "
+        "counterpart's ADP (default); every configuration; or refuse",
     )
     predict.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     predict.set_defaults(func=_run_predict)

@@ -14,6 +14,7 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 
 from ase_cartnet.adp import u_cart_to_u_cif, u_equiv
+from ase_cartnet.disorder import DisorderPlan, check_policy, disorder_plan, overlap_message
 from ase_cartnet.errors import InputError
 from ase_cartnet.graph import atoms_to_graph, batch_graphs
 from ase_cartnet.hydrogen import HYDROGEN_POLICIES, riding_hydrogen_adps
@@ -55,7 +56,14 @@ class CartNetADP(Calculator):
         symmetrize: average the predicted U over the structure's space group (spglib, tolerance
             1e-3 Å; :func:`ase_cartnet.symmetry.symmetrize_adps`), so that every ellipsoid obeys
             its site symmetry and symmetry-equivalent atoms get identical ellipsoids, as refined
-            and harmonic ADPs do. The model alone obeys them only approximately.
+            and harmonic ADPs do (the default; the model alone obeys them only approximately).
+        disorder: a structure whose atoms overlap as alternatives (``arrays["occupancy"]`` < 1,
+            ``arrays["disorder_group"]``, e.g. ``read_cif(path, disorder="all")``;
+            :mod:`ase_cartnet.disorder`): "major" predicts the major configuration and gives
+            every minor-part atom the ADP of its major counterpart (as SHELX's EADP), "each"
+            predicts every configuration and gives each atom the mean over the configurations
+            it belongs to, "error" refuses naming the sites. ``last_disorder`` holds the plans
+            of the last call (None for ordered structures).
 
     Not meant for: structures far from the training domain. The model card of the checkpoint
     states the domain; a warning is raised for elements the checkpoint was not trained on.
@@ -70,11 +78,12 @@ class CartNetADP(Calculator):
         temperature: float | None = None,
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
-        hydrogen: Literal["nan", "riding"] = "nan",
+        hydrogen: Literal["nan", "riding"] = "riding",
         max_neighbours: int | None | Literal["checkpoint"] = FROM_CHECKPOINT,
         rotations: int = 1,
         store_in_arrays: bool = False,
-        symmetrize: bool = False,
+        symmetrize: bool = True,
+        disorder: Literal["major", "each", "error"] = "major",
         **kwargs: Any,
     ) -> None:
         if hydrogen not in HYDROGEN_POLICIES:
@@ -105,6 +114,8 @@ class CartNetADP(Calculator):
         self.rotations = averaging_rotations(rotations, dtype=dtype).to(self.device)
         self.store_in_arrays = store_in_arrays
         self.symmetrize = bool(symmetrize)
+        self.disorder = check_policy(disorder)
+        self.last_disorder: list[DisorderPlan | None] = []
         trained = self.metadata.get("elements")
         self.trained_elements = frozenset(int(z) for z in trained) if trained else None
 
@@ -129,6 +140,9 @@ class CartNetADP(Calculator):
         temperature = resolve_temperature(self.parameters.get("temperature"), self.atoms)
         (adps,) = self.predict_many([self.atoms], temperatures=[temperature], batch_size=1)
         self.results = self._results_for(self.atoms, adps)
+        plan = self.last_disorder[0]
+        if plan is not None:  # whose prediction each atom carries (itself, or a counterpart)
+            self.results["adp_counterpart"] = plan.counterpart.copy()
         if self.store_in_arrays and atoms is not None:
             atoms.arrays["adps"] = adps.copy()
             atoms.arrays["u_equiv"] = self.results["u_equiv"].copy()
@@ -180,6 +194,7 @@ class CartNetADP(Calculator):
             temps = [
                 resolve_temperature(t, a) for t, a in zip(temperatures, structures, strict=True)
             ]
+        structures, temps, assemble = self._configurations(structures, temps)
         # The same Atoms object listed several times (a temperature sweep) is validated and
         # turned into a graph once per call.
         unique_graphs: dict[int, object] = {}
@@ -200,7 +215,57 @@ class CartNetADP(Calculator):
             raw = self._predict_sweeps(structures, temps, unique_graphs, sweeps, batch_size)
         else:
             raw = self._predict_samples(structures, temps, unique_graphs, batch_size)
-        return self._finish(structures, raw, sweeps)
+        return assemble(self._finish(structures, raw, sweeps))
+
+    def _configurations(self, structures: list[Atoms], temps: list[float]):
+        """The ordered configurations to predict for each structure (``disorder`` policy) and a
+        function putting their ADPs back together: (structures, temperatures, assemble)."""
+        plans: dict[int, DisorderPlan | None] = {}
+        parts: dict[int, list[Atoms]] = {}
+        for atoms in structures:
+            if id(atoms) in plans:
+                continue
+            plan = self._plan(atoms)
+            plans[id(atoms)] = plan
+            if plan is None:
+                parts[id(atoms)] = [atoms]
+            else:
+                chosen = plan.configurations if self.disorder == "each" else [plan.major]
+                parts[id(atoms)] = [atoms[indices] for indices in chosen]
+        self.last_disorder = [plans[id(a)] for a in structures]
+        flat = [(part, t) for a, t in zip(structures, temps, strict=True) for part in parts[id(a)]]
+
+        def assemble(adps: list[np.ndarray]) -> list[np.ndarray]:
+            out, cursor = [], 0
+            for atoms in structures:
+                plan, n_parts = plans[id(atoms)], len(parts[id(atoms)])
+                pieces, cursor = adps[cursor : cursor + n_parts], cursor + n_parts
+                out.append(pieces[0] if plan is None else _combine(plan, pieces, len(atoms)))
+            return out
+
+        return [p for p, _ in flat], [t for _, t in flat], assemble
+
+    def _plan(self, atoms: Atoms) -> DisorderPlan | None:
+        """The disorder plan of ``atoms`` (None when ordered), warnings naming the sites."""
+        if "occupancy" not in atoms.arrays and "disorder_group" not in atoms.arrays:
+            return None
+        name = atoms.info.get("source_file") or atoms.get_chemical_formula()
+        try:
+            plan = disorder_plan(atoms)
+        except InputError as exc:
+            raise InputError(f"{name}: {exc}") from exc
+        if plan is None or not plan.minor:
+            return None
+        if self.disorder == "error":
+            raise InputError(overlap_message(atoms, plan))
+        what = (
+            f"{len(plan.configurations)} configurations predicted separately; each atom takes "
+            "the mean over the configurations it belongs to"
+            if self.disorder == "each"
+            else plan.describe()
+        )
+        warnings.warn(f"{name}: disordered: {what}", stacklevel=4)
+        return plan
 
     def _predict_samples(
         self, structures: list[Atoms], temps: list[float], unique_graphs: dict, batch_size: int
@@ -283,6 +348,8 @@ class CartNetADP(Calculator):
         out = list(raw)
         if self.symmetrize:
             for group in sweeps.values():
+                if not structures[group[0]].pbc.all():
+                    continue  # a molecule has no space group
                 stacked, _ = symmetrize_adps(
                     structures[group[0]], np.stack([raw[i] for i in group])
                 )
@@ -346,3 +413,20 @@ class CartNetADP(Calculator):
                 "nothing calculated yet: attach the calculator to atoms or pass atoms=..."
             )
         return self.atoms
+
+
+def _combine(plan: DisorderPlan, pieces: list[np.ndarray], n_atoms: int) -> np.ndarray:
+    """ADPs (n_atoms, 3, 3) of a disordered structure from those of its predicted configurations
+    (``pieces``, in ``plan.configurations`` order): the mean over the configurations holding an
+    atom; atoms in none take their counterpart's U (NaN without one)."""
+    total = np.zeros((n_atoms, 3, 3))
+    count = np.zeros(n_atoms)
+    for indices, u in zip(plan.configurations, pieces, strict=False):
+        total[indices] += u
+        count[indices] += 1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = total / count[:, None, None]
+    missing = np.flatnonzero(count == 0)
+    source = plan.counterpart[missing]
+    out[missing] = np.where((source >= 0)[:, None, None], out[np.maximum(source, 0)], np.nan)
+    return out
