@@ -76,7 +76,7 @@ def _run_predict(args: argparse.Namespace) -> int:
             f"S12 {m['s12']:.2f} %, IoU {m['iou']:.1f} %"
         )
     if args.output:
-        path = calc.write_cif(args.output, atoms)
+        path = calc.write_cif(args.output, atoms, p1=args.p1)
         print(f"wrote {path}")
     if args.plot:
         path = calc.plot_ellipsoids(
@@ -102,7 +102,15 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "-T", "--temperature", type=float, default=None, help="K (default: from the file)"
     )
-    predict.add_argument("-o", "--output", help="write a CIF with the predicted ADPs (aniso loop)")
+    predict.add_argument(
+        "-o",
+        "--output",
+        help="write a CIF with the predicted ADPs: the input's own data block (space group, site "
+        "labels, asymmetric unit) with the ADP items replaced",
+    )
+    predict.add_argument(
+        "--p1", action="store_true", help="write the expanded cell in P1 instead (with -o)"
+    )
     predict.add_argument(
         "--plot", help="write an ORTEP-style PNG (overlaid on the file's ADPs if any)"
     )

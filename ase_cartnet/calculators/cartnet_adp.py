@@ -379,14 +379,52 @@ class CartNetADP(Calculator):
 
     # -- outputs -----------------------------------------------------------------------------
 
-    def write_cif(self, path: str | os.PathLike, atoms: Atoms | None = None) -> Path:
-        """Write ``atoms`` (default: the last calculated structure) with predicted ADPs to a CIF
-        (aniso loop, U_eq, temperature), atomically and never over the structure's source file."""
+    def write_cif(
+        self, path: str | os.PathLike, atoms: Atoms | None = None, *, p1: bool = False
+    ) -> Path:
+        """Write ``atoms`` (default: the last calculated structure) with predicted ADPs to a CIF,
+        atomically and never over the structure's source file: a structure read from a CIF as
+        that file's own data block (space group, site labels; asymmetric-unit ADPs, riding H as
+        Uiso), else — or with ``p1`` — the expanded cell in P1. Provenance items name the
+        software, model card, checkpoint sha256, temperature and options."""
         from ase_cartnet.io.cif import write_cif
 
         atoms = self._atoms_with_results(atoms)
         temperature = resolve_temperature(self.parameters.get("temperature"), atoms)
-        return write_cif(path, atoms, self.results["adps"], temperature=temperature)
+        return write_cif(
+            path,
+            atoms,
+            self.results["adps"],
+            temperature=temperature,
+            p1=p1,
+            provenance=self.provenance(temperature),
+        )
+
+    def provenance(self, temperature: float) -> dict[str, str]:
+        """What produced a prediction, as written into CIFs: software, model card name,
+        checkpoint sha256, temperature (K) and the options that change the numbers."""
+        import hashlib
+        import json
+
+        from ase_cartnet import __version__
+
+        card = self.checkpoint_path.with_suffix(".json")
+        name = self.checkpoint_path.name
+        if card.is_file():
+            try:
+                name = json.loads(card.read_text(encoding="utf-8")).get("name", name)
+            except (OSError, ValueError):
+                pass
+        digest = hashlib.sha256(self.checkpoint_path.read_bytes()).hexdigest()
+        return {
+            "software": f"ase-cartnet {__version__} CartNetADP",
+            "model_card": name,
+            "checkpoint_sha256": digest,
+            "prediction_temperature": f"{temperature:g}",
+            "symmetrized": "yes" if self.symmetrize else "no",
+            "hydrogen": self.hydrogen,
+            "disorder": self.disorder,
+        }
 
     def plot_ellipsoids(
         self,

@@ -1135,8 +1135,19 @@ def write_cif(
     temperature: float | None = None,
     labels: Sequence[str] | None = None,
     overwrite_input: bool = False,
+    p1: bool = False,
+    provenance: dict[str, str] | None = None,
 ) -> Path:
-    """Write ``atoms`` as a P1 CIF with anisotropic displacement parameters.
+    """Write ``atoms`` with anisotropic displacement parameters: by default in the terms of the
+    CIF it was read from, else as a P1 CIF.
+
+    A structure read by :func:`read_cif` whose source file still exists (and whose cell is
+    still the file's) is written as the file's own data block — cell, space group, symmetry
+    operations, every site with its label, all other items — with the ADP columns and the aniso
+    loop replaced by the asymmetric-unit ADPs of ``adps`` (each site's images averaged in its
+    own frame, riding H as ``Uiso``/``calc``, minor disorder sites EADP-like;
+    :mod:`ase_cartnet.io.cif_source`). Otherwise, or with ``p1=True`` or ``labels``, every atom
+    is written in P1, no symmetry reduction.
 
     Parameters
     ----------
@@ -1157,6 +1168,10 @@ def write_cif(
         symmetry images) or element + running number.
     overwrite_input
         Allow ``path`` to be ``atoms.info["source_file"]`` (refused by default).
+    p1
+        Write the expanded cell in P1 even when the source block could be written back.
+    provenance
+        Items written as ``_ase_cartnet_<key> value`` (software, model, temperature …).
 
     Returns
     -------
@@ -1193,6 +1208,16 @@ def write_cif(
         temperature = float(temperature)
         if not math.isfinite(temperature) or temperature <= 0:
             raise InputError(f"temperature must be a positive number of kelvin, got {temperature}")
+    if not p1 and labels is None:
+        from ase_cartnet.io.cif_source import source_block_available, write_source_block
+
+        if source_block_available(atoms):
+            try:
+                return write_source_block(
+                    out, atoms, u_cart, temperature=temperature, provenance=provenance
+                )
+            except InputError as exc:
+                warnings.warn(f"{exc}; writing P1 instead", CIFWarning, stacklevel=2)
     names = _unique_labels(atoms, labels)
     symbols = atoms.get_chemical_symbols()
     frac = atoms.get_scaled_positions(wrap=False)
@@ -1203,6 +1228,9 @@ def write_cif(
     u_eq = adp.u_equiv(np.where(known[:, None, None], u_cart, 0.0))
 
     block = re.sub(r"[^\w.\-]+", "_", str(atoms.info.get("cif_block", ""))) or "ase_cartnet"
+    lines_provenance = [
+        f"_ase_cartnet_{key} {_cif_value(str(value))}" for key, value in (provenance or {}).items()
+    ]
     a, b, c, alpha, beta, gamma = atoms.cell.cellpar()
     lines = [
         f"data_{block}",
@@ -1219,6 +1247,7 @@ def write_cif(
     ]
     if temperature is not None:
         lines.append(f"_diffrn_ambient_temperature {temperature:.10g}")
+    lines += lines_provenance
     lines += [
         "",
         "loop_",
