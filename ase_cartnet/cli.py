@@ -14,32 +14,11 @@ from ase_cartnet.errors import InputError
 from ase_cartnet.io.structure import read_structure
 
 
-def _format_adp_table(atoms, adps: np.ndarray, reference: np.ndarray | None) -> str:
-    from ase_cartnet.adp import principal_axes, u_equiv
-
-    labels = atoms.arrays.get("site_label", atoms.get_chemical_symbols())
-    header = f"{'#':>4} {'atom':<8} {'U_eq (Å²)':>11} {'λ_min':>9} {'λ_max':>9}"
-    if reference is not None:
-        header += f" {'U_eq ref':>10}"
-    lines = [header]
-    u_eq = u_equiv(adps)
-    ref_eq = u_equiv(reference) if reference is not None else None
-    for i in range(len(atoms)):
-        if not np.isfinite(adps[i]).all():
-            continue
-        values, _ = principal_axes(adps[i])
-        line = f"{i:>4} {str(labels[i]):<8} {u_eq[i]:>11.5f} {values[0]:>9.5f} {values[2]:>9.5f}"
-        if ref_eq is not None:
-            line += f" {ref_eq[i]:>10.5f}" if np.isfinite(ref_eq[i]) else f" {'-':>10}"
-        lines.append(line)
-    return "\n".join(lines)
-
-
 def _run_predict(args: argparse.Namespace) -> int:
     import torch
 
-    from ase_cartnet.adp import adp_metrics
     from ase_cartnet.calculators.cartnet_adp import CartNetADP
+    from ase_cartnet.report import compare_with_reference, format_adp_table
 
     torch.set_num_threads(args.threads)
     # Every site is read; the calculator applies the disorder policy and returns all of them.
@@ -66,14 +45,13 @@ def _run_predict(args: argparse.Namespace) -> int:
         f"at {temperature} K"
     )
     print(f"checkpoint: {calc.checkpoint_path}")
-    has_reference = reference is not None and np.isfinite(reference[atoms.numbers != 1]).all()
-    print(_format_adp_table(atoms, adps, reference if has_reference else None))
-    if has_reference:
-        heavy = atoms.numbers != 1
-        m = adp_metrics(adps[heavy], reference[heavy])
+    has_reference = reference is not None and np.isfinite(reference[atoms.numbers != 1]).any()
+    print(format_adp_table(atoms, adps, reference if has_reference else None))
+    m = compare_with_reference(atoms, adps, reference if has_reference else None)
+    if m is not None:
         print(
-            f"vs the file's ADPs (non-H atoms, n={m['n_atoms']}): MAE {m['mae']:.2e} Å², "
-            f"S12 {m['s12']:.2f} %, IoU {m['iou']:.1f} %"
+            f"vs the file's ADPs ({m['n_atoms']} non-H sites of the asymmetric unit): "
+            f"MAE {m['mae']:.2e} Å², S12 {m['s12']:.2f} %, IoU {m['iou']:.1f} %"
         )
     if args.output:
         path = calc.write_cif(args.output, atoms, p1=args.p1)
