@@ -8,27 +8,17 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
 from ase_cartnet.errors import InputError
-from ase_cartnet.io.structure import read_structure
 
 
-def _run_predict(args: argparse.Namespace) -> int:
+def _calculator(args: argparse.Namespace):
+    """The CartNetADP the options describe (threads set for torch)."""
     import torch
 
     from ase_cartnet.calculators.cartnet_adp import CartNetADP
-    from ase_cartnet.report import compare_with_reference, format_adp_table
 
     torch.set_num_threads(args.threads)
-    # Every site is read; the calculator applies the disorder policy and returns all of them.
-    atoms = read_structure(Path(args.input), disorder="all")
-    if args.temperature is None and "temperature" not in atoms.info:
-        raise InputError(
-            f"{args.input}: the file states no temperature; give one with -T/--temperature (K)"
-        )
-    reference = atoms.arrays.get("adps")
-    calc = CartNetADP(
+    return CartNetADP(
         checkpoint=args.checkpoint,
         temperature=args.temperature,
         hydrogen=args.hydrogen,
@@ -37,31 +27,120 @@ def _run_predict(args: argparse.Namespace) -> int:
         disorder=args.disorder,
         dtype=torch.float64 if args.float64 else torch.float32,
     )
-    atoms.calc = calc
-    adps = calc.get_property("adps", atoms)
-    temperature = calc.parameters.get("temperature") or atoms.info.get("temperature")
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from ase_cartnet import batch
+
+    many = len(args.input) > 1 or any(Path(p).is_dir() for p in args.input)
+    if many:
+        return _run_predict_batch(args)
+    if args.out_dir:
+        out = Path(args.out_dir)
+        stem = Path(args.input[0]).stem
+        args.output = args.output or str(out / f"{stem}_cartnet.cif")
+        args.plot = args.plot or (str(out / f"{stem}_cartnet.png") if args.plot == "" else None)
+        args.html = args.html or (str(out / f"{stem}_cartnet.html") if args.html == "" else None)
+        out.mkdir(parents=True, exist_ok=True)
+    for flag in ("plot", "html"):
+        if getattr(args, flag) == "":
+            raise InputError(f"--{flag} needs a file name for one input (or give --out-dir)")
+    from ase_cartnet.report import format_adp_table
+
+    calc = _calculator(args)
+    result = batch.predict_file(calc, Path(args.input[0]), args.temperature)
+    atoms = result.atoms
     print(
-        f"CartNet ADPs for {args.input} ({atoms.get_chemical_formula()}, {len(atoms)} atoms) "
-        f"at {temperature} K"
+        f"CartNet ADPs for {args.input[0]} ({atoms.get_chemical_formula()}, {len(atoms)} atoms) "
+        f"at {result.temperature:g} K"
     )
     print(f"checkpoint: {calc.checkpoint_path}")
-    has_reference = reference is not None and np.isfinite(reference[atoms.numbers != 1]).any()
-    print(format_adp_table(atoms, adps, reference if has_reference else None))
-    m = compare_with_reference(atoms, adps, reference if has_reference else None)
+    print(format_adp_table(atoms, result.adps, result.reference))
+    m = result.metrics
     if m is not None:
         print(
             f"vs the file's ADPs ({m['n_atoms']} non-H sites of the asymmetric unit): "
             f"MAE {m['mae']:.2e} Å², S12 {m['s12']:.2f} %, IoU {m['iou']:.1f} %"
         )
-    if args.output:
-        path = calc.write_cif(args.output, atoms, p1=args.p1)
-        print(f"wrote {path}")
-    if args.plot:
-        path = calc.plot_ellipsoids(
-            args.plot, reference=reference if has_reference else None, atoms=atoms
-        )
+    outputs = batch.write_outputs(
+        calc,
+        result,
+        cif=Path(args.output) if args.output else None,
+        png=Path(args.plot) if args.plot else None,
+        html=Path(args.html) if args.html else None,
+        p1=args.p1,
+    )
+    for path in outputs:
         print(f"wrote {path}")
     return 0
+
+
+def _run_predict_batch(args: argparse.Namespace) -> int:
+    from ase_cartnet import batch
+
+    if not args.out_dir:
+        raise InputError("several inputs or a folder: give --out-dir for the outputs")
+    if args.output:
+        raise InputError("-o names one output file; with several inputs use --out-dir")
+    calc = _calculator(args)
+    result = batch.run_batch(
+        calc,
+        args.input,
+        args.out_dir,
+        temperature=args.temperature,
+        plot=args.plot is not None,
+        html=args.html is not None,
+        p1=args.p1,
+    )
+    ok = sum(1 for row in result.rows if row.get("status") == "ok")
+    print(
+        f"{ok} of {len(result.rows)} files predicted; summary: {Path(args.out_dir) / 'summary.csv'}"
+    )
+    if result.failures:
+        print(f"{len(result.failures)} failed:")
+        for path, error in result.failures:
+            print(f"  {error}" if error.startswith(path) else f"  {path}: {error}")
+        return 1
+    return 0
+
+
+def _run_view(args: argparse.Namespace) -> int:
+    from ase_cartnet import batch
+
+    args.disorder = getattr(args, "disorder", "major")
+    calc = _calculator(args)
+    result = batch.predict_file(calc, Path(args.input), args.temperature)
+    html = Path(args.output or f"{Path(args.input).stem}_view.html")
+    (path,) = batch.write_outputs(calc, result, html=html)
+    print(f"wrote {path}")
+    return 0
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-T", "--temperature", type=float, default=None, help="K (default: from the file)"
+    )
+    parser.add_argument(
+        "--checkpoint", help="official or ase-cartnet checkpoint (default: embedded weights)"
+    )
+    parser.add_argument("--hydrogen", choices=("nan", "riding"), default="riding")
+    parser.add_argument("--rotations", type=int, default=1, help="test-time rotation averaging (K)")
+    parser.add_argument("--float64", action="store_true", help="run the model in float64")
+    parser.add_argument(
+        "--symmetrize",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="average the predicted U over the space group (site symmetry, equivalent atoms; "
+        "default on)",
+    )
+    parser.add_argument(
+        "--disorder",
+        choices=("major", "each", "error"),
+        default="major",
+        help="disordered files: predict the major configuration, minor sites take their "
+        "counterpart's ADP (default); every configuration; or refuse",
+    )
+    parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,13 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     predict = sub.add_parser(
-        "predict", help="predict ADPs (thermal ellipsoids) of a structure with CartNet"
+        "predict", help="predict ADPs (thermal ellipsoids) of structures with CartNet"
     )
     predict.add_argument(
-        "input", help="structure file (CIF keeps ADPs and temperature; any ASE format)"
-    )
-    predict.add_argument(
-        "-T", "--temperature", type=float, default=None, help="K (default: from the file)"
+        "input",
+        nargs="+",
+        help="structure files or folders of CIFs (a CIF keeps its ADPs and temperature; any "
+        "ASE format when named)",
     )
     predict.add_argument(
         "-o",
@@ -90,32 +169,32 @@ def build_parser() -> argparse.ArgumentParser:
         "--p1", action="store_true", help="write the expanded cell in P1 instead (with -o)"
     )
     predict.add_argument(
-        "--plot", help="write an ORTEP-style PNG (overlaid on the file's ADPs if any)"
+        "--plot",
+        nargs="?",
+        const="",
+        help="write an ORTEP figure (PNG; beside the file's ADPs if any); a file name for one "
+        "input, no value with --out-dir",
     )
     predict.add_argument(
-        "--checkpoint", help="official or ase-cartnet checkpoint (default: embedded weights)"
-    )
-    predict.add_argument("--hydrogen", choices=("nan", "riding"), default="riding")
-    predict.add_argument(
-        "--rotations", type=int, default=1, help="test-time rotation averaging (K)"
-    )
-    predict.add_argument("--float64", action="store_true", help="run the model in float64")
-    predict.add_argument(
-        "--symmetrize",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="average the predicted U over the space group (site symmetry, equivalent atoms; "
-        "default on)",
+        "--html",
+        nargs="?",
+        const="",
+        help="write an interactive HTML view (as --plot)",
     )
     predict.add_argument(
-        "--disorder",
-        choices=("major", "each", "error"),
-        default="major",
-        help="disordered files: predict the major configuration, minor sites take their "
-        "counterpart's ADP (default); every configuration; or refuse",
+        "--out-dir",
+        help="folder for <name>_cartnet.cif (and .png/.html) of every input and summary.csv",
     )
-    predict.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    _add_model_options(predict)
     predict.set_defaults(func=_run_predict)
+
+    view = sub.add_parser(
+        "view", help="write an interactive 3D view (HTML, offline) of predicted ellipsoids"
+    )
+    view.add_argument("input", help="structure file (a CIF's own ADPs can be toggled in)")
+    view.add_argument("-o", "--output", help="HTML file (default: <name>_view.html here)")
+    _add_model_options(view)
+    view.set_defaults(func=_run_view)
 
     from ase_cartnet.train.cli import register as register_train
 

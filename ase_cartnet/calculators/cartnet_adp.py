@@ -20,6 +20,7 @@ from ase_cartnet.graph import atoms_to_graph, batch_graphs
 from ase_cartnet.hydrogen import HYDROGEN_POLICIES, riding_hydrogen_adps
 from ase_cartnet.io.checkpoint import load_cartnet
 from ase_cartnet.models.so3 import averaging_rotations
+from ase_cartnet.plausibility import warn_outside_domain
 from ase_cartnet.symmetry import symmetrize_adps
 from ase_cartnet.validation import resolve_temperature, validate_structure
 from ase_cartnet.weights import default_cartnet_checkpoint
@@ -66,7 +67,9 @@ class CartNetADP(Calculator):
             of the last call (None for ordered structures).
 
     Not meant for: structures far from the training domain. The model card of the checkpoint
-    states the domain; a warning is raised for elements the checkpoint was not trained on.
+    states the domain; a warning is raised for elements the checkpoint was not trained on and,
+    with the default (inorganic, harmonic) weights, for molecular crystals
+    (:mod:`ase_cartnet.plausibility`).
     """
 
     implemented_properties = ["adps", "u_cif", "u_equiv"]
@@ -116,6 +119,9 @@ class CartNetADP(Calculator):
         self.symmetrize = bool(symmetrize)
         self.disorder = check_policy(disorder)
         self.last_disorder: list[DisorderPlan | None] = []
+        # What the model was trained on, for the out-of-domain warning: the default weights
+        # are harmonic ADPs of ordered inorganic crystals; other checkpoints may say.
+        self.domain = self.metadata.get("domain") or ("inorganic" if checkpoint is None else None)
         trained = self.metadata.get("elements")
         self.trained_elements = frozenset(int(z) for z in trained) if trained else None
 
@@ -202,6 +208,8 @@ class CartNetADP(Calculator):
             if id(atoms) not in unique_graphs:
                 validate_structure(atoms)
                 self._warn_untrained_elements(atoms)
+                name = atoms.info.get("source_file") or atoms.get_chemical_formula()
+                warn_outside_domain(atoms, self.domain, name, stacklevel=3)
                 unique_graphs[id(atoms)] = atoms_to_graph(
                     atoms,
                     self.model.config.cutoff,
