@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import Executor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -178,35 +180,43 @@ class CartNetADP(Calculator):
         *,
         temperatures: Sequence[float] | float | None = None,
         batch_size: int = 16,
+        progress: bool = False,
+        executor: Executor | None = None,
     ) -> list[np.ndarray]:
         """ADPs (N_k, 3, 3) in Å² for each structure, batched through the model.
 
         ``temperatures`` (K): one per structure, one for all, or None (this calculator's
         temperature parameter, else each structure's ``atoms.info["temperature"]``). A temperature
         sweep is the same Atoms object listed once per temperature; with a harmonic-head model
-        the whole sweep costs one forward pass.
+        the whole sweep costs one forward pass. ``progress`` shows a progress bar (tqdm) over
+        chunks of ``batch_size`` distinct structures; with an ``executor``
+        (``concurrent.futures`` or dask's ``client.get_executor()``) each chunk is one task and
+        each worker loads this calculator's checkpoint with its settings. Errors name the
+        structure (index, formula and source file).
         """
         if batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
         structures = list(structures)
         if temperatures is None or np.isscalar(temperatures):
             given = self.parameters.get("temperature") if temperatures is None else temperatures
-            temps = [resolve_temperature(given, a) for a in structures]
-        else:
-            if len(temperatures) != len(structures):
-                raise InputError(
-                    f"{len(temperatures)} temperatures for {len(structures)} structures"
-                )
-            temps = [
-                resolve_temperature(t, a) for t, a in zip(temperatures, structures, strict=True)
-            ]
+            temperatures = [given] * len(structures)
+        elif len(temperatures) != len(structures):
+            raise InputError(f"{len(temperatures)} temperatures for {len(structures)} structures")
+        temps = []
+        for k, (t, atoms) in enumerate(zip(temperatures, structures, strict=True)):
+            with _naming(k, atoms):
+                temps.append(resolve_temperature(t, atoms))
+        if progress or executor is not None:
+            return self._predict_in_chunks(structures, temps, batch_size, progress, executor)
+        names = {id(a): (k, a) for k, a in reversed(list(enumerate(structures)))}
         structures, temps, assemble = self._configurations(structures, temps)
         # The same Atoms object listed several times (a temperature sweep) is validated and
         # turned into a graph once per call.
         unique_graphs: dict[int, object] = {}
         for atoms in structures:
             if id(atoms) not in unique_graphs:
-                validate_structure(atoms)
+                with _naming(*names.get(id(atoms), (None, atoms))):
+                    validate_structure(atoms)
                 self._warn_untrained_elements(atoms)
                 name = atoms.info.get("source_file") or atoms.get_chemical_formula()
                 warn_outside_domain(atoms, self.domain, name, stacklevel=3)
@@ -224,6 +234,72 @@ class CartNetADP(Calculator):
         else:
             raw = self._predict_samples(structures, temps, unique_graphs, batch_size)
         return assemble(self._finish(structures, raw, sweeps))
+
+    def _predict_in_chunks(
+        self,
+        structures: list[Atoms],
+        temps: list[float],
+        batch_size: int,
+        progress: bool,
+        executor: Executor | None,
+    ) -> list[np.ndarray]:
+        """:meth:`predict_many` chunk by chunk (``batch_size`` distinct structures, sweeps kept
+        together), in this process or as ``executor`` tasks, with a progress bar."""
+        from tqdm.auto import tqdm
+
+        groups: dict[int, list[int]] = {}
+        for position, atoms in enumerate(structures):
+            groups.setdefault(id(atoms), []).append(position)
+        ids = list(groups)
+        chunks = [
+            sorted(p for key in ids[s : s + batch_size] for p in groups[key])
+            for s in range(0, len(ids), batch_size)
+        ]
+        out: list[np.ndarray | None] = [None] * len(structures)
+        bar = tqdm(total=len(structures), desc="CartNet", unit="structure", disable=not progress)
+        if executor is None:
+            plans: list = [None] * len(structures)
+            for chunk in chunks:
+                done = self.predict_many(
+                    [structures[p] for p in chunk],
+                    temperatures=[temps[p] for p in chunk],
+                    batch_size=batch_size,
+                )
+                for p, u, plan in zip(chunk, done, self.last_disorder, strict=True):
+                    out[p], plans[p] = u, plan
+                bar.update(len(chunk))
+            self.last_disorder = plans
+        else:
+            settings = self._worker_settings()
+            futures = [
+                executor.submit(
+                    _predict_chunk,
+                    settings,
+                    [structures[p] for p in chunk],
+                    [temps[p] for p in chunk],
+                    batch_size,
+                )
+                for chunk in chunks
+            ]
+            for chunk, future in zip(chunks, futures, strict=True):
+                for p, u in zip(chunk, future.result(), strict=True):
+                    out[p] = u
+                bar.update(len(chunk))
+            self.last_disorder = []  # the plans stayed with the workers
+        bar.close()
+        return out
+
+    def _worker_settings(self) -> dict[str, Any]:
+        """Everything a worker needs to rebuild this calculator (its checkpoint is loaded there)."""
+        return {
+            "checkpoint": str(self.checkpoint_path),
+            "dtype": self.dtype,
+            "hydrogen": self.hydrogen,
+            "max_neighbours": self.max_neighbours,
+            "rotations": len(self.rotations),
+            "symmetrize": self.symmetrize,
+            "disorder": self.disorder,
+        }
 
     def _configurations(self, structures: list[Atoms], temps: list[float]):
         """The ordered configurations to predict for each structure (``disorder`` policy) and a
@@ -459,6 +535,30 @@ class CartNetADP(Calculator):
                 "nothing calculated yet: attach the calculator to atoms or pass atoms=..."
             )
         return self.atoms
+
+
+def _predict_chunk(settings: dict[str, Any], structures, temperatures, batch_size: int):
+    """Worker body of :meth:`CartNetADP.predict_many` with an executor (module level:
+    picklable): a calculator rebuilt from ``settings`` predicts one chunk."""
+    torch.set_num_threads(1)
+    calc = CartNetADP(**settings)
+    return calc.predict_many(structures, temperatures=temperatures, batch_size=batch_size)
+
+
+@contextmanager
+def _naming(index: int | None, atoms: Atoms):
+    """Re-raise an ``InputError`` about one structure with its index, formula and source."""
+    try:
+        yield
+    except InputError as exc:
+        where = f"structure {index}" if index is not None else "structure"
+        try:
+            where += f" ({atoms.get_chemical_formula()}"
+            source = atoms.info.get("source_file")
+            where += f", {source})" if source else ")"
+        except Exception:  # not an Atoms: the error itself says so
+            pass
+        raise InputError(f"{where}: {exc}") from exc
 
 
 def _combine(plan: DisorderPlan, pieces: list[np.ndarray], n_atoms: int) -> np.ndarray:
