@@ -1266,7 +1266,9 @@ def write_cif(
         "_atom_site_occupancy",
     ]
     disorder = [atoms.arrays.get(f"disorder_{k}") for k in ("assembly", "group")]
-    disordered = disorder[1] is not None and any(str(g) not in (".", "?") for g in disorder[1])
+    disordered = disorder[1] is not None and any(
+        str(g) not in ("", ".", "?", "0") for g in disorder[1]
+    )
     if disordered:  # the alternatives stay marked, so that reading back resolves them
         lines += ["_atom_site_disorder_assembly", "_atom_site_disorder_group"]
     for i in range(n):
@@ -1277,7 +1279,8 @@ def write_cif(
             f"{frac[i, 2]:.12f} {ueq} {'Uani' if known[i] else '?'} {occ}"
         )
         if disordered:
-            row += f" {_cif_value(str(disorder[0][i]))} {_cif_value(str(disorder[1][i]))}"
+            values = [str(d[i]) if d is not None else "" for d in disorder]
+            row += " " + " ".join("." if v in ("", ".", "?") else _cif_value(v) for v in values)
         lines.append(row)
     if known.any():
         lines += [

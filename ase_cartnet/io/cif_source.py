@@ -58,14 +58,16 @@ def _site_u_star(
     symbol: str,
     rots: NDArray[np.float64],
     tras: NDArray[np.float64],
+    frac_all: NDArray[np.float64],
+    symbols: NDArray[np.str_],
 ) -> tuple[NDArray[np.float64] | None, int]:
     """U* (3, 3) of one file site: mean of its images' U* rotated back (None when no image is in
-    ``atoms``), and the number of images used."""
+    ``atoms``), and the number of images used. ``frac_all``, ``symbols``: of ``atoms``."""
     cell = atoms.cell.array
-    mine = np.flatnonzero(np.asarray(atoms.get_chemical_symbols()) == symbol)
+    mine = np.flatnonzero(symbols == symbol)
     if not len(mine):
         return None, 0
-    frac = atoms.get_scaled_positions(wrap=False)[mine]
+    frac = frac_all[mine]
     images = np.einsum("mij,j->mi", rots, site_frac) + tras  # (M, 3)
     diff = images[:, None, :] - frac[None, :, :]
     diff -= np.round(diff)
@@ -136,8 +138,10 @@ def write_source_block(
     u_cif: list[NDArray[np.float64] | None] = []
     eadp: list[tuple[str, str]] = []
     labels_of = np.asarray(atoms.arrays.get("site_label", atoms.get_chemical_symbols()), dtype=str)
+    frac_all = atoms.get_scaled_positions(wrap=False)
+    symbols = np.asarray(atoms.get_chemical_symbols())
     for label, symbol, frac in zip(sites.labels, sites.symbols, sites.frac, strict=True):
-        u_star, used = _site_u_star(atoms, u_cart, frac, symbol, rots, tras)
+        u_star, used = _site_u_star(atoms, u_cart, frac, symbol, rots, tras, frac_all, symbols)
         if u_star is None:
             u_star, k = _counterpart(atoms, u_cart, frac, symbol)
             if k >= 0:
