@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,8 +21,9 @@ from ase import Atoms
 
 from ase_cartnet.errors import InputError
 
-STRUCTURE_SUFFIXES = (".cif",)
-"""File kinds collected from folders (any ASE format is accepted when named explicitly)."""
+STRUCTURE_SUFFIXES = (".cif", ".vasp", ".poscar")
+"""File kinds collected from folders, with files named POSCAR* or CONTCAR* (any ASE format is
+accepted when named explicitly)."""
 
 SUMMARY_COLUMNS = (
     "file",
@@ -63,9 +64,7 @@ def collect_inputs(paths: Sequence[str | os.PathLike]) -> tuple[list[Path], list
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found = sorted(
-                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in STRUCTURE_SUFFIXES
-            )
+            found = sorted(p for p in path.rglob("*") if p.is_file() and _is_structure(p))
             if not found:
                 missing.append((path, f"no {', '.join(STRUCTURE_SUFFIXES)} files in this folder"))
             files.extend(found)
@@ -75,6 +74,71 @@ def collect_inputs(paths: Sequence[str | os.PathLike]) -> tuple[list[Path], list
             missing.append((path, "no such file or folder"))
     unique = list(dict.fromkeys(p.resolve() for p in files))
     return unique, missing
+
+
+def _is_structure(path: Path) -> bool:
+    return path.suffix.lower() in STRUCTURE_SUFFIXES or path.name.upper().startswith(
+        ("POSCAR", "CONTCAR")
+    )
+
+
+def is_batch(inputs: Sequence[str | os.PathLike]) -> bool:
+    """Whether a command line names several inputs or a folder (a batch run)."""
+    return len(inputs) > 1 or any(Path(p).is_dir() for p in inputs)
+
+
+def run_files(
+    inputs: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    process: Callable[[Path, Path], dict[str, object]],
+    *,
+    output_name: Callable[[Path], str],
+    columns: Sequence[str],
+    desc: str,
+    progress: bool = True,
+) -> BatchResult:
+    """Run ``process(input, output)`` on every structure file of ``inputs`` (files and folders),
+    the output named ``out_dir``/``output_name(input)`` (``_2``, ``_3`` … for repeated names),
+    with a progress bar. ``process`` returns the summary row (``columns``); a file that fails
+    gets status "failed" and its error, and the batch goes on. Writes ``out_dir``/summary.csv."""
+    from tqdm.auto import tqdm
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files, missing = collect_inputs(inputs)
+    rows: list[dict[str, object]] = []
+    failures = [(str(p), msg) for p, msg in missing]
+    taken: set[str] = set()
+    for path in tqdm(files, desc=desc, unit="file", disable=not progress):
+        name = output_name(path)
+        k = 1
+        while name in taken:  # two inputs with one name (from different folders)
+            k += 1
+            stem, dot, rest = output_name(path).partition(".")
+            name = f"{stem}_{k}{dot}{rest}"
+        taken.add(name)
+        try:
+            row = {"file": str(path), "status": "ok", **process(path, out / name)}
+        except (ValueError, OSError, RuntimeError) as exc:  # one bad file never stops a batch
+            failures.append((str(path), str(exc)))
+            row = {"file": str(path), "status": "failed", "error": str(exc)}
+        rows.append(row)
+    rows += [{"file": str(p), "status": "failed", "error": msg} for p, msg in missing]
+    write_summary(out / "summary.csv", rows, ("file", "status", *columns, "error"))
+    return BatchResult(rows=rows, failures=failures)
+
+
+def report_batch(result: BatchResult, out_dir: str | os.PathLike, verb: str) -> int:
+    """Print what a batch did and its failures; the exit status (1 if any file failed)."""
+    ok = sum(1 for row in result.rows if row.get("status") == "ok")
+    summary = Path(out_dir) / "summary.csv"
+    print(f"{ok} of {len(result.rows)} files {verb}; summary: {summary}")
+    if not result.failures:
+        return 0
+    print(f"{len(result.failures)} failed:")
+    for path, error in result.failures:
+        print(f"  {error}" if error.startswith(path) else f"  {path}: {error}")
+    return 1
 
 
 def predict_file(calc, path: Path, temperature: float | None = None) -> FilePrediction:
@@ -188,48 +252,41 @@ def run_batch(
     progress: bool = True,
 ) -> BatchResult:
     """Predict every structure file of ``inputs`` (files and folders) with ``calc`` and write
-    ``out_dir``/<stem>_cartnet.cif (and .png, .html when asked) plus ``summary.csv``. A failing
-    file is recorded (summary status "failed", its error) and the batch goes on."""
-    from tqdm.auto import tqdm
+    ``out_dir``/<stem>_cartnet.cif (and .png, .html when asked) plus ``summary.csv``
+    (``SUMMARY_COLUMNS``). A failing file is recorded and the batch goes on."""
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    files, missing = collect_inputs(inputs)
-    rows: list[dict[str, object]] = []
-    failures = [(str(p), msg) for p, msg in missing]
-    stems: dict[str, int] = {}
-    for path in tqdm(files, desc="predict", unit="file", disable=not progress):
-        stem = path.stem
-        stems[stem] = stems.get(stem, 0) + 1
-        if stems[stem] > 1:  # two inputs with one name (from different folders)
-            stem = f"{stem}_{stems[stem]}"
-        try:
-            result = predict_file(calc, path, temperature)
-            write_outputs(
-                calc,
-                result,
-                cif=out / f"{stem}_cartnet.cif",
-                png=out / f"{stem}_cartnet.png" if plot else None,
-                html=out / f"{stem}_cartnet.html" if html else None,
-                p1=p1,
-            )
-            rows.append(summary_row(result))
-        except (ValueError, OSError, RuntimeError) as exc:  # one bad file never stops the batch
-            failures.append((str(path), str(exc)))
-            rows.append({"file": str(path), "status": "failed", "error": str(exc)})
-    for path, message in missing:
-        rows.append({"file": str(path), "status": "failed", "error": message})
-    write_summary(out / "summary.csv", rows)
-    return BatchResult(rows=rows, failures=failures)
+    def process(path: Path, cif: Path) -> dict[str, object]:
+        result = predict_file(calc, path, temperature)
+        write_outputs(
+            calc,
+            result,
+            cif=cif,
+            png=cif.with_suffix(".png") if plot else None,
+            html=cif.with_suffix(".html") if html else None,
+            p1=p1,
+        )
+        return summary_row(result)
+
+    return run_files(
+        inputs,
+        out_dir,
+        process,
+        output_name=lambda path: f"{path.stem}_cartnet.cif",
+        columns=[c for c in SUMMARY_COLUMNS if c not in ("file", "status", "error")],
+        desc="predict",
+        progress=progress,
+    )
 
 
-def write_summary(path: Path, rows: list[dict[str, object]]) -> Path:
-    """The summary CSV (``SUMMARY_COLUMNS``), written atomically."""
+def write_summary(
+    path: Path, rows: list[dict[str, object]], columns: Sequence[str] = SUMMARY_COLUMNS
+) -> Path:
+    """The summary CSV (``columns``), written atomically."""
     from ase_cartnet.io.atomic import atomic_write
 
     with atomic_write(path, "w", encoding="utf-8", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=SUMMARY_COLUMNS, extrasaction="ignore")
+        writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="ignore")
         writer.writeheader()
         for row in rows:
-            writer.writerow({key: row.get(key, "") for key in SUMMARY_COLUMNS})
+            writer.writerow({key: row.get(key, "") for key in columns})
     return path

@@ -32,8 +32,7 @@ def _calculator(args: argparse.Namespace):
 def _run_predict(args: argparse.Namespace) -> int:
     from ase_cartnet import batch
 
-    many = len(args.input) > 1 or any(Path(p).is_dir() for p in args.input)
-    if many:
+    if batch.is_batch(args.input):
         return _run_predict_batch(args)
     if args.out_dir:
         out = Path(args.out_dir)
@@ -92,16 +91,7 @@ def _run_predict_batch(args: argparse.Namespace) -> int:
         html=args.html is not None,
         p1=args.p1,
     )
-    ok = sum(1 for row in result.rows if row.get("status") == "ok")
-    print(
-        f"{ok} of {len(result.rows)} files predicted; summary: {Path(args.out_dir) / 'summary.csv'}"
-    )
-    if result.failures:
-        print(f"{len(result.failures)} failed:")
-        for path, error in result.failures:
-            print(f"  {error}" if error.startswith(path) else f"  {path}: {error}")
-        return 1
-    return 0
+    return batch.report_batch(result, args.out_dir, "predicted")
 
 
 def _run_view(args: argparse.Namespace) -> int:

@@ -129,3 +129,28 @@ def test_default_model_warns_on_a_molecular_crystal():
         alanine = read_cif(L_ALANINE_CIF)
     with pytest.warns(UserWarning, match="molecular crystal .* outside the loaded model's domain"):
         CartNetADP().predict_many([alanine])
+
+
+@pytest.mark.parametrize(
+    "command, suffix, column",
+    [("relax", ".prerelaxed", "trusted"), ("denoise", ".cif", "volume_ratio")],
+)
+def test_relax_and_denoise_take_folders(tmp_path, capsys, command, suffix, column):
+    import ase.io
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    shutil.copy(MGAL2SI2_CIF, inputs / "mgal2si2.cif")
+    ase.io.write(inputs / "POSCAR_nacl", bulk("NaCl", "rocksalt", a=5.8), format="vasp")
+    (inputs / "broken.cif").write_text("data_x\n")
+    out = tmp_path / "out"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        code = main([command, str(inputs), "--out-dir", str(out), "--threads", "1"])
+    printed = capsys.readouterr().out
+    assert code == 1 and "2 of 3 files" in printed and "broken.cif" in printed
+    rows = {r["file"].rsplit("/", 1)[-1]: r for r in csv.DictReader((out / "summary.csv").open())}
+    assert rows["POSCAR_nacl"]["status"] == "ok" and rows["POSCAR_nacl"][column] != ""
+    assert rows["broken.cif"]["status"] == "failed"
+    written = sorted(p.name for p in out.iterdir() if p.name != "summary.csv")
+    assert len(written) == 2 and all(name.endswith(suffix) for name in written)
