@@ -241,6 +241,6 @@ def overlap_message(atoms: Atoms, plan: DisorderPlan) -> str:
     where = f"{source}: " if source else ""
     return (
         f"{where}disordered structure ({len(plan.configurations)} configurations; alternative "
-        f"sites {_short(plan.minor)}); use disorder='major' (predict the major configuration, "
-        "minor sites take their counterpart's ADP) or 'each'"
+        f"sites {_short(plan.minor)}); the disorder policy 'major' predicts the major "
+        "configuration (minor sites take their counterpart's ADP), 'each' every configuration"
     )

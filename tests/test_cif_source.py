@@ -167,3 +167,24 @@ def test_p1_and_a_changed_cell_fall_back_to_the_expanded_cell(tmp_path):
     with pytest.warns(CIFWarning, match="writing P1 instead"):
         out = write_cif(tmp_path / "strained.cif", strained)
     assert _quiet_read(out).info["spacegroup"] == "P 1"
+
+
+def test_calculator_records_the_eadp_sites_it_filled(tmp_path):
+    from helpers_models import small_checkpoint
+    from test_disorder import CONFORMER
+
+    from ase_cartnet.calculators.cartnet_adp import CartNetADP
+
+    path = tmp_path / "conf.cif"
+    path.write_text(CONFORMER)
+    atoms = _quiet_read(path, disorder="all")  # every site; the calculator resolves them
+    calc = CartNetADP(checkpoint=small_checkpoint(tmp_path), symmetrize=False)
+    atoms.calc = calc
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        u = calc.get_property("adps", atoms)
+    out = calc.write_cif(tmp_path / "pred.cif", atoms)
+    text = out.read_text()
+    assert "C2B C2A" in text and "O3B O3A" in text  # the _ase_cartnet_eadp loop
+    back = _quiet_read(out, disorder="all")
+    assert np.abs(back.arrays["adps"] - u).max() <= 1e-6

@@ -482,7 +482,21 @@ class CartNetADP(Calculator):
             temperature=temperature,
             p1=p1,
             provenance=self.provenance(temperature),
+            eadp=self._eadp_labels(atoms),
         )
+
+    def _eadp_labels(self, atoms: Atoms) -> dict[str, str] | None:
+        """Site label → counterpart site label for atoms whose U is their counterpart's (the
+        disorder policy "major"), from the last calculation."""
+        counterpart = self.results.get("adp_counterpart")
+        if counterpart is None or "site_label" not in atoms.arrays:
+            return None
+        labels = atoms.arrays["site_label"]
+        return {
+            str(labels[i]): str(labels[c])
+            for i, c in enumerate(counterpart)
+            if c >= 0 and c != i and labels[i] != labels[c]
+        }
 
     def provenance(self, temperature: float) -> dict[str, str]:
         """What produced a prediction, as written into CIFs: software, model card name,

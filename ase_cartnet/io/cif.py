@@ -1137,6 +1137,7 @@ def write_cif(
     overwrite_input: bool = False,
     p1: bool = False,
     provenance: dict[str, str] | None = None,
+    eadp: dict[str, str] | None = None,
 ) -> Path:
     """Write ``atoms`` with anisotropic displacement parameters: by default in the terms of the
     CIF it was read from, else as a P1 CIF.
@@ -1172,6 +1173,9 @@ def write_cif(
         Write the expanded cell in P1 even when the source block could be written back.
     provenance
         Items written as ``_ase_cartnet_<key> value`` (software, model, temperature …).
+    eadp
+        Site label → label of the site whose predicted U it carries (minor disorder parts),
+        written as the ``_ase_cartnet_eadp`` loop of a source block.
 
     Returns
     -------
@@ -1214,7 +1218,7 @@ def write_cif(
         if source_block_available(atoms):
             try:
                 return write_source_block(
-                    out, atoms, u_cart, temperature=temperature, provenance=provenance
+                    out, atoms, u_cart, temperature=temperature, provenance=provenance, eadp=eadp
                 )
             except InputError as exc:
                 warnings.warn(f"{exc}; writing P1 instead", CIFWarning, stacklevel=2)

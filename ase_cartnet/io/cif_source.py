@@ -111,12 +111,15 @@ def write_source_block(
     *,
     temperature: float | None = None,
     provenance: dict[str, str] | None = None,
+    eadp: dict[str, str] | None = None,
 ) -> Path:
     """Write ``atoms.info["source_file"]``'s block ``atoms.info["cif_block"]`` to ``path`` with
     the ADPs ``u_cart`` (N, 3, 3) Å² of ``atoms`` (module docstring). ``provenance`` items are
-    added as ``_ase_cartnet_<key>`` pairs. A ``temperature`` (K) other than the file's replaces
-    its temperature items, as the ADPs written are for that temperature. Raises ``InputError``
-    when ``atoms`` no longer has the file's cell or the block has no ``_atom_site_label`` loop.
+    added as ``_ase_cartnet_<key>`` pairs; ``eadp`` (site label → counterpart label, from the
+    calculator) joins the ``_ase_cartnet_eadp`` loop. A ``temperature`` (K) other than the
+    file's replaces its temperature items, as the ADPs written are for that temperature. Raises
+    ``InputError`` when ``atoms`` no longer has the file's cell or the block has no
+    ``_atom_site_label`` loop.
     """
     from gemmi import cif as gcif
 
@@ -136,7 +139,7 @@ def write_source_block(
     rots, tras, _ = reader._read_symops(parsed, cellpar, cell, source)
 
     u_cif: list[NDArray[np.float64] | None] = []
-    eadp: list[tuple[str, str]] = []
+    eadp_rows: list[tuple[str, str]] = []
     labels_of = np.asarray(atoms.arrays.get("site_label", atoms.get_chemical_symbols()), dtype=str)
     frac_all = atoms.get_scaled_positions(wrap=False)
     symbols = np.asarray(atoms.get_chemical_symbols())
@@ -145,9 +148,11 @@ def write_source_block(
         if u_star is None:
             u_star, k = _counterpart(atoms, u_cart, frac, symbol)
             if k >= 0:
-                eadp.append((label, str(labels_of[k])))
+                eadp_rows.append((label, str(labels_of[k])))
         u_cif.append(None if u_star is None else adp.u_star_to_u_cif(u_star, cell))
 
+    known = {minor for minor, _ in eadp_rows}
+    eadp_rows += [(m, c) for m, c in (eadp or {}).items() if m not in known and m in sites.labels]
     doc = gcif.read(str(source))
     block = doc.find_block(str(atoms.info["cif_block"]))
     label_item = None if block is None else block.find_loop_item("_atom_site_label")
@@ -200,9 +205,9 @@ def write_source_block(
         new = block.init_loop("_atom_site_aniso_", ["label", *_ANISO])
         for aniso_row in aniso_rows:
             new.add_row(aniso_row)
-    if eadp:
+    if eadp_rows:
         link = block.init_loop("_ase_cartnet_eadp_", ["label", "counterpart_label"])
-        for minor, major in eadp:
+        for minor, major in eadp_rows:
             link.add_row([gcif.quote(minor), gcif.quote(major)])
     if temperature is not None:
         for tag in ("_diffrn_ambient_temperature", "_cell_measurement_temperature"):
