@@ -41,7 +41,8 @@ def main() -> None:
         f"{args.threads} thread(s)"
     )
     print(f"one call: {one:.1f} s ({n_atoms / one:.0f} atoms/s)")
-    print(f"chunks of {args.batch_size} with a progress bar: {chunked:.1f} s ({chunked / one:.2f}x)")
+    ratio = chunked / one
+    print(f"chunks of {args.batch_size} with a progress bar: {chunked:.1f} s ({ratio:.2f}x)")
 
 
 if __name__ == "__main__":
