@@ -1,8 +1,15 @@
-"""ORTEP-style plots of ADP ellipsoids (matplotlib, off-screen Agg rendering).
+"""ORTEP figures of ADP ellipsoids (matplotlib, off-screen Agg rendering).
 
-All geometry comes from :mod:`ase_cartnet.adp` (probability scale, principal axes, IoU); this
-module only draws. Figures are built with :class:`matplotlib.figure.Figure` directly, so no
-pyplot state or display backend is touched, and files are written atomically.
+The drawing is the classic ORTEP one, in 2D: each atom is the outline of its probability
+ellipsoid as seen from the viewer, with the three principal ellipses (the sections through the
+principal axes, their hidden halves left out) and the octant facing the viewer shaded; bonds
+from covalent radii; the asymmetric unit as whole molecules (:mod:`ase_cartnet.scene`) with
+the CIF's site labels; prediction and reference side by side, drawn from the same view.
+
+All geometry comes from :mod:`ase_cartnet.adp` (probability scale, IoU) and
+:mod:`ase_cartnet.scene` (atoms and bonds); this module only draws. Figures are built with
+:class:`matplotlib.figure.Figure` directly, so no pyplot state or display backend is touched,
+and files are written atomically.
 """
 
 from __future__ import annotations
@@ -13,23 +20,19 @@ from pathlib import Path
 
 import numpy as np
 from ase import Atoms
-from ase.data import chemical_symbols
 from ase.data.colors import jmol_colors
 from numpy.typing import ArrayLike, NDArray
 
 from ase_cartnet import adp
 from ase_cartnet.io.atomic import atomic_path, ensure_not_input
+from ase_cartnet.report import comparison_atoms
+from ase_cartnet.scene import Scene, build_scene
 
-PREDICTION_RGB = (0.85, 0.12, 0.10)
-REFERENCE_RGB = (0.10, 0.65, 0.20)
-REFERENCE_ALPHA = 0.35
-CELL_AXIS_COLOURS = ("red", "green", "blue")  # a, b, c as in the CartNet paper's figures
-PLACEHOLDER_RADIUS = 0.12  # Å; sphere drawn for atoms without a (finite) U
-MESH_FINE = (24, 12)  # azimuthal × polar facets per ellipsoid for small structures
-MESH = (16, 8)  # ... and above MESH_FINE_MAX_ATOMS: light enough for hundreds of atoms
-MESH_FINE_MAX_ATOMS = 60
-ANNOTATE_MAX_ATOMS = 80  # per-atom IoU labels by default up to this size
-_LIGHT = np.array([-0.4, -0.5, 0.77]) / np.linalg.norm([-0.4, -0.5, 0.77])
+HYDROGEN_RADIUS = 0.08  # Å; H (and atoms without a finite U) are drawn as small circles
+OCTANT_SHADE = 0.45  # the shaded octant's colour relative to the element colour
+LABEL_MAX_ATOMS = 120  # labels are drawn for up to this many labelled atoms
+_CURVE = np.linspace(0.0, 2.0 * np.pi, 73)
+_QUARTER = np.linspace(0.0, 0.5 * np.pi, 19)
 
 
 def _check_adps(adps: ArrayLike, n_atoms: int, name: str) -> NDArray[np.float64]:
@@ -52,65 +55,136 @@ def _check_adps(adps: ArrayLike, n_atoms: int, name: str) -> NDArray[np.float64]
     return arr
 
 
-def _faces(x: NDArray, y: NDArray, z: NDArray) -> NDArray[np.float64]:
-    """Quadrilaterals (F, 4, 3) of a (rows, cols) surface mesh."""
-    p = np.stack([x, y, z], axis=-1)
-    quads = np.stack([p[:-1, :-1], p[:-1, 1:], p[1:, 1:], p[1:, :-1]], axis=-2)
-    return quads.reshape(-1, 4, 3)
+def view_rotation(positions: NDArray, view: tuple[float, float] | None) -> NDArray:
+    """Rows: screen x, screen y, towards the viewer. ``view`` (elevation, azimuth) in degrees;
+    None looks along the direction in which the drawn atoms are thinnest."""
+    if view is None:
+        centred = positions - positions.mean(axis=0)
+        _, vectors = np.linalg.eigh(centred.T @ centred + 1e-9 * np.eye(3))
+        rot = vectors[:, ::-1].T  # largest spread along screen x
+        if np.linalg.det(rot) < 0:
+            rot[2] *= -1
+        return rot
+    elev, azim = np.radians(view)
+    towards = np.array([np.cos(elev) * np.cos(azim), np.cos(elev) * np.sin(azim), np.sin(elev)])
+    right = np.cross([0.0, 0.0, 1.0], towards)
+    if np.linalg.norm(right) < 1e-9:
+        right = np.array([1.0, 0.0, 0.0])
+    right /= np.linalg.norm(right)
+    return np.stack([right, np.cross(towards, right), towards])
 
 
-def _shaded(
-    faces: NDArray,
-    centre: NDArray,
-    rgb: Sequence[float],
-    alpha: float,
-    axes: NDArray | None = None,
-) -> NDArray:
-    """Per-face RGBA with simple Lambert shading from a fixed light.
+def _ellipse_artists(centre, m_rot, colour, rank):
+    """Outline, shaded octant and visible principal ellipses of one ellipsoid {x: xᵀ M⁻¹ x ≤ 1}
+    (``m_rot``: M in the screen frame, z towards the viewer) as matplotlib artists."""
+    from matplotlib.patches import Ellipse, Polygon
 
-    With ``axes`` (the (3, 3) principal directions as columns) the faces of the octant where
-    all three principal coordinates are positive are darkened: ORTEP's octant shading, which
-    makes the orientation of the principal axes readable.
-    """
-    rel = faces.mean(axis=1) - centre
-    normals = rel / (np.linalg.norm(rel, axis=1, keepdims=True) + 1e-30)  # convex body
-    light = 0.45 + 0.55 * np.clip(normals @ _LIGHT, 0.0, 1.0)
-    if axes is not None:
-        octant = ((rel @ axes) > 0.0).all(axis=1)
-        light = np.where(octant, 0.45 * light, light)
-    rgba = np.empty((faces.shape[0], 4))
-    rgba[:, :3] = np.clip(np.asarray(rgb)[None, :] * light[:, None], 0.0, 1.0)
-    rgba[:, 3] = alpha
-    return rgba
-
-
-def _dot(colour, label: str, alpha: float = 1.0):
-    """Legend proxy: a filled circle."""
+    base = 3 + 3 * rank
+    values, vectors = np.linalg.eigh(m_rot[:2, :2])
+    angle = np.degrees(np.arctan2(vectors[1, 1], vectors[0, 1]))
+    face = 0.5 + 0.5 * np.asarray(colour)
+    artists = [
+        Ellipse(
+            centre[:2],
+            2 * np.sqrt(values[1]),
+            2 * np.sqrt(values[0]),
+            angle=angle,
+            facecolor=face,
+            edgecolor="black",
+            linewidth=0.9,
+            zorder=base,
+        )
+    ]
+    w, v = np.linalg.eigh(m_rot)
+    semi = np.sqrt(np.maximum(w, 0.0))
+    axes = v * semi  # columns: semi-axis vectors
+    towards = np.where(axes[2] >= 0, 1.0, -1.0)
+    facing = axes * towards
+    octant = []
+    for a, b in ((0, 1), (1, 2), (2, 0)):
+        arc = np.outer(np.cos(_QUARTER), facing[:, a]) + np.outer(np.sin(_QUARTER), facing[:, b])
+        octant.append(arc[:, :2])
+    artists.append(
+        Polygon(
+            centre[:2] + np.concatenate(octant),
+            closed=True,
+            facecolor=OCTANT_SHADE * np.asarray(colour),
+            edgecolor="none",
+            zorder=base + 0.3,
+        )
+    )
+    inverse = np.linalg.inv(m_rot)
     from matplotlib.lines import Line2D
 
-    return Line2D(
-        [], [], marker="o", ls="", color=colour, mec="0.3", mew=0.5, alpha=alpha, label=label
-    )
+    for a, b in ((0, 1), (1, 2), (2, 0)):
+        curve = np.outer(np.cos(_CURVE), axes[:, a]) + np.outer(np.sin(_CURVE), axes[:, b])
+        visible = (curve @ inverse)[:, 2] >= -1e-9
+        xy = centre[:2] + curve[:, :2]
+        xy[~visible] = np.nan
+        artists.append(Line2D(xy[:, 0], xy[:, 1], color="black", linewidth=0.6, zorder=base + 0.6))
+    return artists
 
 
-def _cell_edges(cell: NDArray) -> list[tuple[NDArray, NDArray, str, float]]:
-    """12 edges of the cell parallelepiped: (start, end, colour, linewidth)."""
-    a, b, c = cell
-    origin = np.zeros(3)
-    edges = [(origin, v, col, 2.0) for v, col in zip((a, b, c), CELL_AXIS_COLOURS, strict=True)]
-    for s, d in (
-        (a, b),
-        (a, c),
-        (b, a),
-        (b, c),
-        (c, a),
-        (c, b),
-        (a + b, c),
-        (a + c, b),
-        (b + c, a),
-    ):
-        edges.append((s, s + d, "0.35", 0.8))
-    return edges
+def _draw_panel(ax, scene: Scene, atoms: Atoms, u, rot, scale, labels, show_labels, cell):
+    """One ORTEP drawing of ``scene`` with the ADPs ``u`` (of the structure's atoms)."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Circle
+
+    screen = scene.positions @ rot.T
+    order = np.argsort(screen[:, 2])  # far first
+    rank = np.empty(len(order), dtype=int)
+    rank[order] = np.arange(len(order))
+    numbers = atoms.numbers[scene.index]
+    for m in range(len(scene.index)):
+        colour = jmol_colors[numbers[m]]
+        u_m = u[scene.index[m]]
+        if numbers[m] != 1 and np.isfinite(u_m).all():
+            for artist in _ellipse_artists(screen[m], scale * rot @ u_m @ rot.T, colour, rank[m]):
+                ax.add_artist(artist)
+        else:
+            ax.add_patch(
+                Circle(
+                    screen[m, :2],
+                    HYDROGEN_RADIUS,
+                    facecolor=0.5 + 0.5 * colour,
+                    edgecolor="black",
+                    linewidth=0.6,
+                    zorder=3 + 3 * rank[m],
+                )
+            )
+    for a, b in scene.bonds:  # drawn after the farther atom, under the nearer one
+        ax.add_line(
+            Line2D(
+                screen[[a, b], 0],
+                screen[[a, b], 1],
+                color="0.25",
+                linewidth=1.4,
+                solid_capstyle="round",
+                zorder=3 + 3 * min(rank[a], rank[b]) + 2,
+            )
+        )
+    if show_labels:
+        for m in np.flatnonzero(scene.asymmetric & (numbers != 1)):
+            ax.annotate(
+                labels[scene.index[m]],
+                screen[m, :2],
+                xytext=(5, 4),
+                textcoords="offset points",
+                fontsize=7,
+                color="0.05",
+                zorder=10_000,
+                bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.7},
+            )
+    if cell is not None:
+        corners = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)]) @ cell
+        flat = corners @ rot.T
+        for p in range(8):
+            for q in range(p + 1, 8):
+                if bin(p ^ q).count("1") == 1:
+                    ax.plot(*flat[[p, q], :2].T, color="0.6", linewidth=0.6, zorder=1)
+    ax.set_aspect("equal")
+    ax.set_axis_off()
+    return screen
 
 
 def plot_ellipsoids(
@@ -121,41 +195,41 @@ def plot_ellipsoids(
     probability: float = 0.5,
     labels: Sequence[str] | None = None,
     title: str | None = None,
-    show_cell: bool = True,
+    show_cell: bool = False,
     *,
-    annotate_iou: bool | None = None,
     inputs: Iterable[str | os.PathLike | None] = (),
-    view: tuple[float, float] = (20.0, -60.0),
-    show_axes: bool = False,
+    view: tuple[float, float] | None = None,
+    names: tuple[str, str] = ("CartNet prediction", "reference"),
     dpi: int = 150,
-    figsize: tuple[float, float] = (7.0, 7.0),
+    figsize: tuple[float, float] | None = None,
 ) -> Path:
-    """Draw the ``probability`` displacement ellipsoids of a structure and save the figure.
+    """Draw an ORTEP figure of the ``probability`` ellipsoids of a structure and save it.
 
     Parameters
     ----------
     path : output file; the format follows the suffix (``.png`` usual; no suffix → PNG).
         Written atomically (temporary file + rename): an interrupted or failed plot leaves
         nothing behind and an existing file untouched.
-    atoms : the structure; ``atoms.positions`` (Å) are the ellipsoid centres, ``atoms.cell``
-        (rows a, b, c) is drawn when ``show_cell`` and the cell is three-dimensional.
-    adps : (N, 3, 3) Cartesian U in Å² in the frame of ``atoms.positions``. Rows containing NaN
-        (e.g. hydrogens without a prediction) are drawn as small spheres; finite rows must be
-        symmetric positive definite.
-    reference : optional (N, 3, 3) reference U (e.g. experiment). Then the predictions are red
-        and the reference semi-transparent green, as in Figs. 11/17 of the CartNet paper, and
-        each atom is labelled with its voxel IoU (%) from :func:`adp.iou` when ``annotate_iou``
-        (default: for structures of at most 80 atoms; the mean IoU is always in the title).
+    atoms : the structure (positions in Å). From :func:`ase_cartnet.io.cif.read_cif` the
+        asymmetric unit is drawn as whole molecules (network solids: each asymmetric-unit atom
+        with its bonded shell); otherwise every atom, molecules made whole.
+    adps : (N, 3, 3) Cartesian U in Å² in the frame of ``atoms.positions``. H atoms and rows
+        containing NaN are drawn as small circles; finite rows must be positive definite.
+    reference : optional (N, 3, 3) reference U (e.g. the file's): a second panel beside the
+        first, drawn from the same view, and the mean voxel IoU (:func:`adp.iou`) over the
+        atoms :func:`comparison_atoms` names (non-H asymmetric-unit atoms) in the title.
     probability : enclosed probability of each ellipsoid (ORTEP default 0.5).
-    labels : optional per-atom text (N strings), e.g. CIF site labels.
-    title : figure title.
-    show_cell : draw the unit cell, its a, b, c edges in red, green and blue.
+    labels : per-atom text (N strings); default the CIF site labels (``arrays["site_label"]``).
+        Non-H atoms of the asymmetric unit are labelled.
+    title : figure title (default the chemical formula).
+    show_cell : draw the unit-cell outline.
     inputs : paths of the files the data came from; ``path`` must not be one of them
         (raises :class:`ase_cartnet.errors.InputError`, a ValueError).
-    view : (elevation, azimuth) of the camera in degrees.
-    show_axes : draw Cartesian axes, ticks and panes (off by default, as in ORTEP drawings).
+    view : (elevation, azimuth) of the viewing direction in degrees; None looks along the
+        direction in which the drawn atoms are thinnest (a molecule seen face-on).
+    names : panel titles for the prediction and the reference.
 
-    Returns the output path. Colours without a reference follow ASE's Jmol element colours.
+    Returns the output path.
     """
     # Validate everything before any file is touched.
     target = ensure_not_input(path, *inputs)
@@ -169,111 +243,56 @@ def plot_ellipsoids(
     n = len(atoms)
     if n == 0:
         raise ValueError("cannot plot an empty structure")
-    positions = atoms.get_positions()
-    if not np.isfinite(positions).all():
+    if not np.isfinite(atoms.positions).all():
         raise ValueError("atoms.positions contains non-finite values")
     u = _check_adps(adps, n, "adps")
     u_ref = None if reference is None else _check_adps(reference, n, "reference")
     if labels is not None and len(labels) != n:
         raise ValueError(f"labels: expected {n} strings, got {len(labels)}")
-    c = adp.probability_scale(probability)
+    if labels is None:
+        labels = atoms.arrays.get("site_label")
+    if labels is None:
+        labels = [f"{s}{i + 1}" for i, s in enumerate(atoms.get_chemical_symbols())]
+    scale = adp.probability_scale(probability) ** 2
 
     from matplotlib.figure import Figure
-    from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 
-    has_u = np.isfinite(u).all(axis=(1, 2))
-    has_ref = np.zeros(n, bool) if u_ref is None else np.isfinite(u_ref).all(axis=(1, 2))
-    numbers = atoms.get_atomic_numbers()
-    mesh = MESH_FINE if n <= MESH_FINE_MAX_ATOMS else MESH
-
-    faces: list[NDArray] = []
-    colours: list[NDArray] = []
-    extent = np.full(n, PLACEHOLDER_RADIUS)  # Å, largest semi-axis drawn at each atom
-    for i in range(n):
-        centre = positions[i]
-        if has_u[i]:
-            rgb = PREDICTION_RGB if u_ref is not None else jmol_colors[numbers[i]]
-            w, v = adp.principal_axes(u[i])
-            f = _faces(*adp.ellipsoid_surface(u[i], probability, centre, *mesh))
-            faces.append(f)
-            colours.append(_shaded(f, centre, rgb, 1.0, axes=None if u_ref is not None else v))
-            extent[i] = c * np.sqrt(w[-1])
-        if has_ref[i]:
-            f = _faces(*adp.ellipsoid_surface(u_ref[i], probability, centre, *mesh))
-            faces.append(f)
-            colours.append(_shaded(f, centre, REFERENCE_RGB, REFERENCE_ALPHA))
-            extent[i] = max(extent[i], c * np.sqrt(np.linalg.eigvalsh(u_ref[i])[-1]))
-        if not has_u[i] and not has_ref[i]:
-            sphere = PLACEHOLDER_RADIUS**2 / c**2 * np.eye(3)
-            f = _faces(*adp.ellipsoid_surface(sphere, probability, centre, 8, 4))
-            faces.append(f)
-            colours.append(_shaded(f, centre, jmol_colors[numbers[i]], 1.0))
-
+    scene = build_scene(atoms)
+    rot = view_rotation(scene.positions, view)
+    panels = [(names[0], u)] + ([] if u_ref is None else [(names[1], u_ref)])
+    if figsize is None:
+        figsize = (6.0 * len(panels), 6.0)
     fig = Figure(figsize=figsize, dpi=dpi)
-    ax = fig.add_subplot(projection="3d")
-    all_pts = [positions]
-    poly = np.concatenate(faces)
-    ax.add_collection3d(
-        Poly3DCollection(
-            poly, facecolors=np.concatenate(colours), edgecolors="none", linewidths=0.0
-        )
+    show_labels = int((scene.asymmetric & (atoms.numbers[scene.index] != 1)).sum()) <= (
+        LABEL_MAX_ATOMS
     )
-    all_pts.append(poly.reshape(-1, 3))
-
-    cell = np.asarray(atoms.cell[:], dtype=np.float64)
-    if show_cell and atoms.cell.rank == 3:
-        for start, end, colour, lw in _cell_edges(cell):
-            ax.plot(*np.stack([start, end]).T, color=colour, linewidth=lw)
-        corners = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)])
-        all_pts.append(corners @ cell)
-
-    iou_values = None
-    both = has_u & has_ref
-    if annotate_iou is None:
-        annotate_iou = n <= ANNOTATE_MAX_ATOMS
-    if u_ref is not None and both.any():
-        iou_values = np.full(n, np.nan)
-        iou_values[both] = adp.iou(u[both], u_ref[both])
-    for i in range(n):
-        text = []
-        if labels is not None and labels[i]:
-            text.append(str(labels[i]))
-        if annotate_iou and iou_values is not None and np.isfinite(iou_values[i]):
-            text.append(f"{iou_values[i]:.0f}%")
-        if text:
-            where = positions[i] + np.array([0.0, 0.0, extent[i] + 0.05])
-            ax.text(*where, " ".join(text), fontsize=6, color="0.1", ha="center", zorder=10)
-
-    pts = np.concatenate(all_pts)
-    lo, hi = pts.min(axis=0), pts.max(axis=0)
-    mid, half = 0.5 * (lo + hi), 0.5 * max((hi - lo).max(), 1.0) * 1.02
-    ax.set_xlim(mid[0] - half, mid[0] + half)
-    ax.set_ylim(mid[1] - half, mid[1] + half)
-    ax.set_zlim(mid[2] - half, mid[2] + half)
-    ax.set_box_aspect((1.0, 1.0, 1.0))
-    ax.view_init(elev=view[0], azim=view[1])
-    if show_axes:
-        ax.set_xlabel("x (Å)")
-        ax.set_ylabel("y (Å)")
-        ax.set_zlabel("z (Å)")
-    else:
-        ax.set_axis_off()
-    handles = []
-    if u_ref is not None:
-        handles += [_dot(PREDICTION_RGB, "prediction"), _dot(REFERENCE_RGB, "reference", 0.6)]
-    else:
-        handles += [_dot(jmol_colors[z], chemical_symbols[z]) for z in np.unique(numbers[has_u])]
-    bare = ~has_u & ~has_ref
-    handles += [
-        _dot(jmol_colors[z], f"{chemical_symbols[z]} (no ADP)") for z in np.unique(numbers[bare])
-    ]
-    if handles:
-        ax.legend(handles=handles, loc="upper right", fontsize=8, frameon=False)
-    subtitle = f"{100 * probability:g}% probability ellipsoids"
-    if iou_values is not None:
-        subtitle += f", mean IoU {np.nanmean(iou_values):.1f}%"
-    ax.set_title(subtitle if title is None else f"{title}\n{subtitle}", fontsize=10)
-
+    cell = atoms.cell.array if show_cell and atoms.cell.rank == 3 else None
+    screens = []
+    axes = []
+    for k, (name, values) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), k + 1)
+        screens.append(_draw_panel(ax, scene, atoms, values, rot, scale, labels, show_labels, cell))
+        ax.set_title(name, fontsize=10)
+        axes.append(ax)
+    pts = np.concatenate(screens)[:, :2]
+    reach = np.sqrt(scale * np.nanmax(np.linalg.eigvalsh(np.where(np.isfinite(u), u, 0.0))))
+    lo, hi = pts.min(axis=0) - reach - 0.4, pts.max(axis=0) + reach + 0.4
+    for ax in axes:
+        ax.set_xlim(lo[0], hi[0])
+        ax.set_ylim(lo[1], hi[1])
+    if title is not None:
+        head = title
+    else:  # the formula of what is drawn as labelled: the asymmetric unit
+        head = atoms[scene.index[scene.asymmetric]].get_chemical_formula(mode="hill")
+    line = f"{100 * probability:g} % probability ellipsoids"
+    compared = comparison_atoms(atoms, u, u_ref)
+    if len(compared):
+        iou = adp.iou(u[compared], u_ref[compared])
+        line += (
+            f"; mean IoU {np.mean(iou):.1f} % over the {len(compared)} non-H atoms of the "
+            "asymmetric unit"
+        )
+    fig.suptitle(f"{head}\n{line}", fontsize=10)
     with atomic_path(target) as tmp:
         fig.savefig(tmp, format=fmt, bbox_inches="tight")
     return target

@@ -60,7 +60,11 @@ def main() -> None:
     base = None
     for k in args.ks:
         calc = CartNetADP(
-            checkpoint=checkpoint, temperature=100.0, rotations=k, dtype=torch.float64
+            checkpoint=checkpoint,
+            temperature=100.0,
+            rotations=k,
+            dtype=torch.float64,
+            symmetrize=False,  # the raw model's equivariance error is measured
         )
         start = time.perf_counter()
         u0 = calc.get_property("adps", atoms.copy())[heavy]

@@ -216,7 +216,7 @@ def main() -> None:
 
     train = structures_from_db(args.train_db)
     test = structures_from_db(args.test_db)
-    calc = CartNetADP(checkpoint=args.model, max_neighbours=None)
+    calc = CartNetADP(checkpoint=args.model, max_neighbours=None, symmetrize=False)
     pred, target, temps, seconds = cartnet_predictions(calc, test, args.batch_size)
     n_samples = sum(len(s.temperatures) for s in test)
     results: dict = {
@@ -227,7 +227,12 @@ def main() -> None:
         "cartnet_size_and_shape": size_and_shape_errors(pred, target, test),
     }
     if args.rotations > 1:
-        averaged = CartNetADP(checkpoint=args.model, max_neighbours=None, rotations=args.rotations)
+        averaged = CartNetADP(
+            checkpoint=args.model,
+            max_neighbours=None,
+            rotations=args.rotations,
+            symmetrize=False,
+        )
         r_pred, r_target, _, r_seconds = cartnet_predictions(averaged, test, args.batch_size)
         results[f"cartnet_rotations_{args.rotations}"] = {
             **adp_metrics(r_pred, r_target),
@@ -243,7 +248,7 @@ def main() -> None:
     results["baseline_isotropic_mean"] = adp_metrics(base_pred, base_target)
     results["baseline_isotropic_mean_per_source"] = per_source(base_pred, base_target, test)
     if args.ablation:
-        ablation = CartNetADP(checkpoint=args.ablation, max_neighbours=None)
+        ablation = CartNetADP(checkpoint=args.ablation, max_neighbours=None, symmetrize=False)
         a_pred, a_target, _, _ = cartnet_predictions(ablation, test)
         results["baseline_no_direction"] = adp_metrics(a_pred, a_target)
         results["baseline_no_direction_per_source"] = per_source(a_pred, a_target, test)

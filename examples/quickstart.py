@@ -95,7 +95,7 @@ def experimental_part(out: Path, checkpoint: str | None) -> None:
         f"[3] {L_ALANINE_CIF.name}: {atoms.get_chemical_formula()} ({len(atoms)} atoms in the "
         f"cell, {atoms.info['spacegroup']}), T = {atoms.info['temperature']} K, experimental ADPs"
     )
-    cif = write_cif(out / "l_alanine_experimental_P1.cif", atoms)
+    cif = write_cif(out / "l_alanine_experimental_P1.cif", atoms, p1=True)
     reference = atoms.arrays["adps"].copy()
     calc = CartNetADP(checkpoint=checkpoint, hydrogen="riding")
     with warnings.catch_warnings():

@@ -28,11 +28,29 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "ase_cartnet.benchmarking",
         ),
     ),
-    ("adp", ("ase_cartnet.adp", "ase_cartnet.symmetry", "ase_cartnet.canonical_cell")),
-    ("graph", ("ase_cartnet.graph", "ase_cartnet.validation", "ase_cartnet.hydrogen")),
+    (
+        "adp",
+        (
+            "ase_cartnet.adp",
+            "ase_cartnet.symmetry",
+            "ase_cartnet.canonical_cell",
+            "ase_cartnet.disorder",
+            "ase_cartnet.scene",
+            "ase_cartnet.report",
+        ),
+    ),
+    (
+        "graph",
+        (
+            "ase_cartnet.graph",
+            "ase_cartnet.validation",
+            "ase_cartnet.hydrogen",
+            "ase_cartnet.plausibility",
+        ),
+    ),
     ("models", ("ase_cartnet.models",)),
-    ("io", ("ase_cartnet.io", "ase_cartnet.plot")),
-    ("calculators", ("ase_cartnet.calculators", "phonon_ref")),
+    ("io", ("ase_cartnet.io", "ase_cartnet.plot", "ase_cartnet.viewer")),
+    ("calculators", ("ase_cartnet.calculators", "phonon_ref", "ase_cartnet.batch")),
     ("train", ("ase_cartnet.train",)),
     ("cli", ("ase_cartnet.cli",)),
 ]

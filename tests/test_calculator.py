@@ -29,7 +29,12 @@ def test_official_checkpoint_through_the_calculator(name):
     expected = np.load(FIXTURES / f"expected_{name}.npz")
     structures = read(FIXTURES / "inputs.extxyz", ":")
     for cap, suffix in (("checkpoint", ""), (64, ""), (None, "_nocap")):
-        calc = CartNetADP(checkpoint=FIXTURES / f"cartnet_{name}_random.ckpt", max_neighbours=cap)
+        calc = CartNetADP(
+            checkpoint=FIXTURES / f"cartnet_{name}_random.ckpt",
+            max_neighbours=cap,
+            symmetrize=False,  # the official app's raw output
+            hydrogen="nan",
+        )
         for k, atoms in enumerate(structures):
             u = calc.get_property("adps", atoms.copy())
             non_h = expected[f"s{k}_nonH"]
@@ -39,7 +44,7 @@ def test_official_checkpoint_through_the_calculator(name):
 
 def test_properties_and_conventions(checkpoint):
     atoms = ethanol_crystal()
-    atoms.calc = CartNetADP(checkpoint=checkpoint, temperature=150.0)
+    atoms.calc = CartNetADP(checkpoint=checkpoint, temperature=150.0, hydrogen="nan")
     u = atoms.calc.get_property("adps", atoms)
     heavy = atoms.numbers != 1
     assert u.shape == (len(atoms), 3, 3)

@@ -111,3 +111,52 @@ def test_bad_input_raises_before_writing(tmp_path, molecule_in_cell, kwargs, mat
 def test_empty_structure_is_refused(tmp_path):
     with pytest.raises(ValueError, match="empty"):
         plot_ellipsoids(tmp_path / "x.png", Atoms(), np.zeros((0, 3, 3)))
+
+
+def test_scene_draws_whole_molecules_with_bonds_and_one_copy_per_site():
+    """L-alanine: the asymmetric unit is one whole molecule (13 atoms, 12 bonds, none cut at
+    a cell face); a network solid gets each site once, joined by bonds, with its shell."""
+    import warnings
+
+    from ase_cartnet.data import L_ALANINE_CIF
+    from ase_cartnet.io.cif import read_cif
+    from ase_cartnet.scene import build_scene
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        alanine = read_cif(L_ALANINE_CIF)
+    scene = build_scene(alanine)
+    assert len(scene.index) == 13 and scene.asymmetric.all() and len(scene.bonds) == 12
+    lengths = np.linalg.norm(np.subtract(*scene.positions[scene.bonds.T]), axis=1)
+    assert lengths.max() < 1.6  # C-C 1.53 Å; a molecule cut at a cell face would not be
+    assert alanine[scene.index].get_chemical_formula(mode="hill") == "C3H7NO2"
+
+    salt = bulk("NaCl", "rocksalt", a=5.64)
+    salt.new_array("asym_index", np.array([0, 1]))
+    network = build_scene(salt)
+    assert network.asymmetric.sum() == 2  # one Na, one Cl, labelled once each
+    copies = network.positions[network.asymmetric]
+    assert np.linalg.norm(copies[0] - copies[1]) == pytest.approx(2.82, abs=0.01)  # bonded
+    assert len(network.index) == 1 + 6 + 5  # Na, its Cl6 octahedron (one the Cl site), 5 more Na
+
+
+def test_side_by_side_figure_compares_the_asymmetric_unit_without_h(tmp_path):
+    import warnings
+
+    from matplotlib.image import imread
+
+    from ase_cartnet.data import L_ALANINE_CIF
+    from ase_cartnet.io.cif import read_cif
+    from ase_cartnet.report import comparison_atoms
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        atoms = read_cif(L_ALANINE_CIF)
+    ref = atoms.arrays["adps"]
+    compared = comparison_atoms(atoms, 1.1 * np.nan_to_num(ref, nan=0.01), ref)
+    assert len(compared) == 6 and (atoms.numbers[compared] != 1).all()  # C3NO2, no H
+    assert len(set(atoms.arrays["site_label"][compared])) == 6
+    u = np.where(np.isfinite(ref), 1.2 * ref, np.nan)
+    png = plot_ellipsoids(tmp_path / "pair.png", atoms, u, reference=ref, dpi=50)
+    height, width = imread(png).shape[:2]
+    assert width > 1.5 * height  # two panels side by side

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from concurrent.futures import Executor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -13,11 +15,13 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 
 from ase_cartnet.adp import u_cart_to_u_cif, u_equiv
+from ase_cartnet.disorder import DisorderPlan, check_policy, disorder_plan, overlap_message
 from ase_cartnet.errors import InputError
 from ase_cartnet.graph.neighbours import atoms_to_graph, batch_graphs
 from ase_cartnet.hydrogen import HYDROGEN_POLICIES, riding_hydrogen_adps
 from ase_cartnet.io.checkpoint import load_model
 from ase_cartnet.models.so3 import averaging_rotations
+from ase_cartnet.plausibility import warn_outside_domain
 from ase_cartnet.symmetry import symmetrize_adps
 from ase_cartnet.validation import (
     resolve_temperature,
@@ -58,10 +62,19 @@ class CartNetADP(Calculator):
         symmetrize: average the predicted U over the structure's space group (spglib, tolerance
             1e-3 Å; :func:`ase_cartnet.symmetry.symmetrize_adps`), so that every ellipsoid obeys
             its site symmetry and symmetry-equivalent atoms get identical ellipsoids, as refined
-            and harmonic ADPs do. The model alone obeys them only approximately.
+            and harmonic ADPs do (the default; the model alone obeys them only approximately).
+        disorder: a structure whose atoms overlap as alternatives (``arrays["occupancy"]`` < 1,
+            ``arrays["disorder_group"]``, e.g. ``read_cif(path, disorder="all")``;
+            :mod:`ase_cartnet.disorder`): "major" predicts the major configuration and gives
+            every minor-part atom the ADP of its major counterpart (as SHELX's EADP), "each"
+            predicts every configuration and gives each atom the mean over the configurations
+            it belongs to, "error" refuses naming the sites. ``last_disorder`` holds the plans
+            of the last call (None for ordered structures).
 
     Not meant for: structures far from the training domain. The model card of the checkpoint
-    states the domain; a warning is raised for elements the checkpoint was not trained on.
+    states the domain; a warning is raised for elements the checkpoint was not trained on and,
+    with the default (inorganic, harmonic) weights, for molecular crystals
+    (:mod:`ase_cartnet.plausibility`).
     """
 
     implemented_properties = ["adps", "u_cif", "u_equiv"]
@@ -73,11 +86,12 @@ class CartNetADP(Calculator):
         temperature: float | None = None,
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
-        hydrogen: Literal["nan", "riding"] = "nan",
+        hydrogen: Literal["nan", "riding"] = "riding",
         max_neighbours: int | None | Literal["checkpoint"] = FROM_CHECKPOINT,
         rotations: int = 1,
         store_in_arrays: bool = False,
-        symmetrize: bool = False,
+        symmetrize: bool = True,
+        disorder: Literal["major", "each", "error"] = "major",
         **kwargs: Any,
     ) -> None:
         if hydrogen not in HYDROGEN_POLICIES:
@@ -107,6 +121,11 @@ class CartNetADP(Calculator):
         self.rotations = averaging_rotations(rotations, dtype=dtype).to(self.device)
         self.store_in_arrays = store_in_arrays
         self.symmetrize = bool(symmetrize)
+        self.disorder = check_policy(disorder)
+        self.last_disorder: list[DisorderPlan | None] = []
+        # What the model was trained on, for the out-of-domain warning: the default weights
+        # are harmonic ADPs of ordered inorganic crystals; other checkpoints may say.
+        self.domain = self.metadata.get("domain") or ("inorganic" if checkpoint is None else None)
         trained = self.metadata.get("elements")
         self.trained_elements = frozenset(int(z) for z in trained) if trained else None
 
@@ -131,6 +150,9 @@ class CartNetADP(Calculator):
         temperature = resolve_temperature(self.parameters.get("temperature"), self.atoms)
         (adps,) = self.predict_many([self.atoms], temperatures=[temperature], batch_size=1)
         self.results = self._results_for(self.atoms, adps)
+        plan = self.last_disorder[0]
+        if plan is not None:  # whose prediction each atom carries (itself, or a counterpart)
+            self.results["adp_counterpart"] = plan.counterpart.copy()
         if self.store_in_arrays and atoms is not None:
             atoms.arrays["adps"] = adps.copy()
             atoms.arrays["u_equiv"] = self.results["u_equiv"].copy()
@@ -160,35 +182,46 @@ class CartNetADP(Calculator):
         *,
         temperatures: Sequence[float] | float | None = None,
         batch_size: int = 16,
+        progress: bool = False,
+        executor: Executor | None = None,
     ) -> list[np.ndarray]:
         """ADPs (N_k, 3, 3) in Å² for each structure, batched through the model.
 
         ``temperatures`` (K): one per structure, one for all, or None (this calculator's
         temperature parameter, else each structure's ``atoms.info["temperature"]``). A temperature
         sweep is the same Atoms object listed once per temperature; with a harmonic-head model
-        the whole sweep costs one forward pass.
+        the whole sweep costs one forward pass. ``progress`` shows a progress bar (tqdm) over
+        chunks of ``batch_size`` distinct structures; with an ``executor``
+        (``concurrent.futures`` or dask's ``client.get_executor()``) each chunk is one task and
+        each worker loads this calculator's checkpoint with its settings. Errors name the
+        structure (index, formula and source file).
         """
         if batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
         structures = list(structures)
         if temperatures is None or np.isscalar(temperatures):
             given = self.parameters.get("temperature") if temperatures is None else temperatures
-            temps = [resolve_temperature(given, a) for a in structures]
-        else:
-            if len(temperatures) != len(structures):
-                raise InputError(
-                    f"{len(temperatures)} temperatures for {len(structures)} structures"
-                )
-            temps = [
-                resolve_temperature(t, a) for t, a in zip(temperatures, structures, strict=True)
-            ]
+            temperatures = [given] * len(structures)
+        elif len(temperatures) != len(structures):
+            raise InputError(f"{len(temperatures)} temperatures for {len(structures)} structures")
+        temps = []
+        for k, (t, atoms) in enumerate(zip(temperatures, structures, strict=True)):
+            with _naming(k, atoms):
+                temps.append(resolve_temperature(t, atoms))
+        if progress or executor is not None:
+            return self._predict_in_chunks(structures, temps, batch_size, progress, executor)
+        names = {id(a): (k, a) for k, a in reversed(list(enumerate(structures)))}
+        structures, temps, assemble = self._configurations(structures, temps)
         # The same Atoms object listed several times (a temperature sweep) is validated and
         # turned into a graph once per call.
         unique_graphs: dict[int, object] = {}
         for atoms in structures:
             if id(atoms) not in unique_graphs:
-                validate_structure(atoms)
+                with _naming(*names.get(id(atoms), (None, atoms))):
+                    validate_structure(atoms)
                 self._warn_untrained_elements(atoms)
+                name = atoms.info.get("source_file") or atoms.get_chemical_formula()
+                warn_outside_domain(atoms, self.domain, name, stacklevel=3)
                 unique_graphs[id(atoms)] = atoms_to_graph(
                     atoms,
                     self.model.config.cutoff,
@@ -202,7 +235,123 @@ class CartNetADP(Calculator):
             raw = self._predict_sweeps(structures, temps, unique_graphs, sweeps, batch_size)
         else:
             raw = self._predict_samples(structures, temps, unique_graphs, batch_size)
-        return self._finish(structures, raw, sweeps)
+        return assemble(self._finish(structures, raw, sweeps))
+
+    def _predict_in_chunks(
+        self,
+        structures: list[Atoms],
+        temps: list[float],
+        batch_size: int,
+        progress: bool,
+        executor: Executor | None,
+    ) -> list[np.ndarray]:
+        """:meth:`predict_many` chunk by chunk (``batch_size`` distinct structures, sweeps kept
+        together), in this process or as ``executor`` tasks, with a progress bar."""
+        from tqdm.auto import tqdm
+
+        groups: dict[int, list[int]] = {}
+        for position, atoms in enumerate(structures):
+            groups.setdefault(id(atoms), []).append(position)
+        ids = list(groups)
+        chunks = [
+            sorted(p for key in ids[s : s + batch_size] for p in groups[key])
+            for s in range(0, len(ids), batch_size)
+        ]
+        out: list[np.ndarray | None] = [None] * len(structures)
+        bar = tqdm(total=len(structures), desc="CartNet", unit="structure", disable=not progress)
+        if executor is None:
+            plans: list = [None] * len(structures)
+            for chunk in chunks:
+                done = self.predict_many(
+                    [structures[p] for p in chunk],
+                    temperatures=[temps[p] for p in chunk],
+                    batch_size=batch_size,
+                )
+                for p, u, plan in zip(chunk, done, self.last_disorder, strict=True):
+                    out[p], plans[p] = u, plan
+                bar.update(len(chunk))
+            self.last_disorder = plans
+        else:
+            settings = self._worker_settings()
+            futures = [
+                executor.submit(
+                    _predict_chunk,
+                    settings,
+                    [structures[p] for p in chunk],
+                    [temps[p] for p in chunk],
+                    batch_size,
+                )
+                for chunk in chunks
+            ]
+            for chunk, future in zip(chunks, futures, strict=True):
+                for p, u in zip(chunk, future.result(), strict=True):
+                    out[p] = u
+                bar.update(len(chunk))
+            self.last_disorder = []  # the plans stayed with the workers
+        bar.close()
+        return out
+
+    def _worker_settings(self) -> dict[str, Any]:
+        """Everything a worker needs to rebuild this calculator (its checkpoint is loaded there)."""
+        return {
+            "checkpoint": str(self.checkpoint_path),
+            "dtype": self.dtype,
+            "hydrogen": self.hydrogen,
+            "max_neighbours": self.max_neighbours,
+            "rotations": len(self.rotations),
+            "symmetrize": self.symmetrize,
+            "disorder": self.disorder,
+        }
+
+    def _configurations(self, structures: list[Atoms], temps: list[float]):
+        """The ordered configurations to predict for each structure (``disorder`` policy) and a
+        function putting their ADPs back together: (structures, temperatures, assemble)."""
+        plans: dict[int, DisorderPlan | None] = {}
+        parts: dict[int, list[Atoms]] = {}
+        for atoms in structures:
+            if id(atoms) in plans:
+                continue
+            plan = self._plan(atoms)
+            plans[id(atoms)] = plan
+            if plan is None:
+                parts[id(atoms)] = [atoms]
+            else:
+                chosen = plan.configurations if self.disorder == "each" else [plan.major]
+                parts[id(atoms)] = [atoms[indices] for indices in chosen]
+        self.last_disorder = [plans[id(a)] for a in structures]
+        flat = [(part, t) for a, t in zip(structures, temps, strict=True) for part in parts[id(a)]]
+
+        def assemble(adps: list[np.ndarray]) -> list[np.ndarray]:
+            out, cursor = [], 0
+            for atoms in structures:
+                plan, n_parts = plans[id(atoms)], len(parts[id(atoms)])
+                pieces, cursor = adps[cursor : cursor + n_parts], cursor + n_parts
+                out.append(pieces[0] if plan is None else _combine(plan, pieces, len(atoms)))
+            return out
+
+        return [p for p, _ in flat], [t for _, t in flat], assemble
+
+    def _plan(self, atoms: Atoms) -> DisorderPlan | None:
+        """The disorder plan of ``atoms`` (None when ordered), warnings naming the sites."""
+        if "occupancy" not in atoms.arrays and "disorder_group" not in atoms.arrays:
+            return None
+        name = atoms.info.get("source_file") or atoms.get_chemical_formula()
+        try:
+            plan = disorder_plan(atoms)
+        except InputError as exc:
+            raise InputError(f"{name}: {exc}") from exc
+        if plan is None or not plan.minor:
+            return None
+        if self.disorder == "error":
+            raise InputError(overlap_message(atoms, plan))
+        what = (
+            f"{len(plan.configurations)} configurations predicted separately; each atom takes "
+            "the mean over the configurations it belongs to"
+            if self.disorder == "each"
+            else plan.describe()
+        )
+        warnings.warn(f"{name}: disordered: {what}", stacklevel=4)
+        return plan
 
     def _predict_samples(
         self, structures: list[Atoms], temps: list[float], unique_graphs: dict, batch_size: int
@@ -285,6 +434,8 @@ class CartNetADP(Calculator):
         out = list(raw)
         if self.symmetrize:
             for group in sweeps.values():
+                if not structures[group[0]].pbc.all():
+                    continue  # a molecule has no space group
                 stacked, _ = symmetrize_adps(
                     structures[group[0]], np.stack([raw[i] for i in group])
                 )
@@ -309,14 +460,66 @@ class CartNetADP(Calculator):
 
     # -- outputs -----------------------------------------------------------------------------
 
-    def write_cif(self, path: str | os.PathLike, atoms: Atoms | None = None) -> Path:
-        """Write ``atoms`` (default: the last calculated structure) with predicted ADPs to a CIF
-        (aniso loop, U_eq, temperature), atomically and never over the structure's source file."""
+    def write_cif(
+        self, path: str | os.PathLike, atoms: Atoms | None = None, *, p1: bool = False
+    ) -> Path:
+        """Write ``atoms`` (default: the last calculated structure) with predicted ADPs to a CIF,
+        atomically and never over the structure's source file: a structure read from a CIF as
+        that file's own data block (space group, site labels; asymmetric-unit ADPs, riding H as
+        Uiso), else — or with ``p1`` — the expanded cell in P1. Provenance items name the
+        software, model card, checkpoint sha256, temperature and options."""
         from ase_cartnet.io.cif import write_cif
 
         atoms = self._atoms_with_results(atoms)
         temperature = resolve_temperature(self.parameters.get("temperature"), atoms)
-        return write_cif(path, atoms, self.results["adps"], temperature=temperature)
+        return write_cif(
+            path,
+            atoms,
+            self.results["adps"],
+            temperature=temperature,
+            p1=p1,
+            provenance=self.provenance(temperature),
+            eadp=self._eadp_labels(atoms),
+        )
+
+    def _eadp_labels(self, atoms: Atoms) -> dict[str, str] | None:
+        """Site label → counterpart site label for atoms whose U is their counterpart's (the
+        disorder policy "major"), from the last calculation."""
+        counterpart = self.results.get("adp_counterpart")
+        if counterpart is None or "site_label" not in atoms.arrays:
+            return None
+        labels = atoms.arrays["site_label"]
+        return {
+            str(labels[i]): str(labels[c])
+            for i, c in enumerate(counterpart)
+            if c >= 0 and c != i and labels[i] != labels[c]
+        }
+
+    def provenance(self, temperature: float) -> dict[str, str]:
+        """What produced a prediction, as written into CIFs: software, model card name,
+        checkpoint sha256, temperature (K) and the options that change the numbers."""
+        import hashlib
+        import json
+
+        from ase_cartnet import __version__
+
+        card = self.checkpoint_path.with_suffix(".json")
+        name = self.checkpoint_path.name
+        if card.is_file():
+            try:
+                name = json.loads(card.read_text(encoding="utf-8")).get("name", name)
+            except (OSError, ValueError):
+                pass
+        digest = hashlib.sha256(self.checkpoint_path.read_bytes()).hexdigest()
+        return {
+            "software": f"ase-cartnet {__version__} CartNetADP",
+            "model_card": name,
+            "checkpoint_sha256": digest,
+            "prediction_temperature": f"{temperature:g}",
+            "symmetrized": "yes" if self.symmetrize else "no",
+            "hydrogen": self.hydrogen,
+            "disorder": self.disorder,
+        }
 
     def plot_ellipsoids(
         self,
@@ -343,3 +546,44 @@ class CartNetADP(Calculator):
                 "nothing calculated yet: attach the calculator to atoms or pass atoms=..."
             )
         return self.atoms
+
+
+def _predict_chunk(settings: dict[str, Any], structures, temperatures, batch_size: int):
+    """Worker body of :meth:`CartNetADP.predict_many` with an executor (module level:
+    picklable): a calculator rebuilt from ``settings`` predicts one chunk."""
+    torch.set_num_threads(1)
+    calc = CartNetADP(**settings)
+    return calc.predict_many(structures, temperatures=temperatures, batch_size=batch_size)
+
+
+@contextmanager
+def _naming(index: int | None, atoms: Atoms):
+    """Re-raise an ``InputError`` about one structure with its index, formula and source."""
+    try:
+        yield
+    except InputError as exc:
+        where = f"structure {index}" if index is not None else "structure"
+        try:
+            where += f" ({atoms.get_chemical_formula()}"
+            source = atoms.info.get("source_file")
+            where += f", {source})" if source else ")"
+        except Exception:  # not an Atoms: the error itself says so
+            pass
+        raise InputError(f"{where}: {exc}") from exc
+
+
+def _combine(plan: DisorderPlan, pieces: list[np.ndarray], n_atoms: int) -> np.ndarray:
+    """ADPs (n_atoms, 3, 3) of a disordered structure from those of its predicted configurations
+    (``pieces``, in ``plan.configurations`` order): the mean over the configurations holding an
+    atom; atoms in none take their counterpart's U (NaN without one)."""
+    total = np.zeros((n_atoms, 3, 3))
+    count = np.zeros(n_atoms)
+    for indices, u in zip(plan.configurations, pieces, strict=False):
+        total[indices] += u
+        count[indices] += 1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = total / count[:, None, None]
+    missing = np.flatnonzero(count == 0)
+    source = plan.counterpart[missing]
+    out[missing] = np.where((source >= 0)[:, None, None], out[np.maximum(source, 0)], np.nan)
+    return out

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from ase_cartnet import __version__
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "predict": ("predict", "predict ADPs (thermal ellipsoids) of a structure with CartNet"),
+    "predict": ("predict", "predict ADPs (thermal ellipsoids) of structures with CartNet"),
+    "view": ("predict", "write an interactive 3D view (HTML, offline) of predicted ellipsoids"),
     "relax": ("relax", "one-shot pre-relaxation of crystals with DeepRelax (positions and cell)"),
     "denoise": ("denoise", "pull distorted lattices back toward stable ones with EMPNN"),
     "property": ("property", "predict a crystal property (formation energy, …) with CrysToGraph"),

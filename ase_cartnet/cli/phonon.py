@@ -112,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
         comparison = compare(u_pred, u_ref, structure, names=("CartNet", "harmonic"))
         print(comparison.table())
     if args.output:
-        path = write_cif(args.output, structure, u_ref, temperature=temperature)
+        # the relaxed structure is no longer the file's: the expanded cell in P1
+        path = write_cif(args.output, structure, u_ref, temperature=temperature, p1=True)
         print(f"wrote {path}")
     if args.plot:
         if comparison is not None:

@@ -1,98 +1,171 @@
-"""``ase-cartnet predict structure.cif``: CartNet ADPs of one structure, table and files."""
+"""``ase-cartnet predict`` and ``ase-cartnet view``: CartNet ADPs of structure files, with a
+table, a CIF in the input's own terms, an ORTEP figure and an interactive HTML view; many files
+and folders as a batch."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-import numpy as np
-
 from ase_cartnet.cli import add_command
 from ase_cartnet.cli.options import add_checkpoint, add_float64, add_threads, dtype, set_threads
+from ase_cartnet.errors import InputError
 
 
-def _format_adp_table(atoms, adps: np.ndarray, reference: np.ndarray | None) -> str:
-    from ase_cartnet.adp import principal_axes, u_equiv
-
-    labels = atoms.arrays.get("site_label", atoms.get_chemical_symbols())
-    header = f"{'#':>4} {'atom':<8} {'U_eq (Å²)':>11} {'λ_min':>9} {'λ_max':>9}"
-    if reference is not None:
-        header += f" {'U_eq ref':>10}"
-    lines = [header]
-    u_eq = u_equiv(adps)
-    ref_eq = u_equiv(reference) if reference is not None else None
-    for i in range(len(atoms)):
-        if not np.isfinite(adps[i]).all():
-            continue
-        values, _ = principal_axes(adps[i])
-        line = f"{i:>4} {str(labels[i]):<8} {u_eq[i]:>11.5f} {values[0]:>9.5f} {values[2]:>9.5f}"
-        if ref_eq is not None:
-            line += f" {ref_eq[i]:>10.5f}" if np.isfinite(ref_eq[i]) else f" {'-':>10}"
-        lines.append(line)
-    return "\n".join(lines)
-
-
-def _run_predict(args: argparse.Namespace) -> int:
-    from ase_cartnet.adp import adp_metrics
+def _calculator(args: argparse.Namespace):
+    """The CartNetADP the options describe (threads set for torch)."""
     from ase_cartnet.calculators.cartnet_adp import CartNetADP
-    from ase_cartnet.io.structure import read_structure
 
     set_threads(args)
-    atoms = read_structure(Path(args.input))
-    reference = atoms.arrays.get("adps")
-    calc = CartNetADP(
+    return CartNetADP(
         checkpoint=args.checkpoint,
         temperature=args.temperature,
         hydrogen=args.hydrogen,
         rotations=args.rotations,
         symmetrize=args.symmetrize,
+        disorder=args.disorder,
         dtype=dtype(args),
     )
-    atoms.calc = calc
-    adps = calc.get_property("adps", atoms)
-    temperature = calc.parameters.get("temperature") or atoms.info.get("temperature")
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from ase_cartnet import batch
+
+    if batch.is_batch(args.input):
+        return _run_predict_batch(args)
+    if args.out_dir:
+        out = Path(args.out_dir)
+        stem = Path(args.input[0]).stem
+        args.output = args.output or str(out / f"{stem}_cartnet.cif")
+        args.plot = args.plot or (str(out / f"{stem}_cartnet.png") if args.plot == "" else None)
+        args.html = args.html or (str(out / f"{stem}_cartnet.html") if args.html == "" else None)
+        out.mkdir(parents=True, exist_ok=True)
+    for flag in ("plot", "html"):
+        if getattr(args, flag) == "":
+            raise InputError(f"--{flag} needs a file name for one input (or give --out-dir)")
+    from ase_cartnet.report import format_adp_table
+
+    calc = _calculator(args)
+    result = batch.predict_file(calc, Path(args.input[0]), args.temperature)
+    atoms = result.atoms
     print(
-        f"CartNet ADPs for {args.input} ({atoms.get_chemical_formula()}, {len(atoms)} atoms) "
-        f"at {temperature} K"
+        f"CartNet ADPs for {args.input[0]} ({atoms.get_chemical_formula()}, {len(atoms)} atoms) "
+        f"at {result.temperature:g} K"
     )
     print(f"checkpoint: {calc.checkpoint_path}")
-    has_reference = reference is not None and np.isfinite(reference[atoms.numbers != 1]).all()
-    print(_format_adp_table(atoms, adps, reference if has_reference else None))
-    if has_reference:
-        heavy = atoms.numbers != 1
-        m = adp_metrics(adps[heavy], reference[heavy])
+    print(format_adp_table(atoms, result.adps, result.reference))
+    m = result.metrics
+    if m is not None:
         print(
-            f"vs the file's ADPs (non-H atoms, n={m['n_atoms']}): MAE {m['mae']:.2e} Å², "
-            f"S12 {m['s12']:.2f} %, IoU {m['iou']:.1f} %"
+            f"vs the file's ADPs ({m['n_atoms']} non-H sites of the asymmetric unit): "
+            f"MAE {m['mae']:.2e} Å², S12 {m['s12']:.2f} %, IoU {m['iou']:.1f} %"
         )
-    if args.output:
-        path = calc.write_cif(args.output, atoms)
-        print(f"wrote {path}")
-    if args.plot:
-        path = calc.plot_ellipsoids(
-            args.plot, reference=reference if has_reference else None, atoms=atoms
-        )
+    outputs = batch.write_outputs(
+        calc,
+        result,
+        cif=Path(args.output) if args.output else None,
+        png=Path(args.plot) if args.plot else None,
+        html=Path(args.html) if args.html else None,
+        p1=args.p1,
+    )
+    for path in outputs:
         print(f"wrote {path}")
     return 0
 
 
-def register(subparsers) -> None:
-    """Add ``predict`` to the ``ase-cartnet`` CLI."""
-    p = add_command(subparsers, "predict")
-    p.add_argument("input", help="structure file (CIF keeps ADPs and temperature; any ASE format)")
-    p.add_argument(
+def _run_predict_batch(args: argparse.Namespace) -> int:
+    from ase_cartnet import batch
+
+    if not args.out_dir:
+        raise InputError("several inputs or a folder: give --out-dir for the outputs")
+    if args.output:
+        raise InputError("-o names one output file; with several inputs use --out-dir")
+    calc = _calculator(args)
+    result = batch.run_batch(
+        calc,
+        args.input,
+        args.out_dir,
+        temperature=args.temperature,
+        plot=args.plot is not None,
+        html=args.html is not None,
+        p1=args.p1,
+    )
+    return batch.report_batch(result, args.out_dir, "predicted")
+
+
+def _run_view(args: argparse.Namespace) -> int:
+    from ase_cartnet import batch
+
+    args.disorder = getattr(args, "disorder", "major")
+    calc = _calculator(args)
+    result = batch.predict_file(calc, Path(args.input), args.temperature)
+    html = Path(args.output or f"{Path(args.input).stem}_view.html")
+    (path,) = batch.write_outputs(calc, result, html=html)
+    print(f"wrote {path}")
+    return 0
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
         "-T", "--temperature", type=float, default=None, help="K (default: from the file)"
     )
-    p.add_argument("-o", "--output", help="write a CIF with the predicted ADPs (aniso loop)")
-    p.add_argument("--plot", help="write an ORTEP-style PNG (overlaid on the file's ADPs if any)")
-    add_checkpoint(p, "official or ase-cartnet CartNet checkpoint")
-    p.add_argument("--hydrogen", choices=("nan", "riding"), default="riding")
-    p.add_argument("--rotations", type=int, default=1, help="test-time rotation averaging (K)")
-    add_float64(p)
-    p.add_argument(
+    add_checkpoint(parser, "official or ase-cartnet CartNet checkpoint")
+    parser.add_argument("--hydrogen", choices=("nan", "riding"), default="riding")
+    parser.add_argument("--rotations", type=int, default=1, help="test-time rotation averaging (K)")
+    add_float64(parser)
+    parser.add_argument(
         "--symmetrize",
-        action="store_true",
-        help="average the predicted U over the space group (site symmetry, equivalent atoms)",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="average the predicted U over the space group (site symmetry, equivalent atoms; "
+        "default on)",
     )
-    add_threads(p)
-    p.set_defaults(func=_run_predict)
+    parser.add_argument(
+        "--disorder",
+        choices=("major", "each", "error"),
+        default="major",
+        help="disordered files: predict the major configuration, minor sites take their "
+        "counterpart's ADP (default); every configuration; or refuse",
+    )
+    add_threads(parser)
+
+
+def register(subparsers) -> None:
+    """Add ``predict`` and ``view`` to the ``ase-cartnet`` CLI."""
+    predict = add_command(subparsers, "predict")
+    predict.add_argument(
+        "input",
+        nargs="+",
+        help="structure files or folders of CIFs (a CIF keeps its ADPs and temperature; any "
+        "ASE format when named)",
+    )
+    predict.add_argument(
+        "-o",
+        "--output",
+        help="write a CIF with the predicted ADPs: the input's own data block (space group, site "
+        "labels, asymmetric unit) with the ADP items replaced",
+    )
+    predict.add_argument(
+        "--p1", action="store_true", help="write the expanded cell in P1 instead (with -o)"
+    )
+    predict.add_argument(
+        "--plot",
+        nargs="?",
+        const="",
+        help="write an ORTEP figure (PNG; beside the file's ADPs if any); a file name for one "
+        "input, no value with --out-dir",
+    )
+    predict.add_argument(
+        "--html", nargs="?", const="", help="write an interactive HTML view (as --plot)"
+    )
+    predict.add_argument(
+        "--out-dir",
+        help="folder for <name>_cartnet.cif (and .png/.html) of every input and summary.csv",
+    )
+    _add_model_options(predict)
+    predict.set_defaults(func=_run_predict)
+    view = add_command(subparsers, "view")
+    view.add_argument("input", help="structure file (a CIF's own ADPs can be toggled in)")
+    view.add_argument("-o", "--output", help="HTML file (default: <name>_view.html here)")
+    _add_model_options(view)
+    view.set_defaults(func=_run_view)

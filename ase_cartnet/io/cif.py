@@ -418,6 +418,8 @@ class _Sites:
     u_star: NDArray[np.float64]  # (n, 3, 3) fractional U*, NaN where unknown or isotropic
     u_iso: NDArray[np.float64]  # (n,) Å², NaN unless the atom is isotropic
     adp_type: list[str]
+    assembly: list[str]  # _atom_site_disorder_assembly ("." when ordered or absent)
+    group: list[str]  # _atom_site_disorder_group ("." when ordered or absent)
 
 
 def _select_block(blocks: list[_Block], index: int | str, path: Path) -> _Block:
@@ -490,6 +492,8 @@ def _read_sites(block: _Block, cell: NDArray[np.float64], path: Path) -> _Sites:
         "_atom_site_adp_type",
         "_atom_site_thermal_displace_type",
         "_atom_site_calc_flag",
+        "_atom_site_disorder_assembly",
+        "_atom_site_disorder_group",
     )
     table = block.table("_atom_site_fract_x", *site_tags)
     if table is None or not table["_atom_site_fract_x"]:
@@ -587,6 +591,8 @@ def _read_sites(block: _Block, cell: NDArray[np.float64], path: Path) -> _Sites:
         u_star=u_star,
         u_iso=u_iso,
         adp_type=adp_type,
+        assembly=[table.get("_atom_site_disorder_assembly", ["."] * n_rows)[i] for i in keep],
+        group=[table.get("_atom_site_disorder_group", ["."] * n_rows)[i] for i in keep],
     )
 
 
@@ -882,7 +888,8 @@ def read_cif(
     index: int | str = 0,
     require_adps: bool = False,
     merge_tol: float = MERGE_TOLERANCE,
-) -> Atoms:
+    disorder: str = "major",
+) -> Atoms | list[Atoms]:
     """Read one structure from a CIF, expanded to the full unit cell, with its ADPs.
 
     Parameters
@@ -902,6 +909,16 @@ def read_cif(
         the same element from *different* sites closer than ``COINCIDENCE_TOLERANCE`` (0.01 Å)
         are also one atom, with summed occupancy (riding methyl H on a 3-fold axis, disorder
         components that share a position); different elements on one site are kept.
+    disorder
+        What to do with a disordered structure (alternative conformers, split positions, mixed
+        occupancy, disorder across a symmetry element; :mod:`ase_cartnet.disorder`): "major"
+        returns the major configuration, recording in ``info["disorder"]`` each left-out site
+        and the major site whose ADP it would take; "each" returns a list with every
+        configuration (major first); "all" returns every atom of the file, overlapping ones
+        included (for ``CartNetADP(disorder=...)``, which resolves them itself); "error" raises
+        :class:`CIFError` naming the sites.  A :class:`CIFWarning` names the sites and says
+        what was done, also for partially occupied sites that overlap nothing (read as full
+        atoms).
 
     Returns
     -------
@@ -915,7 +932,9 @@ def read_cif(
           asymmetric-unit site each atom comes from.
         * ``arrays["adp_type"]`` (N,) str: "Uani", "Bani", "Uiso", "Biso" or "none" — the kind
           of data the file gave (β_ij input is reported as "Uani").
-        * ``arrays["occupancy"]`` (N,) float (1 where the file gives none).
+        * ``arrays["occupancy"]`` (N,) float (1 where the file gives none);
+          ``arrays["disorder_assembly"]``, ``arrays["disorder_group"]`` (N,) str ("." when
+          ordered).
         * ``info["temperature"]`` (K, from ``_diffrn_ambient_temperature``, else
           ``_cell_measurement_temperature``; absent when neither is given),
           ``info["cif_block"]``, ``info["spacegroup"]`` (symbol as written, or derived from the
@@ -982,7 +1001,65 @@ def read_cif(
     atoms.info["cif_block"] = block.name
     atoms.info["spacegroup"] = sg_name
     atoms.info["source_file"] = str(path.resolve())
-    return atoms
+    atoms.new_array("disorder_assembly", np.array([sites.assembly[i] for i in asym], dtype=str))
+    atoms.new_array("disorder_group", np.array([sites.group[i] for i in asym], dtype=str))
+    return _resolve_disorder(atoms, disorder, path)
+
+
+_READ_DISORDER = ("major", "each", "all", "error")
+
+
+def _resolve_disorder(atoms: Atoms, policy: str, path: Path) -> Atoms | list[Atoms]:
+    """Apply ``read_cif``'s ``disorder`` policy to the expanded structure (see there)."""
+    from ase_cartnet.disorder import disorder_plan, overlap_message
+
+    if policy not in _READ_DISORDER:
+        raise InputError(f"disorder must be one of {_READ_DISORDER}, got {policy!r}")
+    try:
+        plan = disorder_plan(atoms)
+    except InputError as exc:
+        raise CIFError(f"{path}: {exc}") from exc
+    if plan is None:
+        return [atoms] if policy == "each" else atoms
+    if plan.partial:
+        warnings.warn(
+            f"{path}: partially occupied site(s) that overlap no other atom, read as full atoms "
+            f"(vacancies are not modelled): {', '.join(plan.partial)}",
+            CIFWarning,
+            stacklevel=3,
+        )
+    if not plan.minor or policy == "all":
+        return [atoms] if policy == "each" else atoms
+    if policy == "error":
+        raise CIFError(overlap_message(atoms, plan))
+    labels = atoms.arrays["site_label"]
+    if policy == "each":
+        warnings.warn(
+            f"{path}: disordered; returning its {len(plan.configurations)} configurations "
+            f"(minor-part sites: {', '.join(plan.minor)})",
+            CIFWarning,
+            stacklevel=3,
+        )
+        configurations = []
+        for k, indices in enumerate(plan.configurations):
+            part = atoms[indices]
+            part.info["disorder"] = {
+                "configuration": k,
+                "n_configurations": len(plan.configurations),
+            }
+            configurations.append(part)
+        return configurations
+    warnings.warn(f"{path}: disordered: {plan.describe()}", CIFWarning, stacklevel=3)
+    minor = np.setdiff1d(np.arange(len(atoms)), plan.major)
+    major = atoms[plan.major]
+    major.info["disorder"] = {
+        "policy": "major",
+        "minor_sites": {
+            str(labels[i]): (str(labels[plan.counterpart[i]]) if plan.counterpart[i] >= 0 else "")
+            for i in minor
+        },
+    }
+    return major
 
 
 # --------------------------------------------------------------------------------------------
@@ -1058,8 +1135,20 @@ def write_cif(
     temperature: float | None = None,
     labels: Sequence[str] | None = None,
     overwrite_input: bool = False,
+    p1: bool = False,
+    provenance: dict[str, str] | None = None,
+    eadp: dict[str, str] | None = None,
 ) -> Path:
-    """Write ``atoms`` as a P1 CIF with anisotropic displacement parameters.
+    """Write ``atoms`` with anisotropic displacement parameters: by default in the terms of the
+    CIF it was read from, else as a P1 CIF.
+
+    A structure read by :func:`read_cif` whose source file still exists (and whose cell is
+    still the file's) is written as the file's own data block — cell, space group, symmetry
+    operations, every site with its label, all other items — with the ADP columns and the aniso
+    loop replaced by the asymmetric-unit ADPs of ``adps`` (each site's images averaged in its
+    own frame, riding H as ``Uiso``/``calc``, minor disorder sites EADP-like;
+    :mod:`ase_cartnet.io.cif_source`). Otherwise, or with ``p1=True`` or ``labels``, every atom
+    is written in P1, no symmetry reduction.
 
     Parameters
     ----------
@@ -1080,6 +1169,13 @@ def write_cif(
         symmetry images) or element + running number.
     overwrite_input
         Allow ``path`` to be ``atoms.info["source_file"]`` (refused by default).
+    p1
+        Write the expanded cell in P1 even when the source block could be written back.
+    provenance
+        Items written as ``_ase_cartnet_<key> value`` (software, model, temperature …).
+    eadp
+        Site label → label of the site whose predicted U it carries (minor disorder parts),
+        written as the ``_ase_cartnet_eadp`` loop of a source block.
 
     Returns
     -------
@@ -1116,6 +1212,16 @@ def write_cif(
         temperature = float(temperature)
         if not math.isfinite(temperature) or temperature <= 0:
             raise InputError(f"temperature must be a positive number of kelvin, got {temperature}")
+    if not p1 and labels is None:
+        from ase_cartnet.io.cif_source import source_block_available, write_source_block
+
+        if source_block_available(atoms):
+            try:
+                return write_source_block(
+                    out, atoms, u_cart, temperature=temperature, provenance=provenance, eadp=eadp
+                )
+            except InputError as exc:
+                warnings.warn(f"{exc}; writing P1 instead", CIFWarning, stacklevel=2)
     names = _unique_labels(atoms, labels)
     symbols = atoms.get_chemical_symbols()
     frac = atoms.get_scaled_positions(wrap=False)
@@ -1126,6 +1232,9 @@ def write_cif(
     u_eq = adp.u_equiv(np.where(known[:, None, None], u_cart, 0.0))
 
     block = re.sub(r"[^\w.\-]+", "_", str(atoms.info.get("cif_block", ""))) or "ase_cartnet"
+    lines_provenance = [
+        f"_ase_cartnet_{key} {_cif_value(str(value))}" for key, value in (provenance or {}).items()
+    ]
     a, b, c, alpha, beta, gamma = atoms.cell.cellpar()
     lines = [
         f"data_{block}",
@@ -1142,6 +1251,7 @@ def write_cif(
     ]
     if temperature is not None:
         lines.append(f"_diffrn_ambient_temperature {temperature:.10g}")
+    lines += lines_provenance
     lines += [
         "",
         "loop_",
@@ -1159,13 +1269,23 @@ def write_cif(
         "_atom_site_adp_type",
         "_atom_site_occupancy",
     ]
+    disorder = [atoms.arrays.get(f"disorder_{k}") for k in ("assembly", "group")]
+    disordered = disorder[1] is not None and any(
+        str(g) not in ("", ".", "?", "0") for g in disorder[1]
+    )
+    if disordered:  # the alternatives stay marked, so that reading back resolves them
+        lines += ["_atom_site_disorder_assembly", "_atom_site_disorder_group"]
     for i in range(n):
         ueq = f"{u_eq[i]:.10f}" if known[i] else "?"
         occ = f"{float(occupancy[i]):.6g}" if np.isfinite(occupancy[i]) else "?"
-        lines.append(
+        row = (
             f"{_cif_value(names[i])} {symbols[i]} {frac[i, 0]:.12f} {frac[i, 1]:.12f} "
             f"{frac[i, 2]:.12f} {ueq} {'Uani' if known[i] else '?'} {occ}"
         )
+        if disordered:
+            values = [str(d[i]) if d is not None else "" for d in disorder]
+            row += " " + " ".join("." if v in ("", ".", "?") else _cif_value(v) for v in values)
+        lines.append(row)
     if known.any():
         lines += [
             "",
