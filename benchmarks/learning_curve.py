@@ -71,6 +71,7 @@ def main() -> None:
             ax.annotate(f"{p['iou']:.1f}", (p["n_train"], p["iou"]), textcoords="offset points",
                         xytext=(0, 6), ha="center", fontsize=8)  # fmt: skip
         ax.set_xscale("log")
+        ax.margins(x=0.08, y=0.15)
         ax.set_xlabel("training structures (SevenNet-0 labels)")
         ax.set_ylabel(f"held-out IoU (%), {len(test)} structures")
         ax.set_title("CartNet v7 recipe: learning curve", fontsize=10)
