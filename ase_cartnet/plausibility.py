@@ -34,7 +34,7 @@ def implausible_u_eq_limit(temperature: float) -> float:
 
 def is_molecular(atoms: Atoms) -> bool:
     """Whether ``atoms`` holds C–H bonds (an organic or metal-organic molecular crystal)."""
-    from ase_cartnet.graph import closest_pairs
+    from ase_cartnet.graph.neighbours import closest_pairs
 
     if not ((atoms.numbers == 6).any() and (atoms.numbers == 1).any()):
         return False
