@@ -133,7 +133,7 @@ def test_default_model_warns_on_a_molecular_crystal():
 
 @pytest.mark.parametrize(
     "command, suffix, column",
-    [("relax", ".prerelaxed", "trusted"), ("denoise", ".cif", "volume_ratio")],
+    [("relax", "_prerelaxed.cif", "trusted"), ("denoise", "_denoised.cif", "volume_ratio")],
 )
 def test_relax_and_denoise_take_folders(tmp_path, capsys, command, suffix, column):
     import ase.io
@@ -143,6 +143,8 @@ def test_relax_and_denoise_take_folders(tmp_path, capsys, command, suffix, colum
     shutil.copy(MGAL2SI2_CIF, inputs / "mgal2si2.cif")
     ase.io.write(inputs / "POSCAR_nacl", bulk("NaCl", "rocksalt", a=5.8), format="vasp")
     (inputs / "broken.cif").write_text("data_x\n")
+    assert main([command, str(inputs)]) == 2  # a folder needs --out-dir
+    assert "--out-dir" in capsys.readouterr().err
     out = tmp_path / "out"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -49,7 +49,10 @@ def add_inputs_outputs(parser: argparse.ArgumentParser, tag: str) -> None:
     """Inputs (one or more structure files), ``-o/--output`` and ``--format`` of a command that
     writes one structure per input, as ``X_<tag>.cif`` beside ``X`` by default."""
     parser.add_argument(
-        "input", nargs="+", help="structure files (CIF, POSCAR, any ASE-readable format)"
+        "input",
+        nargs="+",
+        help="structure files (CIF, POSCAR, any ASE-readable format), or folders of them "
+        "(with --out-dir)",
     )
     parser.add_argument(
         "-o",
@@ -59,6 +62,11 @@ def add_inputs_outputs(parser: argparse.ArgumentParser, tag: str) -> None:
         f"(POSCAR_{tag}.vasp for VASP inputs); never an input",
     )
     parser.add_argument("--format", default=None, help="ASE output format (default: from the name)")
+    parser.add_argument(
+        "--out-dir",
+        help=f"a batch: write <stem>_{tag}.cif of every input file (and every structure file in "
+        "input folders) here, with summary.csv; a file that fails is listed, exit status 1",
+    )
 
 
 def plan_outputs(args: argparse.Namespace, tag: str) -> list[tuple[Path, Path, str]]:
@@ -78,6 +86,55 @@ def plan_outputs(args: argparse.Namespace, tag: str) -> list[tuple[Path, Path, s
         out = Path(args.output) if args.output else default_output(source, tag)
         plan.append((source, ensure_not_input(out, *inputs), output_format(out, args.format)))
     return plan
+
+
+def into_out_dir(args: argparse.Namespace) -> bool:
+    """Whether the command runs as a batch into ``--out-dir`` (a folder among the inputs needs
+    one); refuses options that name one output."""
+    from ase_cartnet.errors import InputError
+
+    if not args.out_dir:
+        folders = [p for p in args.input if Path(p).is_dir()]
+        if folders:
+            raise InputError(f"{folders[0]} is a folder: give --out-dir for its outputs")
+        return False
+    if args.output or getattr(args, "trajectory", None):
+        raise InputError("--out-dir names the outputs: give no -o/--output or --trajectory")
+    return True
+
+
+def run_into_out_dir(
+    args: argparse.Namespace, tag: str, process, columns: tuple[str, ...], verb: str
+) -> tuple[int, list[dict[str, object]]]:
+    """The batch of :func:`into_out_dir`: ``process(input) -> (atoms, row)`` on every structure
+    file of the inputs, each written to ``--out-dir``/<stem>_<tag>.cif (the extension of
+    ``--format`` when given), never over an input; ``summary.csv`` holds the output and
+    ``columns`` of ``row``. Prints what was done; returns the exit status (1 if any file
+    failed) and the summary rows."""
+    from ase.io.formats import ioformats
+
+    from ase_cartnet import batch
+    from ase_cartnet.io.atomic import ensure_not_input
+    from ase_cartnet.io.structure import output_format, write_structure
+
+    fmt = output_format(f"<stem>_{tag}.{args.format or 'cif'}", args.format)  # before any model
+    extension = "vasp" if fmt == "vasp" else (ioformats[fmt].extensions or [fmt])[0]
+    files, _ = batch.collect_inputs(args.input)
+
+    def write(path: Path, out: Path) -> dict[str, object]:
+        atoms, row = process(path)
+        write_structure(ensure_not_input(out, *files), atoms, fmt)
+        return {"output": str(out), **row}
+
+    result = batch.run_files(
+        args.input,
+        args.out_dir,
+        write,
+        output_name=lambda path: f"{path.stem}_{tag}.{extension}",
+        columns=("output", *columns),
+        desc=tag,
+    )
+    return batch.report_batch(result, args.out_dir, verb), result.rows
 
 
 def read_all(plan, read) -> tuple[list, int]:

@@ -1,4 +1,5 @@
-"""``ase-cartnet relax a.cif [b.cif …] [-o out.cif]``: DeepRelax one-shot pre-relaxation."""
+"""``ase-cartnet relax a.cif [b.cif …] [-o out.cif | --out-dir out]``: DeepRelax one-shot
+pre-relaxation."""
 
 from __future__ import annotations
 
@@ -8,12 +9,9 @@ from pathlib import Path
 from ase_cartnet.cli import add_command, options
 
 
-def _run_relax(args: argparse.Namespace) -> int:
-    from ase_cartnet.calculators.deeprelax import DeepRelax, _check
-    from ase_cartnet.io.structure import read_structure, write_structure
-
-    options.set_threads(args)
-    settings = {
+def _settings(args: argparse.Namespace) -> dict:
+    """The keyword arguments of ``DeepRelax`` the options set."""
+    return {
         "threshold": args.threshold,
         "steps": args.steps,
         "lr": args.lr,
@@ -21,12 +19,53 @@ def _run_relax(args: argparse.Namespace) -> int:
         "dtype": options.dtype(args),
     }
 
-    def read(path: Path):
-        atoms = read_structure(path)
-        _check(atoms)
-        return atoms
 
-    ready, failed = options.read_all(options.plan_outputs(args, "prerelaxed"), read)
+def _read(path: Path):
+    """The structure of ``path``, checked for DeepRelax (3D periodic, sane)."""
+    from ase_cartnet.calculators.deeprelax import _check
+    from ase_cartnet.io.structure import read_structure
+
+    atoms = read_structure(path)
+    _check(atoms)
+    return atoms
+
+
+def _relax_into_out_dir(args: argparse.Namespace) -> int:
+    """``--out-dir``: every file relaxed on its own (checkpoint read per file, a fraction of a
+    second), summary.csv with the uncertainty and trust of each."""
+    from ase_cartnet.calculators.deeprelax import DeepRelax
+
+    settings = _settings(args)
+
+    def relax(path: Path):
+        atoms = _read(path)
+        opt = DeepRelax(atoms, model=args.checkpoint, logfile=None, **settings)
+        opt.run()
+        u = opt.uncertainty
+        row = {
+            "formula": atoms.get_chemical_formula(mode="hill"),
+            "global_uncertainty": f"{u.global_uncertainty:.4g}",
+            "trusted": u.trusted,
+        }
+        return atoms, row
+
+    columns = ("formula", "global_uncertainty", "trusted")
+    code, rows = options.run_into_out_dir(args, "prerelaxed", relax, columns, "pre-relaxed")
+    untrusted = sum(row.get("trusted") is False for row in rows)
+    if untrusted:
+        print(f"{untrusted} NOT trusted (check them before relying on them)")
+    return code or int(bool(untrusted and args.strict))
+
+
+def _run_relax(args: argparse.Namespace) -> int:
+    from ase_cartnet.calculators.deeprelax import DeepRelax
+    from ase_cartnet.io.structure import write_structure
+
+    options.set_threads(args)
+    if options.into_out_dir(args):
+        return _relax_into_out_dir(args)
+    settings = _settings(args)
+    ready, failed = options.read_all(options.plan_outputs(args, "prerelaxed"), _read)
     if len(args.input) == 1 and ready:
         (((_, out, fmt), atoms),) = ready
         opt = DeepRelax(
