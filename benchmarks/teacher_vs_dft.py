@@ -144,12 +144,16 @@ def main() -> None:
                 for c in ("dft_supercell", "defaults")
             )
             print(f"{name:14s} {teacher:16s} {shown}, {row['cpu_seconds']:.1f} CPU s", flush=True)
+            if args.json:  # after every row, so that an interrupted run keeps what it measured
+                with open(args.json, "w") as handle:
+                    json.dump({"rows": rows, "complete": False}, handle, indent=1)
     results = {
         "temperatures": TEMPERATURES,
         "rows": rows,
         "dft_supercell": summarise(rows, args.teachers, "dft_supercell"),
         "defaults": summarise(rows, args.teachers, "defaults"),
         "stable_fraction": stable_fractions(args.stable_db),
+        "complete": True,
     }
     print("\nteacher            like-for-like IoU / S12     defaults IoU / S12    CPU s/structure")
     for t in args.teachers:
