@@ -364,3 +364,38 @@ def test_edge_blocks_cover_every_edge_once_in_whole_target_atoms():
         )
     with pytest.raises(ValueError, match="chunk_size"):
         edge_blocks(lengths, len(target), chunk_size=0)
+
+
+def test_compile_falls_back_to_eager_with_a_warning(monkeypatch):
+    from ase_cartnet.models.cartnet import compile_blocks
+
+    def broken_compile(*args, **kwargs):
+        raise RuntimeError("no compiler on this platform")
+
+    model = randomised_model(CartNetConfig(**SMALL))
+    g = graph_of(ethanol_crystal(10), 210.0)
+    with torch.no_grad():
+        eager = model(g)
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    with pytest.warns(RuntimeWarning, match="torch.compile is unavailable"):
+        compile_blocks(model)
+    with torch.no_grad():
+        torch.testing.assert_close(model(g), eager, rtol=0, atol=0)
+
+
+def test_compiled_function_failing_at_run_time_falls_back(monkeypatch):
+    from ase_cartnet.models import cartnet
+
+    def compile_that_fails_later(function, **kwargs):
+        def run(*args):
+            raise RuntimeError("inductor: C++ compile failed")
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", compile_that_fails_later)
+    model = cartnet.compile_blocks(randomised_model(CartNetConfig(**SMALL)))
+    g = graph_of(ethanol_crystal(11), 210.0)
+    with pytest.warns(RuntimeWarning, match="runs uncompiled"), torch.no_grad():
+        out = model(g)
+    with torch.enable_grad():
+        torch.testing.assert_close(out, model(g).detach(), rtol=0, atol=1e-12)

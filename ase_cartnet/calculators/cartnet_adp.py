@@ -18,6 +18,7 @@ from ase_cartnet.errors import InputError
 from ase_cartnet.graph import atoms_to_graph, batch_graphs
 from ase_cartnet.hydrogen import HYDROGEN_POLICIES, riding_hydrogen_adps
 from ase_cartnet.io.checkpoint import load_cartnet
+from ase_cartnet.models.cartnet import CartNet, compile_blocks
 from ase_cartnet.models.so3 import averaging_rotations
 from ase_cartnet.symmetry import symmetrize_adps
 from ase_cartnet.validation import resolve_temperature, validate_structure
@@ -56,6 +57,13 @@ class CartNetADP(Calculator):
             1e-3 Å; :func:`ase_cartnet.symmetry.symmetrize_adps`), so that every ellipsoid obeys
             its site symmetry and symmetry-equivalent atoms get identical ellipsoids, as refined
             and harmonic ADPs do. The model alone obeys them only approximately.
+        chunk_size: edges per block in inference (default
+            :data:`ase_cartnet.models.cartnet.DEFAULT_CHUNK_SIZE`). Memory holds the edge features
+            of the whole cell (E × d) plus one block's temporaries (about 4 · d numbers per edge
+            of the block); smaller blocks lower the peak, the results do not depend on it.
+        compile: run the CartLayers' per-block edge work through ``torch.compile`` (the first
+            prediction of each new size pattern compiles, tens of seconds on CPU); falls back to
+            the uncompiled model with a warning where compiling is unavailable.
 
     Not meant for: structures far from the training domain. The model card of the checkpoint
     states the domain; a warning is raised for elements the checkpoint was not trained on.
@@ -75,6 +83,8 @@ class CartNetADP(Calculator):
         rotations: int = 1,
         store_in_arrays: bool = False,
         symmetrize: bool = False,
+        chunk_size: int | None = None,
+        compile: bool = False,
         **kwargs: Any,
     ) -> None:
         if hydrogen not in HYDROGEN_POLICIES:
@@ -87,6 +97,8 @@ class CartNetADP(Calculator):
             raise InputError(
                 f"max_neighbours must be 'checkpoint', None or an int >= 1, got {max_neighbours!r}"
             )
+        if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
+            raise InputError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
         if temperature is not None:
             resolve_temperature(temperature, Atoms())  # validates the value early
         super().__init__(temperature=temperature, **kwargs)
@@ -105,6 +117,12 @@ class CartNetADP(Calculator):
         self.rotations = averaging_rotations(rotations, dtype=dtype).to(self.device)
         self.store_in_arrays = store_in_arrays
         self.symmetrize = bool(symmetrize)
+        if chunk_size is not None:
+            for module in self.model.modules():
+                if isinstance(module, CartNet):
+                    module.chunk_size = chunk_size
+        if compile:
+            compile_blocks(self.model)
         trained = self.metadata.get("elements")
         self.trained_elements = frozenset(int(z) for z in trained) if trained else None
 
