@@ -27,6 +27,27 @@ from ase_cartnet.weights import default_cartnet_checkpoint
 FROM_CHECKPOINT = "checkpoint"
 
 
+def size_sorted_batches(sizes: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Indices of items grouped into batches of similar size (``sizes``: edges per graph):
+    sorted by size, then cut into runs of at most ``batch_size`` items whose total size stays
+    within ``batch_size`` times the run's median item, so that one large cell is not batched
+    with many small ones (a batch's cost and memory follow its edges)."""
+    order = sorted(range(len(sizes)), key=lambda i: sizes[i])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    total = 0
+    for i in order:
+        budget = batch_size * max(sizes[current[len(current) // 2]], 1) if current else 0
+        if current and (len(current) >= batch_size or total + sizes[i] > budget):
+            batches.append(current)
+            current, total = [], 0
+        current.append(i)
+        total += sizes[i]
+    if current:
+        batches.append(current)
+    return batches
+
+
 class CartNetADP(Calculator):
     """Anisotropic displacement parameters U (Å²) of every atom of a structure at a temperature.
 
@@ -224,17 +245,18 @@ class CartNetADP(Calculator):
         self, structures: list[Atoms], temps: list[float], unique_graphs: dict, batch_size: int
     ) -> list[np.ndarray]:
         """Models that take T in the trunk: one (structure, T) sample per graph of a batch."""
-        out: list[np.ndarray] = []
-        for start in range(0, len(structures), batch_size):
-            chunk = structures[start : start + batch_size]
+        out: list[np.ndarray | None] = [None] * len(structures)
+        sizes = [unique_graphs[id(a)].edge_index.shape[1] for a in structures]
+        for batch in size_sorted_batches(sizes, batch_size):
             graphs = []
-            for atoms, t in zip(chunk, temps[start : start + batch_size], strict=True):
-                g = unique_graphs[id(atoms)].clone()
-                g.temperature = torch.tensor([t], dtype=self.dtype)
+            for i in batch:
+                g = unique_graphs[id(structures[i])].clone()
+                g.temperature = torch.tensor([temps[i]], dtype=self.dtype)
                 graphs.append(g)
             u = self._predict_graphs(graphs)
-            offsets = np.cumsum([0] + [len(a) for a in chunk])
-            out.extend(u[offsets[k] : offsets[k + 1]] for k in range(len(chunk)))
+            offsets = np.cumsum([0] + [len(structures[i]) for i in batch])
+            for k, i in enumerate(batch):
+                out[i] = u[offsets[k] : offsets[k + 1]]
         return out
 
     def _predict_sweeps(
@@ -250,8 +272,9 @@ class CartNetADP(Calculator):
         positions in the output); ``batch_size`` structures a call."""
         firsts = [structures[positions[0]] for positions in requests.values()]
         out: list[np.ndarray | None] = [None] * len(structures)
-        for start in range(0, len(firsts), batch_size):
-            chunk = firsts[start : start + batch_size]
+        sizes = [unique_graphs[id(a)].edge_index.shape[1] for a in firsts]
+        for batch in size_sorted_batches(sizes, batch_size):
+            chunk = [firsts[i] for i in batch]
             width = max(len(requests[id(a)]) for a in chunk)
             graphs = []
             for atoms in chunk:
