@@ -234,14 +234,19 @@ def plot_scaling(rows: list[dict], path: Path) -> None:
         label = {"layer_by_layer": "before (layer by layer)", "blocked": "blocked, in place"}[name]
         ax_t.loglog(edges, [r["seconds"] for r in sel], style, label=label)
         ax_m.loglog(edges, [r["peak_rss_bytes"] / 2**30 for r in sel], style, label=label)
+    if rows:  # a line of slope 1 (time ∝ edges) through the largest blocked point
+        last = max((r for r in rows if r["path"] == "blocked"), key=lambda r: r["edges"])
+        span = np.array([min(r["edges"] for r in rows), last["edges"]])
+        ax_t.loglog(span, last["seconds"] * span / span[-1], ":", color="grey", label="∝ edges")
     for ax in (ax_t, ax_m):
         ax.set_xlabel("edges (5 Å cutoff; molecular crystals, 9 atoms per molecule)")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
     ax_t.set_ylabel("graph + prediction time (s, one thread)")
     ax_m.set_ylabel("peak RSS of the process (GiB)")
-    top = ax_t.secondary_xaxis("top", functions=(lambda e: e / 62.0, lambda a: a * 62.0))
-    top.set_xlabel("≈ atoms (62 edges per atom)")
+    per_atom = float(np.median([r["edges"] / r["atoms"] for r in rows])) if rows else 1.0
+    top = ax_t.secondary_xaxis("top", functions=(lambda e: e / per_atom, lambda a: a * per_atom))
+    top.set_xlabel(f"≈ atoms ({per_atom:.0f} edges per atom)")
     fig.suptitle("CartNet (dim 256, 4 layers) inference scaling on CPU")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
