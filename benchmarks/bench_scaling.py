@@ -2,7 +2,7 @@
 against the number of atoms and edges. Every ratio is against a baseline run in the same
 process (or, for peak memory, a fresh process per point); times are medians.
 
-Sections (``--sections``, default all but ``screening``):
+Sections (``--sections``, default symmetry, forward and scaling):
 
 * ``symmetry``: ``CartNetADP(symmetrize=True)`` against a plain prediction on Si supercells,
   and the former ASE ``prep_symmetry`` average on the same structures.
@@ -12,7 +12,8 @@ Sections (``--sections``, default all but ``screening``):
 * ``scaling``: one fresh process per (path, size): wall time and peak RSS of graph + prediction
   for molecular crystals of growing size, the layer-by-layer path against the blocked one;
   a log-log plot (``--plot``).
-* ``screening``: ``CartNetADP.predict_many`` on MP-20 test structures, structures per second.
+* ``pe``: CrysToGraph's positional encodings (Laplacian eigenvectors, random-walk returns),
+  the dense computations against the sparse ones, on NaCl supercells.
 
     python benchmarks/bench_scaling.py --sections symmetry forward --repeats 5
     python benchmarks/bench_scaling.py --sections scaling --sizes 180 1440 4860 11520 \\
@@ -167,6 +168,58 @@ def section_forward(repeats: int, compile_model: bool) -> dict:
     return {k: v[0] for k, v in times.items()}
 
 
+def section_positional_encodings(sizes: list[int]) -> list[dict]:
+    """CrysToGraph's positional encodings (k-NN, 8 Laplacian + 16 random-walk columns) of NaCl
+    supercells: the dense eigendecomposition and dense walk powers against the sparse paths."""
+    from ase.build import bulk
+
+    from ase_cartnet import crystograph_graph as cg
+    from ase_cartnet.graph import knn_graph
+
+    def dense_walk(edge_index, n, steps):  # the former computation: k dense N×N products
+        src, tgt = edge_index
+        walk = np.zeros((n, n))
+        np.add.at(walk, (tgt, src), 1.0)
+        walk /= np.maximum(walk.sum(axis=1, keepdims=True), 1.0)
+        out, power = np.zeros((n, steps)), np.eye(n)
+        for k in range(steps):
+            power = power @ walk
+            out[:, k] = np.diagonal(power)
+        return out
+
+    rows = []
+    for n_target in sizes:
+        rep = max(1, round((n_target / 8) ** (1 / 3)))
+        atoms = bulk("NaCl", "rocksalt", a=5.64, cubic=True) * (rep, rep, rep)
+        atoms.rattle(0.05, seed=0)  # lift the degeneracies, so both paths agree column-wise
+        edges = knn_graph(atoms.positions, atoms.cell[:], atoms.pbc, 12).edge_index
+        n = len(atoms)
+        timings = {}
+        start = time.perf_counter()
+        dense_lap = np.linalg.eigh(cg._dense_laplacian(edges, n))
+        timings["laplacian_dense"] = time.perf_counter() - start
+        start = time.perf_counter()
+        sparse_lap = cg._smallest_eigenpairs(edges, n, 8, "signed")
+        timings["laplacian_sparse"] = time.perf_counter() - start
+        start = time.perf_counter()
+        dense_rw = dense_walk(edges, n, 16)
+        timings["walk_dense"] = time.perf_counter() - start
+        start = time.perf_counter()
+        sparse_rw = cg.random_walk_pe(edges, n, 16)
+        timings["walk_sparse"] = time.perf_counter() - start
+        eig_diff = float(np.abs(dense_lap[0][:9] - sparse_lap[0][:9]).max())
+        rw_diff = float(np.abs(dense_rw - sparse_rw).max())
+        rows.append({"atoms": n, **timings, "eigenvalue_diff": eig_diff, "walk_diff": rw_diff})
+        print(
+            f"{n:>6} atoms  Laplacian dense {timings['laplacian_dense']:7.2f} s, sparse "
+            f"{timings['laplacian_sparse']:6.2f} s (max |Δλ| {eig_diff:.1e});  random walk dense "
+            f"{timings['walk_dense']:7.2f} s, sparse {timings['walk_sparse']:6.2f} s "
+            f"(max |Δ| {rw_diff:.1e})",
+            flush=True,
+        )
+    return rows
+
+
 def worker(path: str, n_molecules: int) -> None:
     """One point of the scaling sweep, in a fresh process: prints a JSON line."""
     torch.manual_seed(0)
@@ -261,6 +314,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--compile", action="store_true", help="forward: also compile=True")
     parser.add_argument("--sizes", type=int, nargs="+", default=[180, 720, 2880, 11520])
+    parser.add_argument("--pe-sizes", type=int, nargs="+", default=[1000, 2744, 5832])
     parser.add_argument("--paths", nargs="+", default=["layer_by_layer", "blocked"])
     parser.add_argument("--plot", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None, help="write all results here")
@@ -275,6 +329,8 @@ def main() -> None:
         results["symmetry"] = section_symmetry(args.repeats)
     if "forward" in args.sections:
         results["forward"] = section_forward(args.repeats, args.compile)
+    if "pe" in args.sections:
+        results["pe"] = section_positional_encodings(args.pe_sizes)
     if "scaling" in args.sections:
         rows = section_scaling(args.sizes, args.paths, args.threads)
         results["scaling"] = rows
