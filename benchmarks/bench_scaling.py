@@ -12,6 +12,7 @@ Sections (``--sections``, default symmetry, forward and scaling):
 * ``scaling``: one fresh process per (path, size): wall time and peak RSS of graph + prediction
   for molecular crystals of growing size, the layer-by-layer path against the blocked one;
   a log-log plot (``--plot``).
+* ``screening``: ``CartNetADP.predict_many`` on MP-20 test structures, structures per second.
 * ``pe``: CrysToGraph's positional encodings (Laplacian eigenvectors, random-walk returns),
   the dense computations against the sparse ones, on NaCl supercells.
 
@@ -220,6 +221,42 @@ def section_positional_encodings(sizes: list[int]) -> list[dict]:
     return rows
 
 
+def section_screening(csv_path: Path, count: int, repeats: int) -> dict:
+    """``predict_many`` on ``count`` MP-20 structures (default weights, 300 K): the former
+    batching (fixed slices in input order) against size-sorted batches, structures per second."""
+    import io
+    import warnings
+
+    import pandas as pd
+    from ase.io import read
+
+    from ase_cartnet.calculators.cartnet_adp import CartNetADP
+
+    warnings.simplefilter("ignore")  # untrained-element warnings
+    frame = pd.read_csv(csv_path, nrows=count)
+    structures = [read(io.StringIO(text), format="cif") for text in frame.cif]
+    calc = CartNetADP(temperature=300.0)
+
+    def input_order(batch_size: int) -> None:
+        for start in range(0, len(structures), batch_size):
+            calc.predict_many(structures[start : start + batch_size], batch_size=batch_size)
+
+    variants = {
+        "input order, batch 1": lambda: input_order(1),
+        "input order, batch 16": lambda: input_order(16),
+        "size-sorted, batch 16": lambda: calc.predict_many(structures, batch_size=16),
+        "size-sorted, batch 64": lambda: calc.predict_many(structures, batch_size=64),
+    }
+    times = interleaved_medians(variants, repeats)
+    base = len(structures) / times["input order, batch 16"][0]
+    out = {}
+    for name, (median, _, _) in times.items():
+        rate = len(structures) / median
+        out[name] = rate
+        print(f"  {name:<24}{rate:8.1f} structures/s  ({rate / base:4.2f}x input order, 16)")
+    return out
+
+
 def worker(path: str, n_molecules: int) -> None:
     """One point of the scaling sweep, in a fresh process: prints a JSON line."""
     torch.manual_seed(0)
@@ -314,6 +351,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--compile", action="store_true", help="forward: also compile=True")
     parser.add_argument("--sizes", type=int, nargs="+", default=[180, 720, 2880, 11520])
+    parser.add_argument("--mp20", type=Path, default=ROOT.parent / "shared/data/mp_20/test.csv.gz")
+    parser.add_argument("--count", type=int, default=1000, help="screening: MP-20 structures")
     parser.add_argument("--pe-sizes", type=int, nargs="+", default=[1000, 2744, 5832])
     parser.add_argument("--paths", nargs="+", default=["layer_by_layer", "blocked"])
     parser.add_argument("--plot", type=Path, default=None)
@@ -329,6 +368,8 @@ def main() -> None:
         results["symmetry"] = section_symmetry(args.repeats)
     if "forward" in args.sections:
         results["forward"] = section_forward(args.repeats, args.compile)
+    if "screening" in args.sections:
+        results["screening"] = section_screening(args.mp20, args.count, args.repeats)
     if "pe" in args.sections:
         results["pe"] = section_positional_encodings(args.pe_sizes)
     if "scaling" in args.sections:
