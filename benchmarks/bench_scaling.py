@@ -334,6 +334,10 @@ def plot_scaling(rows: list[dict], path: Path) -> None:
         ax.legend()
     ax_t.set_ylabel("graph + prediction time (s, one thread)")
     ax_m.set_ylabel("peak RSS of the process (GiB)")
+    from matplotlib.ticker import FormatStrFormatter
+
+    ax_m.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax_m.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
     per_atom = float(np.median([r["edges"] / r["atoms"] for r in rows])) if rows else 1.0
     top = ax_t.secondary_xaxis("top", functions=(lambda e: e / per_atom, lambda a: a * per_atom))
     top.set_xlabel(f"≈ atoms ({per_atom:.0f} edges per atom)")

@@ -50,8 +50,8 @@ from ase_cartnet.models.blocks import (
 from ase_cartnet.models.harmonic_head import HarmonicHead
 
 DEFAULT_CHUNK_SIZE = 4096
-"""Edges per block in inference: each block's temporaries take about 4·d·4 bytes per edge
-(16 kB at d = 256 in float32, 64 MB per block); the speed is flat from 256 to 16k edges."""
+"""Edges per block in inference: each block's temporaries take about 4·d numbers per edge
+(64 MB per block at d = 256 in float32); chosen where the measured speed was flat (README)."""
 
 NUM_ELEMENTS = 119
 """Embedding rows: the atomic number indexes the table directly (row 0 unused, H is row 1)."""
