@@ -13,6 +13,8 @@ Sections (``--sections``, default symmetry, forward and scaling):
   for molecular crystals of growing size, the layer-by-layer path against the blocked one;
   a log-log plot (``--plot``).
 * ``screening``: ``CartNetADP.predict_many`` on MP-20 test structures, structures per second.
+* ``deeprelax``: the shipped DeepRelax ensemble on NaCl supercells (4³ × 8 = 512 atoms, …),
+  displacement heads in one pass against blocks, time and peak RSS in fresh processes.
 * ``pe``: CrysToGraph's positional encodings (Laplacian eigenvectors, random-walk returns),
   the dense computations against the sparse ones, on NaCl supercells.
 
@@ -257,6 +259,49 @@ def section_screening(csv_path: Path, count: int, repeats: int) -> dict:
     return out
 
 
+def deeprelax_worker(mode: str, repeats: int) -> None:
+    """One DeepRelax point in a fresh process: the shipped ensemble's ``predict`` on a rattled
+    NaCl supercell; ``mode`` "one_pass" puts every displacement edge in one block (as before)."""
+    import warnings
+
+    from ase.build import bulk
+
+    from ase_cartnet.calculators.deeprelax import load_deeprelax, predict
+    from ase_cartnet.models import deeprelax
+
+    warnings.simplefilter("ignore")
+    if mode == "one_pass":
+        deeprelax.PAIR_CHUNK = 2**62
+    atoms = bulk("NaCl", "rocksalt", a=5.64, cubic=True) * (repeats, repeats, repeats)
+    atoms.rattle(0.05, seed=0)
+    ensemble = load_deeprelax(None)[0]
+    start = time.perf_counter()
+    predict(ensemble, [atoms])
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"mode": mode, "atoms": len(atoms), "seconds": seconds, "peak": peak}))
+
+
+def section_deeprelax(repeats_list: list[int], threads: int) -> list[dict]:
+    rows = []
+    for repeats in repeats_list:
+        for mode in ("one_pass", "blocked"):
+            cmd = [sys.executable, __file__, "--deeprelax-worker", mode, str(repeats)]
+            env = {"OMP_NUM_THREADS": str(threads), "PATH": "/usr/bin:/bin"}
+            done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+            if done.returncode != 0:
+                print(f"DeepRelax {mode} x{repeats} failed: {done.stderr[-300:]}", flush=True)
+                continue
+            row = json.loads(done.stdout.strip().splitlines()[-1])
+            rows.append(row)
+            print(
+                f"DeepRelax {mode:<9}{row['atoms']:>6} atoms  {row['seconds']:8.2f} s  "
+                f"peak RSS {row['peak'] / 2**30:6.2f} GiB",
+                flush=True,
+            )
+    return rows
+
+
 def worker(path: str, n_molecules: int) -> None:
     """One point of the scaling sweep, in a fresh process: prints a JSON line."""
     torch.manual_seed(0)
@@ -361,11 +406,16 @@ def main() -> None:
     parser.add_argument("--paths", nargs="+", default=["layer_by_layer", "blocked"])
     parser.add_argument("--plot", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None, help="write all results here")
+    parser.add_argument("--deeprelax-repeats", type=int, nargs="+", default=[4, 5])
+    parser.add_argument("--deeprelax-worker", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--worker", nargs=2, metavar=("PATH", "MOLECULES"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.worker:
         worker(args.worker[0], int(args.worker[1]))
+        return
+    if args.deeprelax_worker:
+        deeprelax_worker(args.deeprelax_worker[0], int(args.deeprelax_worker[1]))
         return
     results: dict[str, object] = {}
     if "symmetry" in args.sections:
@@ -374,6 +424,8 @@ def main() -> None:
         results["forward"] = section_forward(args.repeats, args.compile)
     if "screening" in args.sections:
         results["screening"] = section_screening(args.mp20, args.count, args.repeats)
+    if "deeprelax" in args.sections:
+        results["deeprelax"] = section_deeprelax(args.deeprelax_repeats, args.threads)
     if "pe" in args.sections:
         results["pe"] = section_positional_encodings(args.pe_sizes)
     if "scaling" in args.sections:
