@@ -293,3 +293,109 @@ def test_adp_floor_keeps_extreme_needles_positive_definite():
     torch.testing.assert_close(
         u_floor - u_plain, torch.eye(3, dtype=torch.float64).expand(2000, 3, 3) * 1e-6
     )
+
+
+# -- the blocked, in-place inference path equals the layer-by-layer form ------------------------
+
+
+def _both_paths(model, g, **kwargs):
+    """(blocked in-place inference, autograd-enabled eval form) outputs of one graph."""
+    with torch.no_grad():
+        blocked = model(g, **kwargs)
+    with torch.enable_grad():  # autograd on: the plain split/fused layers
+        plain = model(g, **kwargs).detach()
+    return blocked, plain
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, 100, 10**6])
+@pytest.mark.parametrize("head", ["cholesky", "harmonic", "scalar"])
+def test_blocked_inference_equals_the_plain_forward(chunk_size, head):
+    extra = {"use_temperature": False} if head == "harmonic" else {}
+    model = randomised_model(CartNetConfig(**SMALL, head=head, **extra))
+    model.chunk_size = chunk_size
+    atoms = ethanol_crystal(8)
+    g = graph_of(atoms, 180.0)
+    if head == "harmonic":
+        g.masses = torch.tensor(atoms.get_masses())
+    mask = {"output_mask": g.numbers != 1} if head != "scalar" else {}
+    blocked, plain = _both_paths(model, g, **mask)
+    torch.testing.assert_close(blocked, plain, rtol=0, atol=1e-12 * float(plain.abs().max()))
+    if head == "cholesky":  # against the direct concatenation form as well
+        vec = -edge_vectors(g.pos, g.cell, g.edge_index, g.cell_shift)
+        t_std = float(model.standardise_temperature(torch.tensor(180.0, dtype=torch.float64)))
+        direct = reference_cartnet(model.state_dict(), g.numbers, g.edge_index, vec, t_std, 2)
+        torch.testing.assert_close(blocked, direct[g.numbers != 1], rtol=0, atol=1e-12)
+
+
+def test_blocked_inference_with_unsorted_edges_and_isolated_atoms():
+    """Unsorted edges take edge tiles with a scatter sum; an atom without neighbours (here a
+    far-away Cu in a large cell) keeps a zero message sum in every block layout."""
+    model = randomised_model(CartNetConfig(**SMALL))
+    model.chunk_size = 5
+    atoms = ethanol_crystal(9)
+    atoms.set_cell(atoms.cell[:] * 3, scale_atoms=False)
+    atoms += Atoms("Cu", positions=[atoms.cell[:].sum(0) * 0.6])
+    g = graph_of(atoms, 120.0)
+    assert int((g.edge_index[1] == len(atoms) - 1).sum()) == 0
+    perm = torch.randperm(g.edge_index.shape[1], generator=torch.Generator().manual_seed(1))
+    shuffled = g.clone()
+    shuffled.edge_index, shuffled.cell_shift = g.edge_index[:, perm], g.cell_shift[perm]
+    for graph in (g, shuffled):
+        blocked, plain = _both_paths(model, graph, output_mask=graph.numbers != 1)
+        torch.testing.assert_close(blocked, plain, rtol=0, atol=1e-12)
+
+
+def test_edge_blocks_cover_every_edge_once_in_whole_target_atoms():
+    from ase_cartnet.models.blocks import segment_lengths
+    from ase_cartnet.models.cartnet import edge_blocks
+
+    target = torch.tensor([0, 0, 0, 2, 2, 3, 3, 3, 3, 3, 3, 5])
+    lengths = segment_lengths(target, 7)
+    blocks = edge_blocks(lengths, len(target), chunk_size=4)
+    covered = torch.cat([torch.arange(len(target))[edges] for edges, _, _ in blocks])
+    torch.testing.assert_close(covered, torch.arange(len(target)))
+    for edges, first, end in blocks:
+        nodes = target[edges]
+        assert first <= int(nodes.min()) and int(nodes.max()) < end
+        assert (
+            not ((target >= first) & (target < end))
+            .logical_xor(torch.isin(torch.arange(len(target)), torch.arange(len(target))[edges]))
+            .any()
+        )
+    with pytest.raises(ValueError, match="chunk_size"):
+        edge_blocks(lengths, len(target), chunk_size=0)
+
+
+def test_compile_falls_back_to_eager_with_a_warning(monkeypatch):
+    from ase_cartnet.models.cartnet import compile_blocks
+
+    def broken_compile(*args, **kwargs):
+        raise RuntimeError("no compiler on this platform")
+
+    model = randomised_model(CartNetConfig(**SMALL))
+    g = graph_of(ethanol_crystal(10), 210.0)
+    with torch.no_grad():
+        eager = model(g)
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    with pytest.warns(RuntimeWarning, match="torch.compile is unavailable"):
+        compile_blocks(model)
+    with torch.no_grad():
+        torch.testing.assert_close(model(g), eager, rtol=0, atol=0)
+
+
+def test_compiled_function_failing_at_run_time_falls_back(monkeypatch):
+    from ase_cartnet.models import cartnet
+
+    def compile_that_fails_later(function, **kwargs):
+        def run(*args):
+            raise RuntimeError("inductor: C++ compile failed")
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", compile_that_fails_later)
+    model = cartnet.compile_blocks(randomised_model(CartNetConfig(**SMALL)))
+    g = graph_of(ethanol_crystal(11), 210.0)
+    with pytest.warns(RuntimeWarning, match="runs uncompiled"), torch.no_grad():
+        out = model(g)
+    with torch.enable_grad():
+        torch.testing.assert_close(out, model(g).detach(), rtol=0, atol=1e-12)

@@ -21,6 +21,7 @@ from ase_cartnet.errors import InputError
 from ase_cartnet.graph.neighbours import atoms_to_graph, batch_graphs
 from ase_cartnet.hydrogen import HYDROGEN_POLICIES, riding_hydrogen_adps
 from ase_cartnet.io.checkpoint import load_model
+from ase_cartnet.models.cartnet import CartNet, compile_blocks
 from ase_cartnet.models.so3 import averaging_rotations
 from ase_cartnet.plausibility import warn_outside_domain
 from ase_cartnet.symmetry import symmetrize_adps
@@ -32,6 +33,27 @@ from ase_cartnet.validation import (
 from ase_cartnet.weights import shipped
 
 FROM_CHECKPOINT = "checkpoint"
+
+
+def size_sorted_batches(sizes: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Indices of items grouped into batches of similar size (``sizes``: edges per graph):
+    sorted by size, then cut into runs of at most ``batch_size`` items whose total size stays
+    within ``batch_size`` times the run's median item, so that one large cell is not batched
+    with many small ones (a batch's cost and memory follow its edges)."""
+    order = sorted(range(len(sizes)), key=lambda i: sizes[i])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    total = 0
+    for i in order:
+        budget = batch_size * max(sizes[current[len(current) // 2]], 1) if current else 0
+        if current and (len(current) >= batch_size or total + sizes[i] > budget):
+            batches.append(current)
+            current, total = [], 0
+        current.append(i)
+        total += sizes[i]
+    if current:
+        batches.append(current)
+    return batches
 
 
 class CartNetADP(Calculator):
@@ -71,6 +93,13 @@ class CartNetADP(Calculator):
             predicts every configuration and gives each atom the mean over the configurations
             it belongs to, "error" refuses naming the sites. ``last_disorder`` holds the plans
             of the last call (None for ordered structures).
+        chunk_size: edges per block in inference (default
+            :data:`ase_cartnet.models.cartnet.DEFAULT_CHUNK_SIZE`). Memory holds the edge features
+            of the whole cell (E × d) plus one block's temporaries (about 4 · d numbers per edge
+            of the block); smaller blocks lower the peak, the results do not depend on it.
+        compile: run the CartLayers' per-block edge work through ``torch.compile`` (the first
+            prediction of each new size pattern compiles, tens of seconds on CPU); falls back to
+            the uncompiled model with a warning where compiling is unavailable.
 
     Not meant for: structures far from the training domain. The model card of the checkpoint
     states the domain; a warning is raised for elements the checkpoint was not trained on and,
@@ -93,6 +122,8 @@ class CartNetADP(Calculator):
         store_in_arrays: bool = False,
         symmetrize: bool = True,
         disorder: Literal["major", "each", "error"] = "major",
+        chunk_size: int | None = None,
+        compile: bool = False,
         **kwargs: Any,
     ) -> None:
         if hydrogen not in HYDROGEN_POLICIES:
@@ -105,6 +136,8 @@ class CartNetADP(Calculator):
             raise InputError(
                 f"max_neighbours must be 'checkpoint', None or an int >= 1, got {max_neighbours!r}"
             )
+        if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
+            raise InputError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
         if temperature is not None:
             resolve_temperature(temperature, Atoms())  # validates the value early
         super().__init__(temperature=temperature, **kwargs)
@@ -127,6 +160,12 @@ class CartNetADP(Calculator):
         # What the model was trained on, for the out-of-domain warning: the default weights
         # are harmonic ADPs of ordered inorganic crystals; other checkpoints may say.
         self.domain = self.metadata.get("domain") or ("inorganic" if checkpoint is None else None)
+        if chunk_size is not None:
+            for module in self.model.modules():
+                if isinstance(module, CartNet):
+                    module.chunk_size = chunk_size
+        if compile:
+            compile_blocks(self.model)
         trained = self.metadata.get("elements")
         self.trained_elements = frozenset(int(z) for z in trained) if trained else None
 
@@ -358,17 +397,18 @@ class CartNetADP(Calculator):
         self, structures: list[Atoms], temps: list[float], unique_graphs: dict, batch_size: int
     ) -> list[np.ndarray]:
         """Models that take T in the trunk: one (structure, T) sample per graph of a batch."""
-        out: list[np.ndarray] = []
-        for start in range(0, len(structures), batch_size):
-            chunk = structures[start : start + batch_size]
+        out: list[np.ndarray | None] = [None] * len(structures)
+        sizes = [unique_graphs[id(a)].edge_index.shape[1] for a in structures]
+        for batch in size_sorted_batches(sizes, batch_size):
             graphs = []
-            for atoms, t in zip(chunk, temps[start : start + batch_size], strict=True):
-                g = unique_graphs[id(atoms)].clone()
-                g.temperature = torch.tensor([t], dtype=self.dtype)
+            for i in batch:
+                g = unique_graphs[id(structures[i])].clone()
+                g.temperature = torch.tensor([temps[i]], dtype=self.dtype)
                 graphs.append(g)
             u = self._predict_graphs(graphs)
-            offsets = np.cumsum([0] + [len(a) for a in chunk])
-            out.extend(u[offsets[k] : offsets[k + 1]] for k in range(len(chunk)))
+            offsets = np.cumsum([0] + [len(structures[i]) for i in batch])
+            for k, i in enumerate(batch):
+                out[i] = u[offsets[k] : offsets[k + 1]]
         return out
 
     def _predict_sweeps(
@@ -384,8 +424,9 @@ class CartNetADP(Calculator):
         positions in the output); ``batch_size`` structures a call."""
         firsts = [structures[positions[0]] for positions in requests.values()]
         out: list[np.ndarray | None] = [None] * len(structures)
-        for start in range(0, len(firsts), batch_size):
-            chunk = firsts[start : start + batch_size]
+        sizes = [unique_graphs[id(a)].edge_index.shape[1] for a in firsts]
+        for batch in size_sorted_batches(sizes, batch_size):
+            chunk = [firsts[i] for i in batch]
             width = max(len(requests[id(a)]) for a in chunk)
             graphs = []
             for atoms in chunk:

@@ -40,6 +40,15 @@ LapMode = Literal["signed", "projector"]
 EIGEN_TOL = 1e-6
 """Eigenvalues closer than this are one degenerate eigenspace (``lap_mode="projector"``)."""
 
+DENSE_EIGEN_MAX = 2000
+"""Atoms up to which the Laplacian encoding uses a dense eigendecomposition (O(N³), exact as
+trained); larger cells use a sparse shift-invert Lanczos solve (scipy ``eigsh``) for the few
+eigenvectors needed, the same eigenvalues and eigenspaces (a degenerate eigenspace may come out
+in another basis, as for any solver)."""
+
+WALK_ROW_BLOCK = 512
+"""Rows of the random-walk powers propagated at once (memory: this many × N numbers)."""
+
 
 class CrysToGraphData(Data):
     """A ``Data`` whose ``lg_edge_index`` (edge indices) is offset by the edge count on batching."""
@@ -66,11 +75,8 @@ def line_graph(edge_index: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.stack([a[order], b[order]]).astype(np.int64))
 
 
-def laplacian_pe(edge_index: np.ndarray, n_atoms: int, dim: int, mode: LapMode) -> np.ndarray:
-    """(N, dim) Laplacian positional encoding of the graph (module docstring); columns beyond the
-    N − 1 non-trivial eigenvectors are zero."""
-    if mode not in ("signed", "projector"):
-        raise InputError(f"lap_mode must be 'signed' or 'projector', got {mode!r}")
+def _dense_laplacian(edge_index: np.ndarray, n_atoms: int) -> np.ndarray:
+    """I − D^(−1/2) A D^(−1/2) (N, N) of the symmetrised multigraph without self-image edges."""
     src, tgt = edge_index
     keep = src != tgt  # an atom's own images carry no connectivity between atoms
     adjacency = np.zeros((n_atoms, n_atoms))
@@ -78,8 +84,47 @@ def laplacian_pe(edge_index: np.ndarray, n_atoms: int, dim: int, mode: LapMode) 
     adjacency = adjacency + adjacency.T
     degree = adjacency.sum(axis=1)
     inv_sqrt = np.where(degree > 0, 1.0 / np.sqrt(np.maximum(degree, 1e-300)), 0.0)
-    laplacian = np.eye(n_atoms) - inv_sqrt[:, None] * adjacency * inv_sqrt[None, :]
-    values, vectors = np.linalg.eigh(laplacian)
+    return np.eye(n_atoms) - inv_sqrt[:, None] * adjacency * inv_sqrt[None, :]
+
+
+def _smallest_eigenpairs(
+    edge_index: np.ndarray, n_atoms: int, m: int, mode: LapMode
+) -> tuple[np.ndarray, np.ndarray]:
+    """The m + 1 smallest eigenpairs of the (sparse) normalised Laplacian, sorted, by shift-invert
+    Lanczos; for ``mode="projector"`` more until the last eigenspace is complete."""
+    from scipy.sparse import coo_matrix, diags, identity
+    from scipy.sparse.linalg import eigsh
+
+    src, tgt = edge_index
+    keep = src != tgt
+    ones = np.ones(int(keep.sum()))
+    adjacency = coo_matrix((ones, (tgt[keep], src[keep])), shape=(n_atoms, n_atoms)).tocsr()
+    adjacency = adjacency + adjacency.T
+    degree = np.asarray(adjacency.sum(axis=1)).ravel()
+    inv_sqrt = np.where(degree > 0, 1.0 / np.sqrt(np.maximum(degree, 1e-300)), 0.0)
+    scale = diags(inv_sqrt)
+    laplacian = (identity(n_atoms, format="csc") - scale @ adjacency @ scale).tocsc()
+    count = m + 1 + (8 if mode == "projector" else 0)
+    while True:
+        count = min(count, n_atoms - 1)
+        values, vectors = eigsh(laplacian, k=count, sigma=-1e-2, which="LM", tol=1e-12)
+        order = np.argsort(values)
+        values, vectors = values[order], vectors[:, order]
+        complete = values[-1] - values[m] >= EIGEN_TOL
+        if mode != "projector" or complete or count == n_atoms - 1:
+            return values, vectors
+        count *= 2
+
+
+def laplacian_pe(edge_index: np.ndarray, n_atoms: int, dim: int, mode: LapMode) -> np.ndarray:
+    """(N, dim) Laplacian positional encoding of the graph (module docstring); columns beyond the
+    N − 1 non-trivial eigenvectors are zero."""
+    if mode not in ("signed", "projector"):
+        raise InputError(f"lap_mode must be 'signed' or 'projector', got {mode!r}")
+    if n_atoms > DENSE_EIGEN_MAX and min(dim, n_atoms - 1) > 0:
+        values, vectors = _smallest_eigenpairs(edge_index, n_atoms, min(dim, n_atoms - 1), mode)
+    else:
+        values, vectors = np.linalg.eigh(_dense_laplacian(edge_index, n_atoms))
     out = np.zeros((n_atoms, dim))
     m = min(dim, n_atoms - 1)
     if m <= 0:
@@ -101,15 +146,23 @@ def laplacian_pe(edge_index: np.ndarray, n_atoms: int, dim: int, mode: LapMode) 
 def random_walk_pe(edge_index: np.ndarray, n_atoms: int, steps: int) -> np.ndarray:
     """(N, steps) return probabilities (Mᵏ)_ii, k = 1 … steps, of the walk that moves from an
     atom to one of its k-NN neighbours (edges into it) uniformly; self images count as returns."""
+    from scipy.sparse import coo_matrix
+
     src, tgt = edge_index
-    walk = np.zeros((n_atoms, n_atoms))
-    np.add.at(walk, (tgt, src), 1.0)
-    walk /= np.maximum(walk.sum(axis=1, keepdims=True), 1.0)
+    counts = np.bincount(tgt, minlength=n_atoms).astype(float)
+    weights = 1.0 / np.maximum(counts, 1.0)[tgt]
+    walk = coo_matrix((weights, (tgt, src)), shape=(n_atoms, n_atoms)).tocsr()  # sums repeats
     out = np.zeros((n_atoms, steps))
-    power = np.eye(n_atoms)
-    for k in range(steps):
-        power = power @ walk
-        out[:, k] = np.diagonal(power)
+    # Row i of M^k is e_iᵀ M^k: propagate blocks of rows through the sparse walk (k·N·nnz
+    # instead of k·N³ for dense powers; memory one block of rows).
+    walk_t = walk.T.tocsr()
+    for start in range(0, n_atoms, WALK_ROW_BLOCK):
+        rows = np.arange(start, min(start + WALK_ROW_BLOCK, n_atoms))
+        block = np.zeros((n_atoms, len(rows)))  # columns: (M^k)ᵀ e_i
+        block[rows, np.arange(len(rows))] = 1.0
+        for k in range(steps):
+            block = walk_t @ block
+            out[rows, k] = block[rows, np.arange(len(rows))]
     return out
 
 

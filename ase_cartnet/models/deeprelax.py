@@ -55,6 +55,9 @@ ORIGIN_INDEX = 62
 
 _EPS = 1e-12
 
+PAIR_CHUNK = 32768
+"""Displacement edges per block in inference (their features take ~6·hidden numbers each)."""
+
 
 @dataclass
 class DeepRelaxConfig(ConfigDict):
@@ -233,6 +236,18 @@ class DeepRelaxModel(nn.Module):
         pcoe = periodic_offset_encoding(offsets, self.config.pcoe_dim, distances.dtype)
         return torch.cat([self.rbf(distances), pcoe], dim=-1)  # λ(‖r‖) ⊕ p(K)
 
+    def _displacement_block(
+        self, pos: torch.Tensor, node: torch.Tensor, disp: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """d̂ and û (B,) of a block of displacement edges ``disp`` (2, B) (eqns 8–9)."""
+        d_src, d_tgt = disp[0], disp[1]
+        disp_d0 = _safe_norm(pos.index_select(0, d_src) - pos.index_select(0, d_tgt), dim=-1)
+        origin = torch.full_like(d_src, ORIGIN_INDEX)
+        h_disp = self.edge_out(self._edge_features(disp_d0, origin))
+        return self.displacement_head(
+            node.index_select(0, d_tgt), node.index_select(0, d_src), h_disp, disp_d0
+        )
+
     @staticmethod
     def cell_invariants(cell: torch.Tensor, atoms_per_cell: torch.Tensor) -> torch.Tensor:
         """(B, 7): log lengths (Å), cosines of the three angles, log (V/N)^(1/3) (Å)."""
@@ -281,15 +296,19 @@ class DeepRelaxModel(nn.Module):
         distance, log_scale = self.distance_head(
             node.index_select(0, tgt), node.index_select(0, src), h, d0
         )
-        # eqns 8–9 on the (0,0,0) displacement edges (initial in-cell distances as d⁰)
+        # eqns 8–9 on the (0,0,0) displacement edges (initial in-cell distances as d⁰): N² of
+        # them, so in inference they go in blocks (the per-pair features never exist in full)
         disp = data.disp_index
-        d_src, d_tgt = disp[0], disp[1]
-        disp_d0 = _safe_norm(pos.index_select(0, d_src) - pos.index_select(0, d_tgt), dim=-1)
-        origin = torch.full_like(d_src, ORIGIN_INDEX)
-        h_disp = self.edge_out(self._edge_features(disp_d0, origin))
-        disp_distance, disp_log_scale = self.displacement_head(
-            node.index_select(0, d_tgt), node.index_select(0, d_src), h_disp, disp_d0
-        )
+        chunk = disp.shape[1] if self.training or torch.is_grad_enabled() else PAIR_CHUNK
+        blocks = [
+            self._displacement_block(pos, node, disp[:, start : start + chunk])
+            for start in range(0, disp.shape[1], max(chunk, 1))
+        ]
+        if blocks:
+            disp_distance = torch.cat([b[0] for b in blocks])
+            disp_log_scale = torch.cat([b[1] for b in blocks])
+        else:
+            disp_distance = disp_log_scale = pos.new_zeros(0)
         # eqn 10, equivariant form: L̂ = (I + M) L
         counts = torch.bincount(batch, minlength=n_graphs)
         pooled = x.new_zeros((n_graphs, c.hidden)).index_add_(0, batch, self.lattice_nodes(x))
