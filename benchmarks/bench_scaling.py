@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from structures import molecular_crystal  # noqa: E402
 
-from ase_cartnet.graph import atoms_to_graph, edge_vectors  # noqa: E402
+from ase_cartnet.graph.neighbours import atoms_to_graph, edge_vectors  # noqa: E402
 from ase_cartnet.models.blocks import segment_lengths  # noqa: E402
 from ase_cartnet.models.cartnet import CartNet, CartNetConfig  # noqa: E402
 
@@ -176,8 +176,8 @@ def section_positional_encodings(sizes: list[int]) -> list[dict]:
     supercells: the dense eigendecomposition and dense walk powers against the sparse paths."""
     from ase.build import bulk
 
-    from ase_cartnet import crystograph_graph as cg
-    from ase_cartnet.graph import knn_graph
+    from ase_cartnet.graph import crystograph as cg
+    from ase_cartnet.graph.neighbours import knn_graph
 
     def dense_walk(edge_index, n, steps):  # the former computation: k dense N×N products
         src, tgt = edge_index

@@ -7,8 +7,8 @@ import pytest
 from ase import Atoms
 from ase.build import bulk
 
-from ase_cartnet import crystograph_graph as cg
-from ase_cartnet.graph import knn_graph
+from ase_cartnet.graph import crystograph as cg
+from ase_cartnet.graph.neighbours import knn_graph
 
 
 def random_cell(n: int, seed: int) -> Atoms:

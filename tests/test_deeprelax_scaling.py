@@ -7,10 +7,10 @@ import pytest
 import torch
 from ase.build import bulk
 
-from ase_cartnet.graph import batch_graphs
+from ase_cartnet.graph.deeprelax import deeprelax_graph
+from ase_cartnet.graph.neighbours import batch_graphs
 from ase_cartnet.models import deeprelax
 from ase_cartnet.models.deeprelax import DeepRelaxConfig, DeepRelaxModel
-from ase_cartnet.train.deeprelax_data import deeprelax_graph
 
 TINY = DeepRelaxConfig(hidden=16, num_layers=2, num_rbf=8, pcoe_dim=8, max_neighbours=12)
 
