@@ -22,10 +22,10 @@ def best_time(function: Callable[[], Any], repeats: int) -> tuple[float, Any]:
     return best, result
 
 
-def interleaved_best_times(
+def interleaved_times(
     functions: dict[str, Callable[[], Any]], repeats: int
-) -> dict[str, float]:
-    """Best-of-``repeats`` wall time of each function, runs interleaved (A, B, A, B, …) after
+) -> dict[str, list[float]]:
+    """Wall times (s) of ``repeats`` runs of each function, interleaved (A, B, A, B, …) after
     one warm-up each, so load from other processes on a noisy machine hits every variant alike."""
     for function in functions.values():
         function()
@@ -35,7 +35,14 @@ def interleaved_best_times(
             start = time.perf_counter()
             function()
             times[name].append(time.perf_counter() - start)
-    return {name: min(values) for name, values in times.items()}
+    return times
+
+
+def interleaved_best_times(
+    functions: dict[str, Callable[[], Any]], repeats: int
+) -> dict[str, float]:
+    """Best-of-``repeats`` wall time of each function (:func:`interleaved_times`)."""
+    return {name: min(v) for name, v in interleaved_times(functions, repeats).items()}
 
 
 def molecular_crystal(

@@ -45,22 +45,15 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from structures import molecular_crystal  # noqa: E402
 
+from ase_cartnet.benchmarking import interleaved_times  # noqa: E402
 from ase_cartnet.graph.neighbours import atoms_to_graph, edge_vectors  # noqa: E402
 from ase_cartnet.models.blocks import segment_lengths  # noqa: E402
 from ase_cartnet.models.cartnet import CartNet, CartNetConfig  # noqa: E402
 
 
 def interleaved_medians(functions: dict[str, Callable[[], object]], repeats: int) -> dict:
-    """Median wall time (s) of each function over ``repeats`` interleaved runs (A, B, A, B…)
-    after one warm-up each, so load from other processes hits every variant alike."""
-    for function in functions.values():
-        function()
-    times: dict[str, list[float]] = {name: [] for name in functions}
-    for _ in range(repeats):
-        for name, function in functions.items():
-            start = time.perf_counter()
-            function()
-            times[name].append(time.perf_counter() - start)
+    """(median, min, max) wall time (s) of each function over ``repeats`` interleaved runs."""
+    times = interleaved_times(functions, repeats)
     return {name: (statistics.median(v), min(v), max(v)) for name, v in times.items()}
 
 

@@ -14,23 +14,18 @@ import argparse
 import json
 import warnings
 
-import numpy as np
 import torch
 
 from ase_cartnet.adp import adp_metrics
 from ase_cartnet.calculators.cartnet_adp import CartNetADP
 from ase_cartnet.train.adp_data import structures_from_db
+from ase_cartnet.train.cartnet import cartnet_predictions
 
 
 def held_out_metrics(checkpoint: str, test) -> tuple[dict, int]:
     """Metrics of one checkpoint on the test structures and its number of training structures."""
     calc = CartNetADP(checkpoint=checkpoint)
-    samples = [(s, k) for s in test for k in range(len(s.temperatures))]
-    out = calc.predict_many(
-        [s.atoms for s, _ in samples], temperatures=[float(s.temperatures[k]) for s, k in samples]
-    )
-    pred = np.concatenate([u[s.labelled] for (s, _), u in zip(samples, out, strict=True)])
-    target = np.concatenate([s.adps[k][s.labelled] for s, k in samples])
+    pred, target, _, _ = cartnet_predictions(calc, test)
     return adp_metrics(pred, target), int(calc.metadata["n_train_structures"])
 
 
