@@ -43,9 +43,7 @@ sys.path.insert(0, str(ROOT))  # this checkout, not an installed copy
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from structures import molecular_crystal  # noqa: E402
-
-from ase_cartnet.benchmarking import interleaved_times  # noqa: E402
+from ase_cartnet.benchmarking import interleaved_times, molecular_crystal  # noqa: E402
 from ase_cartnet.graph.neighbours import atoms_to_graph, edge_vectors  # noqa: E402
 from ase_cartnet.models.blocks import segment_lengths  # noqa: E402
 from ase_cartnet.models.cartnet import CartNet, CartNetConfig  # noqa: E402

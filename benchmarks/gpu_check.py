@@ -26,8 +26,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_scaling import layer_by_layer  # noqa: E402
-from structures import molecular_crystal  # noqa: E402
 
+from ase_cartnet.benchmarking import molecular_crystal  # noqa: E402
 from ase_cartnet.graph.neighbours import atoms_to_graph, edge_vectors  # noqa: E402
 from ase_cartnet.models.cartnet import CartNet, CartNetConfig, compile_blocks  # noqa: E402
 
