@@ -8,7 +8,6 @@ within a few minutes; prints as it goes and writes a JSON summary.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import statistics
 import sys
@@ -203,15 +202,13 @@ def main() -> None:
                         default=["correctness", "forward", "screening", "large"])  # fmt: skip
     args = parser.parse_args()
     warnings.simplefilter("ignore")
-    import pandas as pd
-    from ase.io import read
+    from ase_cartnet.io.datasets import read_mp20
 
     global CUDA
     CUDA = torch.device(args.device)
     name = torch.cuda.get_device_name(0) if CUDA.type == "cuda" else "CPU dry run"
     print(torch.__version__, name, torch.get_num_threads(), "threads", flush=True)
-    frame = pd.read_csv(args.mp20, nrows=args.n)
-    structures = [read(io.StringIO(text), format="cif") for text in frame.cif]
+    structures = read_mp20(args.mp20, limit=args.n)
     steps = {
         "correctness": lambda: check_correctness(structures),
         "forward": lambda: forward_forms(False),

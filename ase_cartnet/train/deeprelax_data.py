@@ -189,8 +189,9 @@ def build_synthetic_db(
     seed: int = 0,
     limit: int | None = None,
 ) -> Path:
-    """Synthetic pairs of the structures of an MP-20 style CSV (``phonon_ref.dataset.read_mp20``)
-    written with :func:`write_pairs_db`; the noise levels are stored in every row."""
+    """Synthetic pairs of the structures of an MP-20 style CSV (read with
+    :func:`ase_cartnet.io.datasets.read_mp20`) written with :func:`write_pairs_db`; the noise
+    levels are stored in every row."""
     from ase_cartnet.io.datasets import read_mp20
 
     structures = read_mp20(csv, limit=limit)

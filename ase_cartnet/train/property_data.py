@@ -1,12 +1,11 @@
 """Structure–property datasets (CDVAE-style CSVs with a ``cif`` column: Perov-5, MP-20, …).
 
-Parsing thousands of CIFs with pymatgen takes minutes, so :func:`load_property_csv` keeps a
-cache (``.npz`` of plain arrays, no pickles) keyed by the CSV's path, size and mtime.
+The CIFs are parsed with pymatgen through :func:`ase_cartnet.io.datasets.read_cif_csv`, which
+keeps the parsed structures in a cache (``.npz`` of plain arrays, no pickles).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ import numpy as np
 from ase import Atoms
 
 from ase_cartnet.errors import InputError
-from ase_cartnet.io.atomic import atomic_path
+from ase_cartnet.io.datasets import read_cif_csv
 
 
 @dataclass
@@ -61,20 +60,6 @@ class PropertySet:
         )
 
 
-def _cache_key(path: Path, target: str) -> str:
-    stat = path.stat()
-    text = f"{path.resolve()}|{stat.st_size}|{int(stat.st_mtime)}|{target}|v1"
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _parse_cif(text: str) -> Atoms:
-    from pymatgen.core import Structure
-    from pymatgen.io.ase import AseAtomsAdaptor
-
-    structure = Structure.from_str(text, fmt="cif")
-    return AseAtomsAdaptor.get_atoms(structure)
-
-
 def load_property_csv(
     path: str | os.PathLike,
     target: str,
@@ -87,60 +72,12 @@ def load_property_csv(
 
     Rows with a missing target are dropped. ``cache_dir``: where parsed structures are cached.
     """
-    import pandas as pd
-
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"dataset file not found: {p}")
-    cache = None
-    if cache_dir is not None:
-        cache = Path(cache_dir) / f"{p.name.split('.')[0]}_{target}_{_cache_key(p, target)}.npz"
-        if cache.is_file():
-            with np.load(cache, allow_pickle=False) as data:
-                counts = data["counts"]
-                splits = np.cumsum(counts)[:-1]
-                numbers = np.split(data["numbers"], splits)
-                positions = np.split(data["positions"], splits)
-                atoms = [
-                    Atoms(numbers=z, positions=r, cell=c, pbc=True)
-                    for z, r, c in zip(numbers, positions, data["cells"], strict=True)
-                ]
-                return PropertySet(
-                    atoms, data["targets"], [str(i) for i in data["ids"]], p.name, target
-                )
-    frame = pd.read_csv(p)
-    for column in ("cif", target, id_column):
-        if column not in frame.columns:
-            raise InputError(f"{p.name} has no column {column!r} (columns: {list(frame.columns)})")
-    frame = frame[frame[target].notna()]
-    rows = frame.itertuples(index=False)
-    if progress:
-        from tqdm.auto import tqdm
-
-        rows = tqdm(rows, total=len(frame), desc=f"parsing {p.name}")
-    atoms, targets, ids = [], [], []
-    cif_at = list(frame.columns).index("cif")
-    target_at = list(frame.columns).index(target)
-    id_at = list(frame.columns).index(id_column)
-    for row in rows:
-        try:
-            atoms.append(_parse_cif(row[cif_at]))
-        except Exception as exc:  # pymatgen raises many types for bad CIFs
-            raise InputError(f"{p.name}: cannot parse the CIF of {row[id_at]}: {exc}") from exc
-        targets.append(float(row[target_at]))
-        ids.append(str(row[id_at]))
-    result = PropertySet(atoms, np.asarray(targets, dtype=np.float64), ids, p.name, target)
-    if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(cache) as tmp:
-            with open(tmp, "wb") as handle:
-                np.savez(
-                    handle,
-                    counts=np.array([len(a) for a in atoms], dtype=np.int64),
-                    numbers=np.concatenate([a.numbers for a in atoms]).astype(np.int64),
-                    positions=np.concatenate([a.positions for a in atoms]),
-                    cells=np.stack([np.asarray(a.cell[:]) for a in atoms]),
-                    targets=result.targets,
-                    ids=np.array(ids, dtype=str),
-                )
-    return result
+    table = read_cif_csv(
+        path,
+        target=target,
+        id_column=id_column,
+        parser="pymatgen",
+        cache_dir=cache_dir,
+        progress=progress,
+    )
+    return PropertySet(table.atoms, table.targets, table.ids, Path(path).name, target)

@@ -1,4 +1,4 @@
-"""Choose the structures of the default CartNet training and test sets (issue #4).
+"""Choose the structures of the default CartNet training and test sets.
 
 Training candidates come from the validation splits of MP-20, Perov-5 and Carbon-24
 (../shared/data),
@@ -29,7 +29,6 @@ Writes ``<out>/<name>_ids.txt`` (committed: the exact list) and ``<out>/<name>.c
 from __future__ import annotations
 
 import argparse
-import io
 from pathlib import Path
 
 import numpy as np
@@ -61,14 +60,17 @@ def teacher_cost(atoms) -> float:
     return float(len(phonon.displacements) * supercell_atoms * neighbours)
 
 
-def describe(frame: pd.DataFrame, prefix: str) -> pd.DataFrame:
-    """The parsed ``atoms``, atoms per cell, elements and space group of every CIF in ``frame``."""
+def describe(path: Path, prefix: str) -> pd.DataFrame:
+    """The CIF text, parsed ``atoms``, atoms per cell, elements and space group of every row of
+    the CSV at ``path``."""
     import spglib
-    from ase.io import read
 
+    from ase_cartnet.io.datasets import read_cif_csv
+
+    table = read_cif_csv(path)
+    cifs = pd.read_csv(path, usecols=["cif"])["cif"]  # passed through to the output CSV
     rows = []
-    for mid, cif in zip(frame["material_id"], frame["cif"], strict=True):
-        atoms = read(io.StringIO(cif), format="cif")
+    for mid, cif, atoms in zip(table.ids, cifs, table.atoms, strict=True):
         cell = (atoms.cell[:], atoms.get_scaled_positions(), atoms.numbers)
         dataset = spglib.get_symmetry_dataset(cell, symprec=1e-3)
         rows.append(
@@ -114,8 +116,7 @@ def select(
     for source, n in counts.items():
         if n <= 0:
             continue
-        frame = pd.read_csv(SHARED_DATA / source / f"{split}.csv.gz")
-        described = describe(frame, source)
+        described = describe(SHARED_DATA / source / f"{split}.csv.gz", source)
         described = described[described["n_atoms"] <= max_atoms]
         parts.append(choose(described, n, per_element if source == "mp_20" else 0, seed))
     return pd.concat(parts, ignore_index=True)
