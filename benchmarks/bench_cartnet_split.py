@@ -1,5 +1,6 @@
 """CartNet forward pass: the split/fused CartLayer (ase_cartnet) against the direct concatenation
-form (tests/reference_cartnet.py), same weights, same process, graph building included.
+form (``ase_cartnet.benchmarking.reference``), same weights, same process, graph building
+included.
 
 Full size (dim 256, 64 RBF, 4 layers), a 180-atom molecular cell, 2 threads. Prints the times,
 the max |ΔU| between the two forms and the speed-up ratio.
@@ -10,19 +11,13 @@ the max |ΔU| between the two forms and the speed-up ratio.
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-
-from reference_cartnet import reference_cartnet  # noqa: E402
-
-from ase_cartnet.benchmarking import interleaved_best_times, molecular_crystal  # noqa: E402
-from ase_cartnet.graph.neighbours import atoms_to_graph, edge_vectors  # noqa: E402
-from ase_cartnet.models.cartnet import CartNet, CartNetConfig  # noqa: E402
+from ase_cartnet.benchmarking import interleaved_best_times, molecular_crystal
+from ase_cartnet.benchmarking.reference import reference_cartnet
+from ase_cartnet.graph.neighbours import atoms_to_graph, edge_vectors
+from ase_cartnet.models.cartnet import CartNet, CartNetConfig
 
 
 def main() -> None:

@@ -11,7 +11,6 @@ otherwise a random full-size model on a built molecular crystal. Also prints the
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,11 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-SHARED_FIXTURES = ROOT.parent / "shared" / "fixtures" / "cartnet_upstream"
+from ase_cartnet.calculators.cartnet_adp import CartNetADP
 
-from ase_cartnet.calculators.cartnet_adp import CartNetADP  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_FIXTURES = ROOT.parent / "shared" / "fixtures" / "cartnet_upstream"
 
 
 def inputs():
@@ -34,8 +32,7 @@ def inputs():
         s0, s1 = read(SHARED_FIXTURES / "inputs.extxyz", ":2")
         rotation = np.load(SHARED_FIXTURES / "expected_full.npz")["s1_rotation_from_s0"]
         return SHARED_FIXTURES / "cartnet_full_random.ckpt", s0, s1, rotation, "fixture full model"
-    from helpers_models import ethanol_crystal, small_checkpoint
-
+    from ase_cartnet.benchmarking.models import ethanol_crystal, small_checkpoint
     from ase_cartnet.models.so3 import random_rotations
 
     ckpt = small_checkpoint(Path(tempfile.mkdtemp()), dim=256, dim_rbf=64, num_layers=4)

@@ -6,9 +6,9 @@ Sections (``--sections``, default symmetry, forward and scaling):
 
 * ``symmetry``: ``CartNetADP(symmetrize=True)`` against a plain prediction on Si supercells,
   and the former ASE ``prep_symmetry`` average on the same structures.
-* ``forward``: the direct concatenation form (tests/reference_cartnet.py), the layer-by-layer
-  split/fused form (autograd-free), and the blocked in-place inference path on a 180-atom
-  molecular cell (optionally ``compile=True``).
+* ``forward``: the direct concatenation form (``ase_cartnet.benchmarking.reference``), the
+  layer-by-layer split/fused form (autograd-free), and the blocked in-place inference path on a
+  180-atom molecular cell (optionally ``compile=True``).
 * ``scaling``: one fresh process per (path, size): wall time and peak RSS of graph + prediction
   for molecular crystals of growing size, the layer-by-layer path against the blocked one;
   a log-log plot (``--plot``).
@@ -38,43 +38,26 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # this checkout, not an installed copy
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from ase_cartnet.benchmarking import interleaved_times, molecular_crystal
+from ase_cartnet.benchmarking.reference import dense_random_walk, forward_variants, layer_by_layer
+from ase_cartnet.graph.neighbours import atoms_to_graph
+from ase_cartnet.models.cartnet import CartNet, CartNetConfig
 
-from ase_cartnet.benchmarking import interleaved_times, molecular_crystal  # noqa: E402
-from ase_cartnet.graph.neighbours import atoms_to_graph, edge_vectors  # noqa: E402
-from ase_cartnet.models.blocks import segment_lengths  # noqa: E402
-from ase_cartnet.models.cartnet import CartNet, CartNetConfig  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def this_script() -> list[str]:
+    """The command that runs this file again in a fresh process (run from ``ROOT``): as a module
+    when it was started with ``python -m``, so the worker imports the same copy of the package."""
+    if __spec__ is not None:
+        return [sys.executable, "-m", __spec__.name]
+    return [sys.executable, __file__]
 
 
 def interleaved_medians(functions: dict[str, Callable[[], object]], repeats: int) -> dict:
     """(median, min, max) wall time (s) of each function over ``repeats`` interleaved runs."""
     times = interleaved_times(functions, repeats)
     return {name: (statistics.median(v), min(v), max(v)) for name, v in times.items()}
-
-
-def layer_by_layer(model: CartNet, g, output_mask: torch.Tensor | None) -> torch.Tensor:
-    """The split/fused form without blocks (the inference path before blocking): full-size
-    (E, 2d) temporaries per layer, last layer restricted to edges into ``output_mask``."""
-    vectors = -edge_vectors(g.pos, g.cell.reshape(-1, 3, 3), g.edge_index, g.cell_shift)
-    distances = torch.linalg.vector_norm(vectors, dim=-1)
-    t_std = model.standardise_temperature(g.temperature.reshape(-1).to(vectors.dtype))
-    h = model.encoder.encode_atoms(g.numbers, t_std.expand(len(g.numbers)))
-    e = model.encoder.encode_edges(distances, vectors / distances.unsqueeze(-1))
-    envelope = 0.5 * (torch.cos(distances * (torch.pi / model.config.cutoff)) + 1.0)
-    envelope = envelope * (distances < model.config.cutoff)
-    edge_index, n = g.edge_index, len(g.numbers)
-    lengths = segment_lengths(edge_index[1], n)
-    for k, layer in enumerate(model.layers):
-        last = k == len(model.layers) - 1
-        if last and output_mask is not None:
-            keep = output_mask.index_select(0, edge_index[1])
-            edge_index, e, envelope = edge_index[:, keep], e[keep], envelope[keep]
-            lengths = segment_lengths(edge_index[1], n)
-        h, e = layer(h, e, edge_index, envelope, lengths, update_edges=not last)
-    return model.head(h if output_mask is None else h[output_mask])
 
 
 def section_symmetry(repeats: int) -> list[dict]:
@@ -115,8 +98,6 @@ def section_symmetry(repeats: int) -> list[dict]:
 
 
 def section_forward(repeats: int, compile_model: bool) -> dict:
-    from reference_cartnet import reference_cartnet
-
     torch.manual_seed(0)
     atoms = molecular_crystal(20)  # 180 atoms
     config = CartNetConfig()
@@ -125,13 +106,7 @@ def section_forward(repeats: int, compile_model: bool) -> dict:
     g = atoms_to_graph(atoms, config.cutoff)
     g.temperature = torch.tensor([150.0])
     heavy = g.numbers != 1
-    t_std = float(model.standardise_temperature(torch.tensor(150.0)))
-    vec = -edge_vectors(g.pos, g.cell, g.edge_index, g.cell_shift)
-    variants = {
-        "direct": lambda: reference_cartnet(state, g.numbers, g.edge_index, vec, t_std, 4)[heavy],
-        "layer_by_layer": lambda: layer_by_layer(model, g, heavy),
-        "blocked": lambda: model(g, output_mask=heavy),
-    }
+    variants = forward_variants(model, g, heavy)
     if compile_model:
         from ase_cartnet.models.cartnet import compile_blocks
 
@@ -170,17 +145,6 @@ def section_positional_encodings(sizes: list[int]) -> list[dict]:
     from ase_cartnet.graph import crystograph as cg
     from ase_cartnet.graph.neighbours import knn_graph
 
-    def dense_walk(edge_index, n, steps):  # the former computation: k dense N×N products
-        src, tgt = edge_index
-        walk = np.zeros((n, n))
-        np.add.at(walk, (tgt, src), 1.0)
-        walk /= np.maximum(walk.sum(axis=1, keepdims=True), 1.0)
-        out, power = np.zeros((n, steps)), np.eye(n)
-        for k in range(steps):
-            power = power @ walk
-            out[:, k] = np.diagonal(power)
-        return out
-
     rows = []
     for n_target in sizes:
         rep = max(1, round((n_target / 8) ** (1 / 3)))
@@ -196,7 +160,7 @@ def section_positional_encodings(sizes: list[int]) -> list[dict]:
         sparse_lap = cg._smallest_eigenpairs(edges, n, 8, "signed")
         timings["laplacian_sparse"] = time.perf_counter() - start
         start = time.perf_counter()
-        dense_rw = dense_walk(edges, n, 16)
+        dense_rw = dense_random_walk(edges, n, 16)
         timings["walk_dense"] = time.perf_counter() - start
         start = time.perf_counter()
         sparse_rw = cg.random_walk_pe(edges, n, 16)
@@ -273,7 +237,7 @@ def section_deeprelax(repeats_list: list[int], threads: int) -> list[dict]:
     rows = []
     for repeats in repeats_list:
         for mode in ("one_pass", "blocked"):
-            cmd = [sys.executable, __file__, "--deeprelax-worker", mode, str(repeats)]
+            cmd = [*this_script(), "--deeprelax-worker", mode, str(repeats)]
             env = {"OMP_NUM_THREADS": str(threads), "PATH": "/usr/bin:/bin"}
             done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
             if done.returncode != 0:
@@ -323,7 +287,7 @@ def section_scaling(sizes: list[int], paths: list[str], threads: int) -> list[di
     rows = []
     for n_atoms in sizes:
         for path in paths:
-            cmd = [sys.executable, __file__, "--worker", path, str(max(1, n_atoms // 9))]
+            cmd = [*this_script(), "--worker", path, str(max(1, n_atoms // 9))]
             env = {"OMP_NUM_THREADS": str(threads), "PATH": "/usr/bin:/bin"}
             done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
             if done.returncode != 0:

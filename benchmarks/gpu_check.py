@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 import traceback
 import warnings
@@ -19,16 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from bench_scaling import layer_by_layer  # noqa: E402
-
-from ase_cartnet.benchmarking import molecular_crystal  # noqa: E402
-from ase_cartnet.graph.neighbours import atoms_to_graph, edge_vectors  # noqa: E402
-from ase_cartnet.models.cartnet import CartNet, CartNetConfig, compile_blocks  # noqa: E402
+from ase_cartnet.benchmarking import molecular_crystal
+from ase_cartnet.benchmarking.models import SMALL, ethanol_crystal, randomised_model
+from ase_cartnet.benchmarking.reference import forward_variants, reference_cartnet
+from ase_cartnet.graph.neighbours import atoms_to_graph, edge_vectors
+from ase_cartnet.models.cartnet import CartNet, CartNetConfig, compile_blocks
 
 CUDA = torch.device("cuda")  # --device cpu: a dry run of the script without a GPU
 RESULTS: dict[str, object] = {}
@@ -53,9 +47,6 @@ def timed(function, repeats: int) -> tuple[float, float, float]:
 
 
 def check_correctness(structures) -> None:
-    from helpers_models import SMALL, ethanol_crystal, randomised_model
-    from reference_cartnet import reference_cartnet
-
     from ase_cartnet.calculators.cartnet_adp import CartNetADP
 
     model = randomised_model(CartNetConfig(**SMALL))
@@ -122,21 +113,13 @@ def screening(structures) -> None:
 
 
 def forward_forms(with_compile: bool) -> None:
-    from reference_cartnet import reference_cartnet
-
     torch.manual_seed(0)
     model = CartNet(CartNetConfig()).eval().to(CUDA)
     g = atoms_to_graph(molecular_crystal(20), 5.0).to(CUDA)
     g.temperature = torch.tensor([150.0], device=CUDA)
     heavy = g.numbers != 1
     state = model.state_dict()
-    t_std = float(model.standardise_temperature(torch.tensor(150.0)))
-    vec = -edge_vectors(g.pos, g.cell, g.edge_index, g.cell_shift)
-    variants = {
-        "direct": lambda: reference_cartnet(state, g.numbers, g.edge_index, vec, t_std, 4)[heavy],
-        "layer_by_layer": lambda: layer_by_layer(model, g, heavy),
-        "blocked": lambda: model(g, output_mask=heavy),
-    }
+    variants = forward_variants(model, g, heavy)
     first, diff = float("nan"), float("nan")
     with torch.inference_mode():
         out = {name: timed(f, 7) for name, f in variants.items()}

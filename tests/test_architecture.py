@@ -25,7 +25,6 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "ase_cartnet.errors",
             "ase_cartnet.weights",
             "ase_cartnet.data",
-            "ase_cartnet.benchmarking",
         ),
     ),
     (
@@ -51,11 +50,13 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("models", ("ase_cartnet.models",)),
     ("io", ("ase_cartnet.io", "ase_cartnet.plot", "ase_cartnet.viewer")),
     ("calculators", ("ase_cartnet.calculators", "phonon_ref", "ase_cartnet.batch")),
-    ("train", ("ase_cartnet.train",)),
+    ("train", ("ase_cartnet.train", "ase_cartnet.benchmarking")),
     ("cli", ("ase_cartnet.cli",)),
 ]
 """Bottom to top. ``phonon_ref`` (phonopy harmonic ADPs behind any ASE calculator) sits beside
-the calculators: it uses adp, io and plot, and the teacher pipelines in train/ use it."""
+the calculators: it uses adp, io and plot, and the teacher pipelines in train/ use it. The
+helpers of the tests and benchmarks (``ase_cartnet.benchmarking``) build and save models, so they
+sit with train/."""
 
 
 def layer_of(module: str) -> int:

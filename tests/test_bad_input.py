@@ -10,8 +10,8 @@ import pytest
 import torch
 from ase import Atoms
 from ase.build import bulk
-from helpers_models import small_checkpoint
 
+from ase_cartnet.benchmarking.models import small_checkpoint
 from ase_cartnet.calculators.cartnet_adp import CartNetADP
 from ase_cartnet.errors import CheckpointError, CIFError, InputError
 from ase_cartnet.io.checkpoint import save_checkpoint

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 from ase.build import bulk, molecule
-from helpers_models import ethanol_crystal, small_checkpoint
 from shared_paths import FIXTURES, needs_shared
 
 from ase_cartnet.adp import u_cart_to_u_cif, u_equiv
+from ase_cartnet.benchmarking.models import ethanol_crystal, small_checkpoint
 from ase_cartnet.calculators.cartnet_adp import CartNetADP
 from ase_cartnet.errors import CheckpointError, InputError
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from ase.build import bulk
-from helpers_models import ethanol_crystal, small_checkpoint
 
+from ase_cartnet.benchmarking.models import ethanol_crystal, small_checkpoint
 from ase_cartnet.calculators.cartnet_adp import CartNetADP
 from ase_cartnet.io.checkpoint import load_model
 from ase_cartnet.models.cartnet import CartNetEnsemble

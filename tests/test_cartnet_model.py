@@ -9,12 +9,12 @@ import pytest
 import torch
 from ase import Atoms
 from ase.build import bulk
-from helpers_models import SMALL, ethanol_crystal, randomised_model
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reference_cartnet import reference_cartnet
 from shared_paths import FIXTURES, needs_shared
 
+from ase_cartnet.benchmarking.models import SMALL, ethanol_crystal, randomised_model
+from ase_cartnet.benchmarking.reference import reference_cartnet
 from ase_cartnet.graph.neighbours import atoms_to_graph, batch_graphs, edge_vectors
 from ase_cartnet.io.checkpoint import infer_official_cartnet_config, load_model, read_checkpoint
 from ase_cartnet.models.cartnet import CartNetConfig

@@ -170,9 +170,9 @@ def test_p1_and_a_changed_cell_fall_back_to_the_expanded_cell(tmp_path):
 
 
 def test_calculator_records_the_eadp_sites_it_filled(tmp_path):
-    from helpers_models import small_checkpoint
     from test_disorder import CONFORMER
 
+    from ase_cartnet.benchmarking.models import small_checkpoint
     from ase_cartnet.calculators.cartnet_adp import CartNetADP
 
     path = tmp_path / "conf.cif"

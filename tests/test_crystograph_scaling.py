@@ -7,6 +7,7 @@ import pytest
 from ase import Atoms
 from ase.build import bulk
 
+from ase_cartnet.benchmarking.reference import dense_random_walk
 from ase_cartnet.graph import crystograph as cg
 from ase_cartnet.graph.neighbours import knn_graph
 
@@ -21,19 +22,6 @@ def random_cell(n: int, seed: int) -> Atoms:
         cell=[length, 1.07 * length, 0.95 * length, 84, 97, 101],
         pbc=True,
     )
-
-
-def dense_random_walk(edge_index: np.ndarray, n_atoms: int, steps: int) -> np.ndarray:
-    """The former O(k·N³) computation: dense powers of the walk matrix."""
-    src, tgt = edge_index
-    walk = np.zeros((n_atoms, n_atoms))
-    np.add.at(walk, (tgt, src), 1.0)
-    walk /= np.maximum(walk.sum(axis=1, keepdims=True), 1.0)
-    out, power = np.zeros((n_atoms, steps)), np.eye(n_atoms)
-    for k in range(steps):
-        power = power @ walk
-        out[:, k] = np.diagonal(power)
-    return out
 
 
 def edges_of(atoms: Atoms) -> np.ndarray:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers_models import small_checkpoint
 from shared_paths import DATA, needs_shared
 
+from ase_cartnet.benchmarking.models import small_checkpoint
 from ase_cartnet.calculators.cartnet_adp import CartNetADP
 from ase_cartnet.disorder import disorder_plan
 from ase_cartnet.errors import CIFError, InputError

@@ -8,10 +8,15 @@ import numpy as np
 import pytest
 import torch
 from ase.build import bulk
-from helpers_models import SMALL, ethanol_crystal, randomised_model, small_checkpoint
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ase_cartnet.benchmarking.models import (
+    SMALL,
+    ethanol_crystal,
+    randomised_model,
+    small_checkpoint,
+)
 from ase_cartnet.calculators.cartnet_adp import CartNetADP
 from ase_cartnet.graph.neighbours import atoms_to_graph, batch_graphs
 from ase_cartnet.models.cartnet import CartNetConfig

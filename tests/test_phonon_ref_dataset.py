@@ -138,7 +138,7 @@ def make():
 
 
 @pytest.mark.slow
-def test_resume_after_sigkill(tmp_path):
+def test_resume_after_sigkill(tmp_path, monkeypatch):
     """A real ``kill -9`` of a running build (budget: ~30 s). The database stays readable, every
     row is complete, and the resumed run does exactly the missing structures."""
     (tmp_path / "slow_emt.py").write_text(SLOW_CALCULATOR)
@@ -163,14 +163,11 @@ def test_resume_after_sigkill(tmp_path):
         proc.wait()
     done = finished_ids(out)
     assert 1 <= len(done) < 4, "the child should have been killed mid-way"
-    sys.path.insert(0, str(tmp_path))
-    try:
-        summary = build_dataset(
-            emt_structures(), calculator="slow_emt:make", out=out,
-            temperatures=[300.0], supercell=6.0, mesh=5, progress=False,
-        )  # fmt: skip
-    finally:
-        sys.path.remove(str(tmp_path))
+    monkeypatch.syspath_prepend(tmp_path)  # the calculator plugin module
+    summary = build_dataset(
+        emt_structures(), calculator="slow_emt:make", out=out,
+        temperatures=[300.0], supercell=6.0, mesh=5, progress=False,
+    )  # fmt: skip
     assert set(summary.skipped) == done and len(summary.ok) == 4 - len(done)
     rows = rows_by_id(out)
     assert len(rows) == 4 and all(r.data["adps"].shape == (1, 1, 3, 3) for r in rows.values())

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from helpers_models import ethanol_crystal, small_checkpoint
 
+from ase_cartnet.benchmarking.models import ethanol_crystal, small_checkpoint
 from ase_cartnet.calculators.cartnet_adp import CartNetADP
 from ase_cartnet.errors import InputError
 

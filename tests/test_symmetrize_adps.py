@@ -66,8 +66,7 @@ def test_p1_is_returned_unchanged_and_shapes_are_checked():
 
 
 def test_calculator_option_returns_the_symmetrized_prediction(tmp_path):
-    from helpers_models import small_checkpoint
-
+    from ase_cartnet.benchmarking.models import small_checkpoint
     from ase_cartnet.calculators.cartnet_adp import CartNetADP
 
     path = small_checkpoint(tmp_path)

@@ -1,4 +1,5 @@
-"""Small models with random weights, saved as ase-cartnet checkpoints, for calculator tests."""
+"""Small CartNets with random weights (saved as ase-cartnet checkpoints) and a small molecular
+crystal, for the tests and benchmarks of the calculators."""
 
 from __future__ import annotations
 
