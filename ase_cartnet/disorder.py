@@ -100,8 +100,9 @@ def _pairs(atoms: Atoms, subset: NDArray[np.intp], cutoff: float) -> NDArray[np.
     return np.stack([subset[i[keep]], subset[j[keep]]], axis=1)
 
 
-def _clusters(n: int, pairs: NDArray[np.intp]) -> list[list[int]]:
-    """Connected components (size ≥ 2) of the overlap graph on ``n`` atoms."""
+def component_roots(n: int, pairs: NDArray[np.intp]) -> NDArray[np.intp]:
+    """Connected components of the graph on ``n`` nodes with edges ``pairs`` (M, 2): per node
+    (n,), the smallest node index of its component (union–find with path halving)."""
     parent = np.arange(n)
 
     def root(k: int) -> int:
@@ -114,9 +115,15 @@ def _clusters(n: int, pairs: NDArray[np.intp]) -> list[list[int]]:
         ra, rb = root(int(a)), root(int(b))
         if ra != rb:
             parent[max(ra, rb)] = min(ra, rb)
+    return np.array([root(k) for k in range(n)], dtype=np.intp)
+
+
+def _clusters(n: int, pairs: NDArray[np.intp]) -> list[list[int]]:
+    """Connected components (size ≥ 2) of the overlap graph on ``n`` atoms."""
+    roots = component_roots(n, pairs)
     members: dict[int, list[int]] = {}
     for k in np.unique(pairs):
-        members.setdefault(root(int(k)), []).append(int(k))
+        members.setdefault(int(roots[k]), []).append(int(k))
     return [sorted(m) for m in members.values() if len(m) > 1]
 
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 from ase import Atoms
 from ase.build import bulk
+from cif_text import cif_block
 
 from ase_cartnet.benchmarking.models import small_checkpoint
 from ase_cartnet.calculators.cartnet_adp import CartNetADP
@@ -92,23 +93,9 @@ def _text_file(tmp: Path, name: str, text: str) -> Path:
     return path
 
 
-CIF_WITHOUT_ADPS = """data_x
-_cell_length_a 4.0
-_cell_length_b 4.0
-_cell_length_c 4.0
-_cell_angle_alpha 90
-_cell_angle_beta 90
-_cell_angle_gamma 90
-_symmetry_space_group_name_H-M 'P 1'
-loop_
-_atom_site_label
-_atom_site_type_symbol
-_atom_site_fract_x
-_atom_site_fract_y
-_atom_site_fract_z
-Na1 Na 0 0 0
-Cl1 Cl 0.5 0.5 0.5
-"""
+CIF_WITHOUT_ADPS = cif_block(
+    "x", (4.0, 4.0, 4.0, 90, 90, 90), ["Na1 Na 0 0 0", "Cl1 Cl 0.5 0.5 0.5"]
+)
 
 
 def cases(tmp: Path, ckpt: Path):

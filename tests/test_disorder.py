@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cif_text import cif_block
 from shared_paths import DATA, needs_shared
 
 from ase_cartnet.benchmarking.models import small_checkpoint
@@ -16,55 +17,30 @@ from ase_cartnet.errors import CIFError, InputError
 from ase_cartnet.io.cif import CIFWarning, read_cif
 
 # Rutile-type (Ru,Ti)O2, P 42/m n m: the metal site is shared, Ru 0.929 / Ti 0.071.
-MIXED = """data_mixed
-_cell_length_a 4.49
-_cell_length_b 4.49
-_cell_length_c 3.11
-_cell_angle_alpha 90
-_cell_angle_beta 90
-_cell_angle_gamma 90
-_symmetry_space_group_name_H-M 'P 42/m n m'
-_diffrn_ambient_temperature 293
-loop_
-_atom_site_label
-_atom_site_type_symbol
-_atom_site_fract_x
-_atom_site_fract_y
-_atom_site_fract_z
-_atom_site_U_iso_or_equiv
-_atom_site_occupancy
-Ru1 Ru 0 0 0 0.004 0.929
-Ti1 Ti 0 0 0 0.004 0.071
-O1 O 0.306 0.306 0 0.006 1
-"""
+MIXED = cif_block(
+    "mixed",
+    (4.49, 4.49, 3.11, 90, 90, 90),
+    ["Ru1 Ru 0 0 0 0.004 0.929", "Ti1 Ti 0 0 0 0.004 0.071", "O1 O 0.306 0.306 0 0.006 1"],
+    space_group="P 42/m n m",
+    items=["_diffrn_ambient_temperature 293"],
+    columns=("U_iso_or_equiv", "occupancy"),
+)
 
 # A P1 cell with one ordered C and a two-part conformer (group 1: 0.7, group 2: 0.3).
-CONFORMER = """data_conformer
-_cell_length_a 6
-_cell_length_b 6
-_cell_length_c 6
-_cell_angle_alpha 90
-_cell_angle_beta 90
-_cell_angle_gamma 90
-_symmetry_space_group_name_H-M 'P 1'
-_diffrn_ambient_temperature 100
-loop_
-_atom_site_label
-_atom_site_type_symbol
-_atom_site_fract_x
-_atom_site_fract_y
-_atom_site_fract_z
-_atom_site_U_iso_or_equiv
-_atom_site_occupancy
-_atom_site_disorder_assembly
-_atom_site_disorder_group
-C1 C 0.1 0.1 0.1 0.02 1 . .
-C2B C 0.36 0.1 0.1 0.03 0.3 A 2
-C2A C 0.35 0.15 0.1 0.03 0.7 A 1
-O3A O 0.5 0.3 0.1 0.03 0.7 A 1
-O3B O 0.52 0.2 0.1 0.03 0.3 A 2
-Cu1 Cu 0.6 0.6 0.6 0.02 0.7055 . .
-"""
+CONFORMER = cif_block(
+    "conformer",
+    (6, 6, 6, 90, 90, 90),
+    [
+        "C1 C 0.1 0.1 0.1 0.02 1 . .",
+        "C2B C 0.36 0.1 0.1 0.03 0.3 A 2",
+        "C2A C 0.35 0.15 0.1 0.03 0.7 A 1",
+        "O3A O 0.5 0.3 0.1 0.03 0.7 A 1",
+        "O3B O 0.52 0.2 0.1 0.03 0.3 A 2",
+        "Cu1 Cu 0.6 0.6 0.6 0.02 0.7055 . .",
+    ],
+    items=["_diffrn_ambient_temperature 100"],
+    columns=("U_iso_or_equiv", "occupancy", "disorder_assembly", "disorder_group"),
+)
 
 
 def _write(tmp_path: Path, text: str, name: str) -> Path:

@@ -38,6 +38,7 @@ from ase.neighborlist import primitive_neighbor_list
 from numpy.typing import ArrayLike, NDArray
 
 from ase_cartnet import adp
+from ase_cartnet.disorder import component_roots
 from ase_cartnet.errors import CIFError, CIFWarning, InputError
 from ase_cartnet.io.atomic import atomic_write, ensure_not_input
 
@@ -863,19 +864,7 @@ def _merge_coincident(
     )
     sym = np.asarray(symbols)
     pairs = (i < j) & (sym[i] == sym[j]) & (d < merge_tol)
-    parent = np.arange(n)
-
-    def root(k: int) -> int:
-        while parent[k] != k:
-            parent[k] = parent[parent[k]]
-            k = int(parent[k])
-        return k
-
-    for a, b in zip(i[pairs], j[pairs], strict=True):
-        ra, rb = root(int(a)), root(int(b))
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-    roots = np.array([root(k) for k in range(n)])
+    roots = component_roots(n, np.stack([i[pairs], j[pairs]], axis=1))
     occ = np.zeros(n)
     np.add.at(occ, roots, occupancy)
     keep = np.flatnonzero(roots == np.arange(n))
