@@ -11,9 +11,6 @@ its screenshot ``view_l_alanine.png``, and ``ortep_alpo4.png`` (an inorganic net
 from __future__ import annotations
 
 import argparse
-import shutil
-import subprocess
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -21,7 +18,7 @@ from ase_cartnet.calculators.cartnet_adp import CartNetADP
 from ase_cartnet.data import L_ALANINE_CIF, MGAL2SI2_CIF
 from ase_cartnet.io.cif import read_cif
 from ase_cartnet.plot import plot_ellipsoids
-from ase_cartnet.viewer import write_view
+from ase_cartnet.viewer import find_chromium, screenshot, write_view
 
 ALPO4 = (
     Path(__file__).resolve().parents[2]
@@ -29,36 +26,12 @@ ALPO4 = (
 )
 
 
-def screenshot(html: Path, png: Path, size: str = "900,600") -> None:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        raise SystemExit("no chromium: apt-get install -y chromium")
-    with tempfile.TemporaryDirectory() as profile:
-        subprocess.run(
-            [
-                chromium,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--no-first-run",
-                f"--user-data-dir={profile}",
-                "--enable-unsafe-swiftshader",
-                f"--window-size={size}",
-                "--virtual-time-budget=5000",
-                f"--screenshot={png}",
-                html.resolve().as_uri(),
-            ],
-            check=True,
-            capture_output=True,
-            timeout=180,
-        )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="docs")
     args = parser.parse_args()
+    if find_chromium() is None:
+        raise SystemExit("no chromium: apt-get install -y chromium")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     calc = CartNetADP()

@@ -72,35 +72,15 @@ def test_view_writes_one_self_contained_html_file(tmp_path):
 @pytest.mark.slow
 def test_view_renders_in_headless_chromium(tmp_path):
     """The page draws the ellipsoids with WebGL and no network (benchmarks/render_view.py)."""
-    import subprocess
+    from ase_cartnet.viewer import find_chromium, screenshot
 
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
+    if find_chromium() is None:
         pytest.skip("no chromium installed")
     html = tmp_path / "view.html"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         main(["view", str(L_ALANINE_CIF), "-o", str(html)])
-    png = tmp_path / "view.png"
-    subprocess.run(
-        [
-            chromium,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--no-first-run",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            "--enable-unsafe-swiftshader",
-            "--window-size=800,600",
-            "--virtual-time-budget=5000",
-            f"--screenshot={png}",
-            html.as_uri(),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    png = screenshot(html, tmp_path / "view.png", size="800,600", timeout=120)
     from matplotlib.image import imread
 
     image = imread(png)[..., :3]

@@ -119,3 +119,52 @@ def write_view(
     with atomic_write(target, "w", encoding="utf-8") as handle:
         handle.write(html)
     return target
+
+
+def find_chromium() -> str | None:
+    """Path of a Chromium executable on PATH, or None."""
+    import shutil
+
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def screenshot(
+    html: str | os.PathLike, png: str | os.PathLike, size: str = "900,600", timeout: float = 180
+) -> Path:
+    """Render the page ``html`` to ``png`` with headless Chromium (software WebGL, no network:
+    ``--disable-background-networking`` and a fresh profile); ``size`` is "width,height" in px.
+
+    Raises
+    ------
+    FileNotFoundError
+        When no Chromium is installed.
+    subprocess.CalledProcessError, subprocess.TimeoutExpired
+        When Chromium fails or takes longer than ``timeout`` seconds.
+    """
+    import subprocess
+    import tempfile
+
+    chromium = find_chromium()
+    if chromium is None:
+        raise FileNotFoundError("no chromium on PATH (apt-get install -y chromium)")
+    with tempfile.TemporaryDirectory() as profile:
+        subprocess.run(
+            [
+                chromium,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--no-first-run",
+                f"--user-data-dir={profile}",
+                "--enable-unsafe-swiftshader",
+                f"--window-size={size}",
+                "--virtual-time-budget=5000",
+                f"--screenshot={png}",
+                Path(html).resolve().as_uri(),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=timeout,
+        )
+    return Path(png)
