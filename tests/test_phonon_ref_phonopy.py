@@ -16,6 +16,8 @@ from shared_paths import needs_shared
 from phonon_ref.harmonic import harmonic_adps
 from phonon_ref.phonopy_examples import EXAMPLES, example_names, load_example
 
+pytestmark = needs_shared  # every test reads the phonopy examples in ../shared
+
 FREQ_MIN = 0.01  # THz, phonopy's regression setting
 TEMPERATURES = [0.0, 100.0, 300.0, 1000.0]
 
@@ -48,7 +50,6 @@ def fast_mesh(phonon) -> list[int]:
     return [5, 5, 5] if len(phonon.primitive) <= 12 else [3, 3, 3]
 
 
-@needs_shared
 @pytest.mark.parametrize("name", example_names(stable=True))
 def test_equals_phonopy_on_every_stable_example(name):
     """≤ 1e-8 relative (Frobenius, per atom and temperature) on a small odd mesh."""
@@ -59,7 +60,6 @@ def test_equals_phonopy_on_every_stable_example(name):
     assert ours.n_imaginary == 0
 
 
-@needs_shared
 @pytest.mark.slow
 @pytest.mark.parametrize("name", example_names(stable=True))
 def test_equals_phonopy_on_every_stable_example_7x7x7(name):
@@ -70,7 +70,6 @@ def test_equals_phonopy_on_every_stable_example_7x7x7(name):
     assert np.all(np.linalg.eigvalsh(ours.u_cart) > 0)
 
 
-@needs_shared
 @pytest.mark.parametrize("name", ["CaTiO3", "spg-P4mm"])
 def test_unstable_examples_count_imaginary_modes_and_still_match_phonopy(name):
     """phonopy silently drops imaginary modes; we drop the same ones but count and warn."""
@@ -96,7 +95,6 @@ def test_unstable_examples_count_imaginary_modes_and_still_match_phonopy(name):
         )
 
 
-@needs_shared
 def test_phonopy_regression_values():
     """phonopy's own test values (test_thermal_displacement.py), 8 decimals in Å².
 
@@ -119,7 +117,6 @@ def test_phonopy_regression_values():
             assert np.abs(ours.u_cart - expected).max() < 2e-8
 
 
-@needs_shared
 @pytest.mark.parametrize("name", ["NaCl", "MgO"])
 def test_cubic_sites_are_isotropic(name):
     """Rock salt: every site has m-3m symmetry, so U = U_iso I (primitive cell, NAC on)."""
@@ -130,7 +127,6 @@ def test_cubic_sites_are_isotropic(name):
     assert np.abs(u - iso).max() <= 1e-8 * np.abs(u).max()
 
 
-@needs_shared
 def test_high_temperature_and_zero_point_limits_on_real_modes():
     """U ∝ T with U → k_B T/(N m) Σ e e*/ω² at high T; U(T→0) → ħ/(2 N m) Σ e e*/ω."""
     from phonon_ref.harmonic import phonopy_units
