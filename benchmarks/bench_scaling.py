@@ -46,12 +46,18 @@ from ase_cartnet.models.cartnet import CartNet, CartNetConfig
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def this_script() -> list[str]:
-    """The command that runs this file again in a fresh process (run from ``ROOT``): as a module
-    when it was started with ``python -m``, so the worker imports the same copy of the package."""
-    if __spec__ is not None:
-        return [sys.executable, "-m", __spec__.name]
-    return [sys.executable, __file__]
+def run_worker(args: list[str], threads: int, what: str) -> dict | None:
+    """Run this file again with ``args`` in a fresh process (from ``ROOT``; as a module when it
+    was started with ``python -m``, so that the worker imports the same copy of the package) and
+    return the JSON line it prints last; None, after saying so, when ``what`` failed."""
+    script = ["-m", __spec__.name] if __spec__ is not None else [__file__]
+    env = {"OMP_NUM_THREADS": str(threads), "PATH": "/usr/bin:/bin"}
+    cmd = [sys.executable, *script, *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+    if done.returncode != 0:
+        print(f"{what} failed: {done.stderr[-300:]}", flush=True)
+        return None
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def interleaved_medians(functions: dict[str, Callable[[], object]], repeats: int) -> dict:
@@ -237,13 +243,10 @@ def section_deeprelax(repeats_list: list[int], threads: int) -> list[dict]:
     rows = []
     for repeats in repeats_list:
         for mode in ("one_pass", "blocked"):
-            cmd = [*this_script(), "--deeprelax-worker", mode, str(repeats)]
-            env = {"OMP_NUM_THREADS": str(threads), "PATH": "/usr/bin:/bin"}
-            done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
-            if done.returncode != 0:
-                print(f"DeepRelax {mode} x{repeats} failed: {done.stderr[-300:]}", flush=True)
+            args = ["--deeprelax-worker", mode, str(repeats)]
+            row = run_worker(args, threads, f"DeepRelax {mode} x{repeats}")
+            if row is None:
                 continue
-            row = json.loads(done.stdout.strip().splitlines()[-1])
             rows.append(row)
             print(
                 f"DeepRelax {mode:<9}{row['atoms']:>6} atoms  {row['seconds']:8.2f} s  "
@@ -287,13 +290,10 @@ def section_scaling(sizes: list[int], paths: list[str], threads: int) -> list[di
     rows = []
     for n_atoms in sizes:
         for path in paths:
-            cmd = [*this_script(), "--worker", path, str(max(1, n_atoms // 9))]
-            env = {"OMP_NUM_THREADS": str(threads), "PATH": "/usr/bin:/bin"}
-            done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
-            if done.returncode != 0:
-                print(f"{path} at {n_atoms} atoms failed: {done.stderr[-300:]}", flush=True)
+            args = ["--worker", path, str(max(1, n_atoms // 9))]
+            row = run_worker(args, threads, f"{path} at {n_atoms} atoms")
+            if row is None:
                 continue
-            row = json.loads(done.stdout.strip().splitlines()[-1])
             rows.append(row)
             print(
                 f"{row['path']:<15}{row['atoms']:>8} atoms {row['edges']:>10} edges  "
