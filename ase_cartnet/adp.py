@@ -219,15 +219,20 @@ def _pair(u_a: ArrayLike, u_b: ArrayLike, names: tuple[str, str], spd: bool):
 def principal_axes(u_cart: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Principal mean-square displacements and directions of Cartesian U.
 
-    Args:
-        u_cart: (..., 3, 3) symmetric matrices in Å².
+    Parameters
+    ----------
+    u_cart
+        (..., 3, 3) symmetric matrices in Å².
 
-    Returns:
-        eigenvalues: (..., 3) in Å², ascending (the mean-square displacements along each axis;
-            negative values are returned as they are, see :func:`is_positive_definite`).
-        eigenvectors: (..., 3, 3); column ``k`` is the unit axis of ``eigenvalues[..., k]``,
-            signs chosen so that each eigenvector matrix is a proper rotation (det = +1).
-            ``U = V diag(λ) Vᵀ``.
+    Returns
+    -------
+    eigenvalues
+        (..., 3) in Å², ascending (the mean-square displacements along each axis;
+        negative values are returned as they are, see :func:`is_positive_definite`).
+    eigenvectors
+        (..., 3, 3); column ``k`` is the unit axis of ``eigenvalues[..., k]``,
+        signs chosen so that each eigenvector matrix is a proper rotation (det = +1).
+        ``U = V diag(λ) Vᵀ``.
     """
     arr = _to_array(u_cart, "u_cart")
     _check_finite(arr, "u_cart")

@@ -44,14 +44,21 @@ MIN_PHASE_WEIGHT = 0.01
 class CanonicalListing:
     """The canonical listing of an input crystal and what maps back to the input.
 
-    Attributes:
-        atoms: the canonical crystal (canonical order, cell and frame).
-        order: (N,) input index of each canonical atom.
-        rotation: (3, 3) orthogonal Q: canonical Cartesian = input Cartesian @ Q.
-        basis: (3, 3) integer unimodular B: canonical cell = B @ input cell (rotated by Q).
-        origin: (3,) f₀, fractional in the reduced basis (canonical basis).
-        images: (N, 3) integers n_k (canonical order): input atom ``order[k]`` lies at the
-            canonical fractional position + f₀ + n_k.
+    Attributes
+    ----------
+    atoms
+        the canonical crystal (canonical order, cell and frame).
+    order
+        (N,) input index of each canonical atom.
+    rotation
+        (3, 3) orthogonal Q: canonical Cartesian = input Cartesian @ Q.
+    basis
+        (3, 3) integer unimodular B: canonical cell = B @ input cell (rotated by Q).
+    origin
+        (3,) f₀, fractional in the reduced basis (canonical basis).
+    images
+        (N, 3) integers n_k (canonical order): input atom ``order[k]`` lies at the
+        canonical fractional position + f₀ + n_k.
     """
 
     atoms: Atoms

@@ -207,29 +207,43 @@ def plot_ellipsoids(
 
     Parameters
     ----------
-    path : output file; the format follows the suffix (``.png`` usual; no suffix → PNG).
+    path
+        Output file; the format follows the suffix (``.png`` usual; no suffix → PNG).
         Written atomically (temporary file + rename): an interrupted or failed plot leaves
         nothing behind and an existing file untouched.
-    atoms : the structure (positions in Å). From :func:`ase_cartnet.io.cif.read_cif` the
+    atoms
+        The structure (positions in Å). From :func:`ase_cartnet.io.cif.read_cif` the
         asymmetric unit is drawn as whole molecules (network solids: each asymmetric-unit atom
         with its bonded shell); otherwise every atom, molecules made whole.
-    adps : (N, 3, 3) Cartesian U in Å² in the frame of ``atoms.positions``. H atoms and rows
+    adps
+        (N, 3, 3) Cartesian U in Å² in the frame of ``atoms.positions``. H atoms and rows
         containing NaN are drawn as small circles; finite rows must be positive definite.
-    reference : optional (N, 3, 3) reference U (e.g. the file's): a second panel beside the
+    reference
+        Optional (N, 3, 3) reference U (e.g. the file's): a second panel beside the
         first, drawn from the same view, and the mean voxel IoU (:func:`adp.iou`) over the
         atoms :func:`comparison_atoms` names (non-H asymmetric-unit atoms) in the title.
-    probability : enclosed probability of each ellipsoid (ORTEP default 0.5).
-    labels : per-atom text (N strings); default the CIF site labels (``arrays["site_label"]``).
+    probability
+        Enclosed probability of each ellipsoid (ORTEP default 0.5).
+    labels
+        Per-atom text (N strings); default the CIF site labels (``arrays["site_label"]``).
         Non-H atoms of the asymmetric unit are labelled.
-    title : figure title (default the chemical formula).
-    show_cell : draw the unit-cell outline.
-    inputs : paths of the files the data came from; ``path`` must not be one of them
+    title
+        Figure title (default the chemical formula).
+    show_cell
+        Draw the unit-cell outline.
+    inputs
+        Paths of the files the data came from; ``path`` must not be one of them
         (raises :class:`ase_cartnet.errors.InputError`, a ValueError).
-    view : (elevation, azimuth) of the viewing direction in degrees; None looks along the
+    view
+        (elevation, azimuth) of the viewing direction in degrees; None looks along the
         direction in which the drawn atoms are thinnest (a molecule seen face-on).
-    names : panel titles for the prediction and the reference.
+    names
+        Panel titles for the prediction and the reference.
 
-    Returns the output path.
+    Returns
+    -------
+    pathlib.Path
+        The output path.
     """
     # Validate everything before any file is touched.
     target = ensure_not_input(path, *inputs)

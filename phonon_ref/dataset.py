@@ -191,29 +191,44 @@ def build_dataset(
 ) -> row_builder.BuildSummary:
     """Relax every structure with the teacher, compute harmonic ADPs, store one row each.
 
-    Args:
-        structures: ``{source_id: Atoms}``, ``(source_id, Atoms)`` pairs, or Atoms with
-            ``info["source_id"]`` (see :func:`read_mp20`).
-        calculator: teacher name for :func:`phonon_ref.calculators.get_calculator` ("chgnet",
-            "emt", "module:factory"); loaded once per worker.
-        temperatures: K, every one stored for every structure.
-        out: the ASE database (SQLite ``.db``); created or resumed.
-        executor: any ``concurrent.futures.Executor`` (e.g. ``Client(LocalCluster(n_workers=2,
-            threads_per_worker=1)).get_executor()``); one task per structure. None: in-process.
-        supercell, mesh, displacement: as :class:`phonon_ref.reference.PhononReference`
-            (defaults: widths ≥ 10 Å, 100 Å mesh length, 0.01 Å).
-        fmax, max_steps: relaxation target (eV/Å) and step cap; with ``require_converged`` an
-            unconverged relaxation is a failure.
-        fix_symmetry: keep the space group during relaxation (FixSymmetry, symprec 1e-3 Å).
-        retry_failed: also redo ids whose row says "failed" (the old row is replaced).
-        worker_threads: torch/BLAS threads inside each worker *process* (not applied in-process).
-        device: where the teacher runs ("cpu", "cuda"); several worker processes may share one
-            GPU.
-        cache_dir: keep every structure's force constants there (phonopy yaml, ~0.1–1 MB each), so
-            other meshes, temperatures or imaginary-mode tolerances cost no force call later.
+    Parameters
+    ----------
+    structures
+        ``{source_id: Atoms}``, ``(source_id, Atoms)`` pairs, or Atoms with
+        ``info["source_id"]`` (see :func:`read_mp20`).
+    calculator
+        teacher name for :func:`phonon_ref.calculators.get_calculator` ("chgnet",
+        "emt", "module:factory"); loaded once per worker.
+    temperatures
+        K, every one stored for every structure.
+    out
+        the ASE database (SQLite ``.db``); created or resumed.
+    executor
+        any ``concurrent.futures.Executor`` (e.g. ``Client(LocalCluster(n_workers=2,
+        threads_per_worker=1)).get_executor()``); one task per structure. None: in-process.
+    supercell, mesh, displacement
+        as :class:`phonon_ref.reference.PhononReference`
+        (defaults: widths ≥ 10 Å, 100 Å mesh length, 0.01 Å).
+    fmax, max_steps
+        relaxation target (eV/Å) and step cap; with ``require_converged`` an
+        unconverged relaxation is a failure.
+    fix_symmetry
+        keep the space group during relaxation (FixSymmetry, symprec 1e-3 Å).
+    retry_failed
+        also redo ids whose row says "failed" (the old row is replaced).
+    worker_threads
+        torch/BLAS threads inside each worker *process* (not applied in-process).
+    device
+        where the teacher runs ("cpu", "cuda"); several worker processes may share one
+        GPU.
+    cache_dir
+        keep every structure's force constants there (phonopy yaml, ~0.1–1 MB each), so
+        other meshes, temperatures or imaginary-mode tolerances cost no force call later.
 
-    Returns a :class:`ase_cartnet.io.row_builder.BuildSummary` (resumable as described in
-    :mod:`ase_cartnet.io.row_builder`).
+    Returns
+    -------
+    ase_cartnet.io.row_builder.BuildSummary
+        The outcome per id (resumable as described in :mod:`ase_cartnet.io.row_builder`).
     """
     temps = tuple(float(t) for t in np.atleast_1d(np.asarray(temperatures, dtype=float)))
     if not temps or any(not np.isfinite(t) or t < 0 for t in temps):

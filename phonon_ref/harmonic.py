@@ -56,16 +56,25 @@ class ImaginaryModesWarning(UserWarning):
 class HarmonicADPs:
     """Result of eqn (2) on a q-mesh.
 
-    Attributes:
-        temperatures: (T,) K.
-        u_cart: (T, n_atoms, 3, 3) Cartesian U in Å², symmetric (positive definite unless every
-            mode of an atom was skipped).
-        n_qpoints: N of eqn (2).
-        n_modes: number of (q, ν) pairs seen, ``n_qpoints × 3 n_atoms``.
-        n_skipped: modes left out of the sum (frequency ≤ ``freq_min``), imaginary ones included.
-        n_imaginary: modes with frequency < −``imaginary_tol`` (THz).
-        min_frequency, max_frequency: THz, over all modes (negative = imaginary).
-        freq_min, imaginary_tol: THz, the thresholds used.
+    Attributes
+    ----------
+    temperatures
+        (T,) K.
+    u_cart
+        (T, n_atoms, 3, 3) Cartesian U in Å², symmetric (positive definite unless every
+        mode of an atom was skipped).
+    n_qpoints
+        N of eqn (2).
+    n_modes
+        number of (q, ν) pairs seen, ``n_qpoints × 3 n_atoms``.
+    n_skipped
+        modes left out of the sum (frequency ≤ ``freq_min``), imaginary ones included.
+    n_imaginary
+        modes with frequency < −``imaginary_tol`` (THz).
+    min_frequency, max_frequency
+        THz, over all modes (negative = imaginary).
+    freq_min, imaginary_tol
+        THz, the thresholds used.
     """
 
     temperatures: NDArray[np.float64]
@@ -256,19 +265,29 @@ def harmonic_adps(
 ) -> HarmonicADPs:
     """Cartesian ADPs of every atom of the primitive cell by eqns (2)–(3).
 
-    Args:
-        frequencies: (Q, 3n) THz on the full (not symmetry-reduced) q-mesh, as phonopy gives them
-            (``phonon.mesh.frequencies`` after ``run_mesh(..., with_eigenvectors=True,
-            is_mesh_symmetry=False)``); imaginary modes are negative.
-        eigenvectors: (Q, 3n, 3n) complex, columns are modes (``phonon.mesh.eigenvectors``).
-        masses: (n,) amu, the primitive cell's masses in the eigenvector's atom order.
-        temperatures: K, a number or (T,); T = 0 gives the zero-point motion.
-        freq_min: THz; modes with frequency ≤ freq_min are skipped (Γ acoustic, imaginary).
-        imaginary_tol: THz; modes below −imaginary_tol are counted as imaginary.
-        raise_on_imaginary: raise :class:`ImaginaryModesError` instead of warning.
+    Parameters
+    ----------
+    frequencies
+        (Q, 3n) THz on the full (not symmetry-reduced) q-mesh, as phonopy gives them
+        (``phonon.mesh.frequencies`` after ``run_mesh(..., with_eigenvectors=True,
+        is_mesh_symmetry=False)``); imaginary modes are negative.
+    eigenvectors
+        (Q, 3n, 3n) complex, columns are modes (``phonon.mesh.eigenvectors``).
+    masses
+        (n,) amu, the primitive cell's masses in the eigenvector's atom order.
+    temperatures
+        K, a number or (T,); T = 0 gives the zero-point motion.
+    freq_min
+        THz; modes with frequency ≤ freq_min are skipped (Γ acoustic, imaginary).
+    imaginary_tol
+        THz; modes below −imaginary_tol are counted as imaginary.
+    raise_on_imaginary
+        raise :class:`ImaginaryModesError` instead of warning.
 
-    Returns:
-    HarmonicADPs with ``u_cart`` of shape (T, n, 3, 3) in Å² and the mode counts.
+    Returns
+    -------
+    HarmonicADPs
+        ``u_cart`` of shape (T, n, 3, 3) in Å² and the mode counts.
     """
     acc = HarmonicSum(masses, temperatures, freq_min=freq_min, imaginary_tol=imaginary_tol)
     acc.add(frequencies, eigenvectors)

@@ -121,33 +121,47 @@ class PhononReference:
     >>> ref.u_cif(300.0)           # (N, 3, 3) IUCr U^ij in Å²
     >>> ref.frequency_range()      # (min, max) in THz; negative = imaginary
 
-    Args:
-        atoms: the crystal (periodic in 3D). It is used **as the primitive cell** (phonopy's
-            ``primitive_matrix="P"``), so every atom of the input gets an ADP, in the input order
-            and in the Cartesian frame of ``atoms.positions``. Masses are ``atoms.get_masses()``.
-            It should be relaxed with the same calculator: force constants at a non-equilibrium
-            geometry give imaginary modes.
-        calculator: an ASE calculator, or a name understood by
-            :func:`phonon_ref.calculators.get_calculator` ("emt", "chgnet", "module:factory").
-            Pass a name when ``executor`` runs in other processes (one model load per worker).
-        supercell: None (every perpendicular width ≥ 10 Å), a float (that minimum width in Å),
-            (n1, n2, n3), or a 3×3 integer matrix.
-        mesh: q-mesh: (n1, n2, n3), one int, or a float length in Å (default 100 Å → odd n_i;
-            see the module docstring for convergence).
-        displacement: finite displacement in Å (phonopy's default 0.01).
-        cache_dir: directory of the force-constant cache (phonopy yaml). With a cache hit no
-            force is computed; new temperatures and meshes never need one.
-        executor: any ``concurrent.futures.Executor`` for the force calls (one task per
-            displaced supercell), e.g. ``dask.distributed.Client(...).get_executor()``.
-        progress: show tqdm progress bars.
-        calculator_name: label of the calculator in the cache key (default: its name, or the
-            class and parameters of an object — set it for ML models loaded from a checkpoint).
-        freq_min, imaginary_tol: THz, see :func:`phonon_ref.harmonic.harmonic_adps`.
-        on_imaginary: "warn" (default), "raise" (:class:`~phonon_ref.harmonic.ImaginaryModesError`)
-            or "ignore" when modes below −imaginary_tol are found; they are never summed.
-        subtract_residual_forces: subtract the forces of the undisplaced supercell from every
-            displaced one (one extra force call; removes the error of an imperfect relaxation).
-        symprec: phonopy's symmetry tolerance in Å (fewer displacements for symmetric crystals).
+    Parameters
+    ----------
+    atoms
+        the crystal (periodic in 3D). It is used **as the primitive cell** (phonopy's
+        ``primitive_matrix="P"``), so every atom of the input gets an ADP, in the input order
+        and in the Cartesian frame of ``atoms.positions``. Masses are ``atoms.get_masses()``.
+        It should be relaxed with the same calculator: force constants at a non-equilibrium
+        geometry give imaginary modes.
+    calculator
+        an ASE calculator, or a name understood by
+        :func:`phonon_ref.calculators.get_calculator` ("emt", "chgnet", "module:factory").
+        Pass a name when ``executor`` runs in other processes (one model load per worker).
+    supercell
+        None (every perpendicular width ≥ 10 Å), a float (that minimum width in Å),
+        (n1, n2, n3), or a 3×3 integer matrix.
+    mesh
+        q-mesh: (n1, n2, n3), one int, or a float length in Å (default 100 Å → odd n_i;
+        see the module docstring for convergence).
+    displacement
+        finite displacement in Å (phonopy's default 0.01).
+    cache_dir
+        directory of the force-constant cache (phonopy yaml). With a cache hit no
+        force is computed; new temperatures and meshes never need one.
+    executor
+        any ``concurrent.futures.Executor`` for the force calls (one task per
+        displaced supercell), e.g. ``dask.distributed.Client(...).get_executor()``.
+    progress
+        show tqdm progress bars.
+    calculator_name
+        label of the calculator in the cache key (default: its name, or the
+        class and parameters of an object — set it for ML models loaded from a checkpoint).
+    freq_min, imaginary_tol
+        THz, see :func:`phonon_ref.harmonic.harmonic_adps`.
+    on_imaginary
+        "warn" (default), "raise" (:class:`~phonon_ref.harmonic.ImaginaryModesError`)
+        or "ignore" when modes below −imaginary_tol are found; they are never summed.
+    subtract_residual_forces
+        subtract the forces of the undisplaced supercell from every
+        displaced one (one extra force call; removes the error of an imperfect relaxation).
+    symprec
+        phonopy's symmetry tolerance in Å (fewer displacements for symmetric crystals).
 
     Notes
     -----

@@ -65,41 +65,53 @@ class CartNetADP(Calculator):
     "nan" (NaN rows) or "riding" (isotropic 1.2 × U_eq of the bonded atom, 1.5 for methyl and
     hydroxyl H, as refinement programs constrain them).
 
-    Parameters:
-        checkpoint: an official CartNet checkpoint (``model_state``) or an ase-cartnet one; None
-            loads the embedded default weights.
-        temperature: K. None takes ``atoms.info["temperature"]``; without either, an error.
-            Changing ``atoms.info["temperature"]`` triggers a new calculation.
-        device, dtype: where and in which precision the model runs (float32 default; float64 for
-            reference-quality numbers).
-        hydrogen: "nan" or "riding".
-        max_neighbours: neighbour cap per atom: "checkpoint" uses the checkpoint's own setting (64
-            for official checkpoints, like the official app; none for ase-cartnet checkpoints,
-            like training), an int caps, None keeps every neighbour within the cutoff.
-        rotations: test-time rotation averaging: U = (1/K) Σ_k R_kᵀ f(R_k·x) R_k over K fixed
-            rotations (identity first). CartNet is only approximately rotation-equivariant (it
-            learns equivariance from SO(3) augmentation, paper section 4.2); K > 1 reduces the
-            equivariance error at K times the cost.
-        store_in_arrays: also put the results in ``atoms.arrays`` ("adps", "u_equiv") so that
-            writers that drop calculator results keep them.
-        symmetrize: average the predicted U over the structure's space group (spglib, tolerance
-            1e-3 Å; :func:`ase_cartnet.symmetry.symmetrize_adps`), so that every ellipsoid obeys
-            its site symmetry and symmetry-equivalent atoms get identical ellipsoids, as refined
-            and harmonic ADPs do (the default; the model alone obeys them only approximately).
-        disorder: a structure whose atoms overlap as alternatives (``arrays["occupancy"]`` < 1,
-            ``arrays["disorder_group"]``, e.g. ``read_cif(path, disorder="all")``;
-            :mod:`ase_cartnet.disorder`): "major" predicts the major configuration and gives
-            every minor-part atom the ADP of its major counterpart (as SHELX's EADP), "each"
-            predicts every configuration and gives each atom the mean over the configurations
-            it belongs to, "error" refuses naming the sites. ``last_disorder`` holds the plans
-            of the last call (None for ordered structures).
-        chunk_size: edges per block in inference (default
-            :data:`ase_cartnet.models.cartnet.DEFAULT_CHUNK_SIZE`). Memory holds the edge features
-            of the whole cell (E × d) plus one block's temporaries (about 4 · d numbers per edge
-            of the block); smaller blocks lower the peak, the results do not depend on it.
-        compile: run the CartLayers' per-block edge work through ``torch.compile`` (the first
-            prediction of each new size pattern compiles, tens of seconds on CPU); falls back to
-            the uncompiled model with a warning where compiling is unavailable.
+    Parameters
+    ----------
+    checkpoint
+        an official CartNet checkpoint (``model_state``) or an ase-cartnet one; None
+        loads the embedded default weights.
+    temperature
+        K. None takes ``atoms.info["temperature"]``; without either, an error.
+        Changing ``atoms.info["temperature"]`` triggers a new calculation.
+    device, dtype
+        where and in which precision the model runs (float32 default; float64 for
+        reference-quality numbers).
+    hydrogen
+        "nan" or "riding".
+    max_neighbours
+        neighbour cap per atom: "checkpoint" uses the checkpoint's own setting (64
+        for official checkpoints, like the official app; none for ase-cartnet checkpoints,
+        like training), an int caps, None keeps every neighbour within the cutoff.
+    rotations
+        test-time rotation averaging: U = (1/K) Σ_k R_kᵀ f(R_k·x) R_k over K fixed
+        rotations (identity first). CartNet is only approximately rotation-equivariant (it
+        learns equivariance from SO(3) augmentation, paper section 4.2); K > 1 reduces the
+        equivariance error at K times the cost.
+    store_in_arrays
+        also put the results in ``atoms.arrays`` ("adps", "u_equiv") so that
+        writers that drop calculator results keep them.
+    symmetrize
+        average the predicted U over the structure's space group (spglib, tolerance
+        1e-3 Å; :func:`ase_cartnet.symmetry.symmetrize_adps`), so that every ellipsoid obeys
+        its site symmetry and symmetry-equivalent atoms get identical ellipsoids, as refined
+        and harmonic ADPs do (the default; the model alone obeys them only approximately).
+    disorder
+        a structure whose atoms overlap as alternatives (``arrays["occupancy"]`` < 1,
+        ``arrays["disorder_group"]``, e.g. ``read_cif(path, disorder="all")``;
+        :mod:`ase_cartnet.disorder`): "major" predicts the major configuration and gives
+        every minor-part atom the ADP of its major counterpart (as SHELX's EADP), "each"
+        predicts every configuration and gives each atom the mean over the configurations
+        it belongs to, "error" refuses naming the sites. ``last_disorder`` holds the plans
+        of the last call (None for ordered structures).
+    chunk_size
+        edges per block in inference (default
+        :data:`ase_cartnet.models.cartnet.DEFAULT_CHUNK_SIZE`). Memory holds the edge features
+        of the whole cell (E × d) plus one block's temporaries (about 4 · d numbers per edge
+        of the block); smaller blocks lower the peak, the results do not depend on it.
+    compile
+        run the CartLayers' per-block edge work through ``torch.compile`` (the first
+        prediction of each new size pattern compiles, tens of seconds on CPU); falls back to
+        the uncompiled model with a warning where compiling is unavailable.
 
     Not meant for: structures far from the training domain. The model card of the checkpoint
     states the domain; a warning is raised for elements the checkpoint was not trained on and,

@@ -83,11 +83,15 @@ class CrysToGraphProperty(Calculator):
     * ``target="heat_ref"`` (eV, per 5-atom cell), trained on 3.6 k cubic ABX3 perovskites of
       Castelli et al. (Perov-5).
 
-    Parameters:
-        checkpoint: an ase-cartnet property checkpoint (from ``ase-cartnet train crystograph``
-            or the comparison benchmark); None loads the shipped model for ``target``.
-        target: which shipped model to load when ``checkpoint`` is None.
-        device, dtype: where and in which precision the model runs.
+    Parameters
+    ----------
+    checkpoint
+        an ase-cartnet property checkpoint (from ``ase-cartnet train crystograph``
+        or the comparison benchmark); None loads the shipped model for ``target``.
+    target
+        which shipped model to load when ``checkpoint`` is None.
+    device, dtype
+        where and in which precision the model runs.
 
     Not meant for: structures unlike the training data (molecules are refused; large cells,
     unusual chemistries or far-from-equilibrium geometries are extrapolation), and not a

@@ -68,19 +68,30 @@ is rejected: the input cell is kept, with a warning, and the prediction is marke
 class DeepRelaxUncertainty:
     """Uncertainties of one prediction (DeepRelax eqns 21–24).
 
-    Attributes:
-        global_uncertainty: Û = Û_a + Û_e, Å² (eqn 24).
-        aleatoric, epistemic: Û_a (eqn 21), Û_e (eqn 23), Å².
-        bond_index: (E, 2) int, (i, j) of every periodic edge: atom i and the image of atom j at
-            ``r_j + bond_shift @ cell``.
-        bond_shift: (E, 3) int cell offsets.
-        bond_length: (E,) predicted relaxed distance d̄, Å.
-        bond_aleatoric: (E,) mean_t exp(û_t), the local Laplace scale, Å.
-        bond_epistemic: (E,) std of the members' d̂_t, Å.
-        bond_uncertainty: (E,) sqrt(aleatoric² + epistemic²), Å.
-        threshold: Û below which the prediction counts as trusted (None: no threshold).
-        trusted: whether ``global_uncertainty < threshold`` (True without a threshold) and the
-            predicted cell was accepted.
+    Attributes
+    ----------
+    global_uncertainty
+        Û = Û_a + Û_e, Å² (eqn 24).
+    aleatoric, epistemic
+        Û_a (eqn 21), Û_e (eqn 23), Å².
+    bond_index
+        (E, 2) int, (i, j) of every periodic edge: atom i and the image of atom j at
+        ``r_j + bond_shift @ cell``.
+    bond_shift
+        (E, 3) int cell offsets.
+    bond_length
+        (E,) predicted relaxed distance d̄, Å.
+    bond_aleatoric
+        (E,) mean_t exp(û_t), the local Laplace scale, Å.
+    bond_epistemic
+        (E,) std of the members' d̂_t, Å.
+    bond_uncertainty
+        (E,) sqrt(aleatoric² + epistemic²), Å.
+    threshold
+        Û below which the prediction counts as trusted (None: no threshold).
+    trusted
+        whether ``global_uncertainty < threshold`` (True without a threshold) and the
+        predicted cell was accepted.
     """
 
     global_uncertainty: float
@@ -379,22 +390,32 @@ class DeepRelax(Dynamics):
     and Filters behave as there. There are no forces: the one step predicts the relaxed
     structure and the run has converged; a second ``run()`` changes nothing.
 
-    Parameters:
-        atoms: an ``ase.Atoms`` (3D periodic) or an ASE Filter around one (``FrechetCellFilter``,
-            ``UnitCellFilter``, …): positions *and* cell of the Atoms are always predicted.
-        model: None (the shipped ensemble, offline), a checkpoint path (an exported ensemble or
-            one replicate from ``ase-cartnet train deeprelax``), or a ``DeepRelaxEnsemble``.
-        trajectory: a file name or an open ASE ``Trajectory``: the initial and predicted frames.
-        logfile: "-" (stdout), None (silent), a file name (appended) or an open text stream.
-        append_trajectory, loginterval: as in ASE's ``Dynamics``.
-        threshold: Å²; the prediction is trusted when ``global_uncertainty < threshold``. None
-            takes the checkpoint's value (the shipped card's: a percentile of the held-out
-            uncertainty).
-        steps, lr: EDG-solver settings (official: 100 Adam steps at 0.1 Å), not optimizer
-            steps.
-        symmetrize: impose the input's space group on the prediction (default; see
-            :func:`predict`).
-        dtype: torch dtype of the model and solver (float32 default).
+    Parameters
+    ----------
+    atoms
+        an ``ase.Atoms`` (3D periodic) or an ASE Filter around one (``FrechetCellFilter``,
+        ``UnitCellFilter``, …): positions *and* cell of the Atoms are always predicted.
+    model
+        None (the shipped ensemble, offline), a checkpoint path (an exported ensemble or
+        one replicate from ``ase-cartnet train deeprelax``), or a ``DeepRelaxEnsemble``.
+    trajectory
+        a file name or an open ASE ``Trajectory``: the initial and predicted frames.
+    logfile
+        "-" (stdout), None (silent), a file name (appended) or an open text stream.
+    append_trajectory, loginterval
+        as in ASE's ``Dynamics``.
+    threshold
+        Å²; the prediction is trusted when ``global_uncertainty < threshold``. None
+        takes the checkpoint's value (the shipped card's: a percentile of the held-out
+        uncertainty).
+    steps, lr
+        EDG-solver settings (official: 100 Adam steps at 0.1 Å), not optimizer
+        steps.
+    symmetrize
+        impose the input's space group on the prediction (default; see
+        :func:`predict`).
+    dtype
+        torch dtype of the model and solver (float32 default).
 
     After the step, ``uncertainty`` holds a :class:`DeepRelaxUncertainty` and ``trusted`` says
     whether to use the prediction.

@@ -36,16 +36,23 @@ class EMPNNLattice(Dynamics):
     further ``run()`` changes nothing (a new ``EMPNNLattice`` on the denoised cell would
     deform it again: the model is not idempotent). No calculator is needed.
 
-    Parameters:
-        atoms: a crystal periodic along a, b and c, or an ASE Filter around one (unwrapped:
-            only the cell of the Atoms is changed).
-        model: None for the shipped default weights (offline), a checkpoint path, or a model
-            (:class:`~ase_cartnet.models.empnn.EMPNN` / ``LatticeFF``).
-        trajectory: a file name or an open ASE ``Trajectory``: the structure before and after
-            every step.
-        logfile: "-" for stdout, a path, an open file, or None for silence.
-        append_trajectory, loginterval: as in ASE's ``Dynamics``.
-        dtype: torch dtype the model runs in (float32 default).
+    Parameters
+    ----------
+    atoms
+        a crystal periodic along a, b and c, or an ASE Filter around one (unwrapped:
+        only the cell of the Atoms is changed).
+    model
+        None for the shipped default weights (offline), a checkpoint path, or a model
+        (:class:`~ase_cartnet.models.empnn.EMPNN` / ``LatticeFF``).
+    trajectory
+        a file name or an open ASE ``Trajectory``: the structure before and after
+        every step.
+    logfile
+        "-" for stdout, a path, an open file, or None for silence.
+    append_trajectory, loginterval
+        as in ASE's ``Dynamics``.
+    dtype
+        torch dtype the model runs in (float32 default).
 
     After a run, ``action`` holds the total action h (3, 3) applied so far and ``cells`` the
     cell after each of the model's layers (the input first).

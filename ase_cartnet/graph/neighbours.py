@@ -64,10 +64,14 @@ _VESIN_SLACK = 1e-6
 class NeighbourList:
     """A neighbour list in the package's conventions (see the module docstring).
 
-    Attributes:
-        edge_index: (2, E) int64; row 0 = source j (the neighbour), row 1 = target i (the centre).
-        cell_shifts: (E, 3) int64; n such that the source image is at ``r_j + n @ cell``.
-        distances: (E,) float64, ``|r_j + n @ cell - r_i|`` in Å.
+    Attributes
+    ----------
+    edge_index
+        (2, E) int64; row 0 = source j (the neighbour), row 1 = target i (the centre).
+    cell_shifts
+        (E, 3) int64; n such that the source image is at ``r_j + n @ cell``.
+    distances
+        (E,) float64, ``|r_j + n @ cell - r_i|`` in Å.
     """
 
     edge_index: np.ndarray
@@ -216,20 +220,30 @@ def radius_graph(
 ) -> NeighbourList:
     """All edges ``(i, j, n)`` with ``1e-4 Å² < |r_j + n @ cell - r_i|² <= cutoff²``.
 
-    Args:
-        positions: (N, 3) Cartesian positions in Å (not wrapped; shifts are relative to them).
-        cell: (3, 3) lattice vectors as rows. Vectors on non-periodic axes may be zero
-            (a molecule may pass an all-zero cell, or ``None``).
-        pbc: a bool or 3 bools (mixed boundary conditions, e.g. slabs, are supported).
-        cutoff: radius in Å (inclusive); it may be many times longer than the cell.
-        max_neighbours: if given, apply :func:`cap_neighbours` with ``cap_tolerance`` (Å²).
+    Parameters
+    ----------
+    positions
+        (N, 3) Cartesian positions in Å (not wrapped; shifts are relative to them).
+    cell
+        (3, 3) lattice vectors as rows. Vectors on non-periodic axes may be zero
+        (a molecule may pass an all-zero cell, or ``None``).
+    pbc
+        a bool or 3 bools (mixed boundary conditions, e.g. slabs, are supported).
+    cutoff
+        radius in Å (inclusive); it may be many times longer than the cell.
+    max_neighbours
+        if given, apply :func:`cap_neighbours` with ``cap_tolerance`` (Å²).
 
-    Returns:
-        A :class:`NeighbourList` sorted by target, source, shift.
+    Returns
+    -------
+    NeighbourList
+        Sorted by target, source, shift.
 
-    Raises:
-        ValueError (:class:`~ase_cartnet.errors.InputError`): wrong shapes, non-finite values,
-        ``cutoff <= 0``, or a degenerate cell on a periodic axis.
+    Raises
+    ------
+    ~ase_cartnet.errors.InputError
+        (a ValueError) wrong shapes, non-finite values, ``cutoff <= 0``, or a degenerate cell
+        on a periodic axis.
     """
     pos = _check_positions(positions)
     pbc_arr = _check_pbc(pbc)
@@ -359,8 +373,10 @@ def knn_graph(
     does not depend on the choice of cell (shifts, which depend on it, never decide), as
     lattice-equivariant models need (EMPNN Def. 6).
 
-    Raises:
-        ValueError: bad input, or fewer than ``k`` neighbours exist (a molecule with fewer than
+    Raises
+    ------
+    ValueError
+        bad input, or fewer than ``k`` neighbours exist (a molecule with fewer than
         ``k + 1`` atoms, or with overlapping atoms).
     """
     pos = _check_positions(positions)
@@ -442,12 +458,17 @@ def edge_vectors(
 
     Differentiable with respect to ``positions`` and ``cell``.
 
-    Args:
-        positions: (N, 3).
-        cell: (3, 3), or (B, 3, 3) for B structures with ``batch`` (N,) mapping atoms to
-            structures (``batch`` may be omitted when B == 1).
-        edge_index: (2, E) int64, row 0 source, row 1 target.
-        cell_shifts: (E, 3) integer or float; cast to ``positions.dtype``.
+    Parameters
+    ----------
+    positions
+        (N, 3).
+    cell
+        (3, 3), or (B, 3, 3) for B structures with ``batch`` (N,) mapping atoms to
+        structures (``batch`` may be omitted when B == 1).
+    edge_index
+        (2, E) int64, row 0 source, row 1 target.
+    cell_shifts
+        (E, 3) integer or float; cast to ``positions.dtype``.
     """
     if positions.dim() != 2 or positions.shape[1] != 3:
         raise InputError(f"positions must have shape (N, 3), got {tuple(positions.shape)}")
@@ -495,9 +516,12 @@ def triplets(
     reversed: ``src(b) == tgt(a)`` and the shifts cancel), whose zero-area triangle has no
     angle. Pairs are sorted by ``a``, then ``b``. Edges need not be sorted.
 
-    Args:
-        edge_index: (2, E) int64, row 0 source, row 1 target.
-        cell_shifts: (E, 3) integer (or integer-valued float) shifts.
+    Parameters
+    ----------
+    edge_index
+        (2, E) int64, row 0 source, row 1 target.
+    cell_shifts
+        (E, 3) integer (or integer-valued float) shifts.
     """
     _check_edges(edge_index, cell_shifts)
     n_edges = edge_index.shape[1]

@@ -63,29 +63,42 @@ NUM_ELEMENTS = 119
 class CartNetConfig(ConfigDict):
     """Hyper-parameters of CartNet. Defaults are the released ADP model (paper: dim 256, 4 layers).
 
-    Attributes:
-        dim: latent width d.
-        dim_rbf: number K of radial basis functions.
-        num_layers: number of CartLayers.
-        cutoff: radius-graph cutoff r_c in Å (also the RBF and envelope cutoff).
-        use_direction: concatenate the unit edge vector to the RBF (False = paper ablation 4,
-            the official ``invariant=True``).
-        use_temperature: add the projected standardised temperature to the atom embedding
-            (False = ablation 5).
-        use_envelope: multiply the gate by the cosine envelope, eqn 11 (False = ablation 3).
-        head: "cholesky" (per-atom ADPs, eqns 15–18), "scalar" (ESI S4, one value per structure)
-            or "harmonic" (per-atom ADPs from spectral weights through eqns 2–3,
-            :mod:`ase_cartnet.models.harmonic_head`; the temperature enters there only, so it
-            needs ``use_temperature=False``, and one forward pass serves every temperature).
-        harmonic_bins, harmonic_freq_min, harmonic_freq_max: the harmonic head's K frequency bins,
-            log-spaced between the two frequencies (THz).
-        temperature_mean, temperature_std: standardisation of the input temperature, K.
-        max_neighbours: neighbour cap used when building graphs for this model (None = no cap, as
-            in training; the official app uses 64). Not part of the weights.
-        adp_floor: ε in Å² added as U = LᵀL + εI by the Cholesky head, so that U stays positive
-            definite in floating point even for needle-like predictions. 0 in the official model
-            (and for official checkpoints); ase-cartnet training uses 1e-6 Å², negligible next
-            to real ADPs (1e-3–1e-1 Å²).
+    Attributes
+    ----------
+    dim
+        latent width d.
+    dim_rbf
+        number K of radial basis functions.
+    num_layers
+        number of CartLayers.
+    cutoff
+        radius-graph cutoff r_c in Å (also the RBF and envelope cutoff).
+    use_direction
+        concatenate the unit edge vector to the RBF (False = paper ablation 4,
+        the official ``invariant=True``).
+    use_temperature
+        add the projected standardised temperature to the atom embedding
+        (False = ablation 5).
+    use_envelope
+        multiply the gate by the cosine envelope, eqn 11 (False = ablation 3).
+    head
+        "cholesky" (per-atom ADPs, eqns 15–18), "scalar" (ESI S4, one value per structure)
+        or "harmonic" (per-atom ADPs from spectral weights through eqns 2–3,
+        :mod:`ase_cartnet.models.harmonic_head`; the temperature enters there only, so it
+        needs ``use_temperature=False``, and one forward pass serves every temperature).
+    harmonic_bins, harmonic_freq_min, harmonic_freq_max
+        the harmonic head's K frequency bins,
+        log-spaced between the two frequencies (THz).
+    temperature_mean, temperature_std
+        standardisation of the input temperature, K.
+    max_neighbours
+        neighbour cap used when building graphs for this model (None = no cap, as
+        in training; the official app uses 64). Not part of the weights.
+    adp_floor
+        ε in Å² added as U = LᵀL + εI by the Cholesky head, so that U stays positive
+        definite in floating point even for needle-like predictions. 0 in the official model
+        (and for official checkpoints); ase-cartnet training uses 1e-6 Å², negligible next
+        to real ADPs (1e-3–1e-1 Å²).
     """
 
     dim: int = 256

@@ -40,30 +40,50 @@ class CrysToGraphConfig(ConfigDict):
     """Hyper-parameters. Defaults follow Table A1 (3 eTGC blocks, 1 GwT layer, 1 FFNN layer,
     8 heads of 32, hidden 256).
 
-    Attributes:
-        num_atom_features: width of the atom descriptors (92, CGCNN one-hot).
-        dim: hidden width of node, edge and line-graph-edge features.
-        num_heads, head_dim: attention heads and the projected width of each.
-        num_etgc: eTGC blocks (each: a line-graph layer, then a crystal-graph layer).
-        num_gwt: graph-wise transformer layers.
-        num_ffnn: Softplus hidden layers of the output FFNN (eqn 16).
-        ffn_factor: hidden width of the eTGC/GwT feed-forward sublayers, as a multiple of dim.
-        line_dim: width of the line-graph edge (bond-angle) features; None = dim (the paper).
-            There are ~k² of them per atom (144 for k = 12), so on a CPU budget a narrower
-            width makes the line-graph layers several times cheaper.
-        line_head_dim: projected width per head in the line-graph layers (their attention runs
-            over the ~k² angle triplets per atom); None = head_dim.
-        k: neighbours per atom in the crystal graph (for building inputs; not used in forward).
-        long_edge: Å; edges longer than this get the boolean feature (the "ion bond" cutoff).
-        num_rbf_distance, distance_max: Gaussians for r on [0, distance_max] Å.
-        num_rbf_angle: Gaussians for each of θ and φ.
-        num_rbf_cosine: Gaussians for the bond-angle cosine of line-graph edges.
-        use_edge_angles: include θ and φ (cell frame) in the edge features.
-        lap_dim, rw_dim, lap_mode: positional encodings (see ``ase_cartnet.graph.crystograph``).
-        target_mean, target_std: the output is ``target_mean + target_std * FFNN(...)``, so the
-            network works on a standardised target; set from the training data.
-        target: name of the predicted property (for model cards and calculators).
-        units: its unit.
+    Attributes
+    ----------
+    num_atom_features
+        width of the atom descriptors (92, CGCNN one-hot).
+    dim
+        hidden width of node, edge and line-graph-edge features.
+    num_heads, head_dim
+        attention heads and the projected width of each.
+    num_etgc
+        eTGC blocks (each: a line-graph layer, then a crystal-graph layer).
+    num_gwt
+        graph-wise transformer layers.
+    num_ffnn
+        Softplus hidden layers of the output FFNN (eqn 16).
+    ffn_factor
+        hidden width of the eTGC/GwT feed-forward sublayers, as a multiple of dim.
+    line_dim
+        width of the line-graph edge (bond-angle) features; None = dim (the paper).
+        There are ~k² of them per atom (144 for k = 12), so on a CPU budget a narrower
+        width makes the line-graph layers several times cheaper.
+    line_head_dim
+        projected width per head in the line-graph layers (their attention runs
+        over the ~k² angle triplets per atom); None = head_dim.
+    k
+        neighbours per atom in the crystal graph (for building inputs; not used in forward).
+    long_edge
+        Å; edges longer than this get the boolean feature (the "ion bond" cutoff).
+    num_rbf_distance, distance_max
+        Gaussians for r on [0, distance_max] Å.
+    num_rbf_angle
+        Gaussians for each of θ and φ.
+    num_rbf_cosine
+        Gaussians for the bond-angle cosine of line-graph edges.
+    use_edge_angles
+        include θ and φ (cell frame) in the edge features.
+    lap_dim, rw_dim, lap_mode
+        positional encodings (see ``ase_cartnet.graph.crystograph``).
+    target_mean, target_std
+        the output is ``target_mean + target_std * FFNN(...)``, so the
+        network works on a standardised target; set from the training data.
+    target
+        name of the predicted property (for model cards and calculators).
+    units
+        its unit.
     """
 
     num_atom_features: int = 92

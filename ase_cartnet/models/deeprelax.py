@@ -64,15 +64,24 @@ class DeepRelaxConfig(ConfigDict):
     """Architecture. Defaults are the official code's (hidden 512, 3 layers, 128 RBF, 6 Å,
     ≤ 30 neighbours per atom, cell offsets in {−2..2}³, a 128-wide offset encoding).
 
-    Attributes:
-        hidden: F, the width of scalar and vector node features.
-        num_layers: T, message-passing + updating blocks.
-        num_rbf: Gaussian radial basis functions on [0, cutoff].
-        cutoff: Å, radius of the periodic edges.
-        max_neighbours: periodic edges kept per atom (nearest first, ties kept).
-        pcoe_dim: width of the periodic cell-offset encoding (eqns 2–3).
-        num_elements: embedding rows (atomic numbers 0..num_elements-1).
-        envelope_exponent: p of the polynomial envelope on message filters.
+    Attributes
+    ----------
+    hidden
+        F, the width of scalar and vector node features.
+    num_layers
+        T, message-passing + updating blocks.
+    num_rbf
+        Gaussian radial basis functions on [0, cutoff].
+    cutoff
+        Å, radius of the periodic edges.
+    max_neighbours
+        periodic edges kept per atom (nearest first, ties kept).
+    pcoe_dim
+        width of the periodic cell-offset encoding (eqns 2–3).
+    num_elements
+        embedding rows (atomic numbers 0..num_elements-1).
+    envelope_exponent
+        p of the polynomial envelope on message filters.
     """
 
     hidden: int = 512
@@ -99,12 +108,18 @@ class DeepRelaxConfig(ConfigDict):
 class DeepRelaxOutput:
     """Predictions of one model for a batch.
 
-    Attributes:
-        distance: (E,) Å, d̂ on the periodic edges (relaxed interatomic distances, eqn 8).
-        log_scale: (E,) û on the periodic edges (Laplace scale b = exp(û) Å, eqn 9).
-        disp_distance: (D,) Å, d̂ on the displacement edges (|r_j(relaxed) − r_i(initial)|).
-        disp_log_scale: (D,) û on the displacement edges.
-        lattice: (B, 3, 3) Å, the predicted relaxed lattice (rows, eqn 10).
+    Attributes
+    ----------
+    distance
+        (E,) Å, d̂ on the periodic edges (relaxed interatomic distances, eqn 8).
+    log_scale
+        (E,) û on the periodic edges (Laplace scale b = exp(û) Å, eqn 9).
+    disp_distance
+        (D,) Å, d̂ on the displacement edges (|r_j(relaxed) − r_i(initial)|).
+    disp_log_scale
+        (D,) û on the displacement edges.
+    lattice
+        (B, 3, 3) Å, the predicted relaxed lattice (rows, eqn 10).
     """
 
     distance: torch.Tensor
@@ -323,14 +338,21 @@ class DeepRelaxModel(nn.Module):
 class EnsembleOutput:
     """Ensemble predictions (eqns 21–24). Per-edge tensors average the T members.
 
-    Attributes:
-        distance, disp_distance: d̄ (eqn 22) on periodic / displacement edges, Å.
-        scale, disp_scale: mean_t exp(û_t), the aleatoric local uncertainty, Å.
-        variance, disp_variance: (1/T) Σ_t (d̂_t − d̄)², the epistemic local uncertainty, Å².
-        lattice: (B, 3, 3) mean of the members' lattices, Å.
-        lattice_std: (B, 3, 3) their standard deviation (0 for T = 1), Å.
-        aleatoric, epistemic, global_: (B,) Û_a (eqn 21), Û_e (eqn 23), Û = Û_a + Û_e (eqn 24),
-            Å², with N the number of distance pairs (periodic + displacement) of each structure.
+    Attributes
+    ----------
+    distance, disp_distance
+        d̄ (eqn 22) on periodic / displacement edges, Å.
+    scale, disp_scale
+        mean_t exp(û_t), the aleatoric local uncertainty, Å.
+    variance, disp_variance
+        (1/T) Σ_t (d̂_t − d̄)², the epistemic local uncertainty, Å².
+    lattice
+        (B, 3, 3) mean of the members' lattices, Å.
+    lattice_std
+        (B, 3, 3) their standard deviation (0 for T = 1), Å.
+    aleatoric, epistemic, global_
+        (B,) Û_a (eqn 21), Û_e (eqn 23), Û = Û_a + Û_e (eqn 24),
+        Å², with N the number of distance pairs (periodic + displacement) of each structure.
     """
 
     distance: torch.Tensor

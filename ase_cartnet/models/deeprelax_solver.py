@@ -75,19 +75,30 @@ def solve_positions(
 ) -> SolverResult:
     """Minimise the BED loss (eqn 20) over the positions with Adam; returns a :class:`SolverResult`.
 
-    Args:
-        initial_positions: (N, 3) Å, the starting point and the anchors of displacement edges.
-        lattice: (B, 3, 3) predicted lattice (rows), or (3, 3) for one structure.
-        edge_index, cell_shift: (2, E), (E, 3) periodic edges (source j, target i, shift k).
-        distance, half_width: (E,) d̂ and exp(û) of the periodic edges, Å.
-        disp_index: (2, D) displacement edges (source j: the moving atom; target i: the anchor).
-        disp_distance, disp_half_width: (D,) d̂ and exp(û) of the displacement edges, Å.
-        batch: (N,) structure of each atom (may be omitted for one structure).
-        start: (N, 3) starting positions (default: the initial positions); see
-            :func:`affine_start`.
-        steps, lr: Adam settings (official: 100 steps at 0.1).
-        decay: if True the learning rate decays linearly to 0 over the steps (not in the paper;
-            useful when the bounds are tight and an exact realisation exists).
+    Parameters
+    ----------
+    initial_positions
+        (N, 3) Å, the starting point and the anchors of displacement edges.
+    lattice
+        (B, 3, 3) predicted lattice (rows), or (3, 3) for one structure.
+    edge_index, cell_shift
+        (2, E), (E, 3) periodic edges (source j, target i, shift k).
+    distance, half_width
+        (E,) d̂ and exp(û) of the periodic edges, Å.
+    disp_index
+        (2, D) displacement edges (source j: the moving atom; target i: the anchor).
+    disp_distance, disp_half_width
+        (D,) d̂ and exp(û) of the displacement edges, Å.
+    batch
+        (N,) structure of each atom (may be omitted for one structure).
+    start
+        (N, 3) starting positions (default: the initial positions); see
+        :func:`affine_start`.
+    steps, lr
+        Adam settings (official: 100 steps at 0.1).
+    decay
+        if True the learning rate decays linearly to 0 over the steps (not in the paper;
+        useful when the bounds are tight and an exact realisation exists).
     """
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
@@ -166,7 +177,14 @@ def affine_start(
     point translated by t L⁻¹L̂ instead of t. ``about="centroid"`` (c = each structure's mean
     position) commutes with translations too.
 
-    Args: positions (N, 3), cell (B, 3, 3) input lattice, lattice (B, 3, 3) predicted, batch (N,).
+    Parameters
+    ----------
+    positions : torch.Tensor
+        (N, 3) Å.
+    cell, lattice : torch.Tensor
+        (B, 3, 3) the input and the predicted lattice, Å (rows).
+    batch : torch.Tensor
+        (N,) the structure of each atom.
     """
     if about not in ("origin", "centroid"):
         raise ValueError(f"about must be 'origin' or 'centroid', got {about!r}")

@@ -63,30 +63,47 @@ EXPONENTIALS = ("exp", "first_order")
 class EMPNNConfig(ConfigDict):
     """Architecture of :class:`EMPNN` / :class:`LatticeFF` (defaults: the authors' code).
 
-    Attributes:
-        dim: feature width (128).
-        num_rbf: Gaussian radial basis functions on [0, rbf_max] Å.
-        num_relative: Gaussian basis functions (plus the raw value) of the relative edge length
-            r_γ / r̄_i on [0.4, 1.6], r̄_i the mean length of the edges of the centre atom i;
-            0 (default) gives the paper's eqn 8a exactly. An invariant of the point cloud, so
-            equivariance is untouched; it exposes anisotropic strain directly (our addition).
-        rbf_max: Å, the largest distance the radial basis resolves.
-        num_angle: basis functions of cos θ for triplet messages.
-        num_layers: invariant MPNN layers before the deformation steps (8).
-        num_steps: deformation (EMPNN) layers (4); each is one more MPNN layer plus an action.
-        k: neighbours per atom of the kNN graph (16; ties at the k-th distance are all kept).
-        edge_fields: vector fields on Γ₁ (names in ``EDGE_FIELDS``).
-        triplet_fields: vector fields on Γ₂ (names in ``TRIPLET_FIELDS``).
-        sym: use the symmetric part of every field (the paper's "sym").
-        triplet_messages: use triplet messages (eqn 8b) in the node update (eqn 9) of the
-            invariant encoder layers too (the deformation steps use them whenever
-            ``triplet_fields`` is non-empty; off by default to save CPU).
-        exponential: "exp" (matrix exponential) or "first_order" (h = I + X, appendix B.2).
-        head: "deform" (EMPNN) or "ff" (the invariant feed-forward baseline).
-        max_z: largest atomic number embedded.
-        length_mean, length_std, angle_mean, angle_std: statistics of the normalised lattice
-            parameters (a, b, c) / N^{1/3} (Å) and (α, β, γ) (degrees) of the training set, used
-            by the FF head and the lattice-parameter losses.
+    Attributes
+    ----------
+    dim
+        feature width (128).
+    num_rbf
+        Gaussian radial basis functions on [0, rbf_max] Å.
+    num_relative
+        Gaussian basis functions (plus the raw value) of the relative edge length
+        r_γ / r̄_i on [0.4, 1.6], r̄_i the mean length of the edges of the centre atom i;
+        0 (default) gives the paper's eqn 8a exactly. An invariant of the point cloud, so
+        equivariance is untouched; it exposes anisotropic strain directly (our addition).
+    rbf_max
+        Å, the largest distance the radial basis resolves.
+    num_angle
+        basis functions of cos θ for triplet messages.
+    num_layers
+        invariant MPNN layers before the deformation steps (8).
+    num_steps
+        deformation (EMPNN) layers (4); each is one more MPNN layer plus an action.
+    k
+        neighbours per atom of the kNN graph (16; ties at the k-th distance are all kept).
+    edge_fields
+        vector fields on Γ₁ (names in ``EDGE_FIELDS``).
+    triplet_fields
+        vector fields on Γ₂ (names in ``TRIPLET_FIELDS``).
+    sym
+        use the symmetric part of every field (the paper's "sym").
+    triplet_messages
+        use triplet messages (eqn 8b) in the node update (eqn 9) of the
+        invariant encoder layers too (the deformation steps use them whenever
+        ``triplet_fields`` is non-empty; off by default to save CPU).
+    exponential
+        "exp" (matrix exponential) or "first_order" (h = I + X, appendix B.2).
+    head
+        "deform" (EMPNN) or "ff" (the invariant feed-forward baseline).
+    max_z
+        largest atomic number embedded.
+    length_mean, length_std, angle_mean, angle_std
+        statistics of the normalised lattice
+        parameters (a, b, c) / N^{1/3} (Å) and (α, β, γ) (degrees) of the training set, used
+        by the FF head and the lattice-parameter losses.
     """
 
     dim: int = 128

@@ -125,11 +125,16 @@ def noisy_graph(
 class EMPNNDenoiseTask:
     """Data and loss of lattice denoising for :func:`ase_cartnet.train.loop.fit`.
 
-    Args:
-        train, val: crystals. sigma: noise scale of A. symmetric_noise: symmetrise A.
-        config: the model config (k of the graph, normalisation statistics of the loss).
-        loss: one of ``LOSSES`` (Table 1). batch_size: structures per batch.
-        val_seed: seed of the fixed validation noise.
+    Parameters
+    ----------
+    train, val
+        crystals. sigma: noise scale of A. symmetric_noise: symmetrise A.
+    config
+        the model config (k of the graph, normalisation statistics of the loss).
+    loss
+        one of ``LOSSES`` (Table 1). batch_size: structures per batch.
+    val_seed
+        seed of the fixed validation noise.
     """
 
     def __init__(

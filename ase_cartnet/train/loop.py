@@ -67,17 +67,26 @@ class Task(Protocol):
 class TrainConfig:
     """Optimisation settings.
 
-    Attributes:
-        epochs: passes over the training batches.
-        lr: peak learning rate of the OneCycle schedule (ESI S4: 1e-3).
-        pct_start: fraction of steps spent warming up (ESI S4: 0.01).
-        weight_decay: Adam's L2 penalty.
-        grad_clip: max gradient norm (None: no clipping).
-        seed: fixes initialisation, shuffling and augmentation.
-        select_metric: validation metric used to keep ``best.pt``; minimised unless it is in
-            ``MAXIMISED`` (e.g. "iou").
-        device: where the model trains ("cpu", "cuda"); batches are moved there, checkpoints
-            are written on the CPU.
+    Attributes
+    ----------
+    epochs
+        passes over the training batches.
+    lr
+        peak learning rate of the OneCycle schedule (ESI S4: 1e-3).
+    pct_start
+        fraction of steps spent warming up (ESI S4: 0.01).
+    weight_decay
+        Adam's L2 penalty.
+    grad_clip
+        max gradient norm (None: no clipping).
+    seed
+        fixes initialisation, shuffling and augmentation.
+    select_metric
+        validation metric used to keep ``best.pt``; minimised unless it is in
+        ``MAXIMISED`` (e.g. "iou").
+    device
+        where the model trains ("cpu", "cuda"); batches are moved there, checkpoints
+        are written on the CPU.
     """
 
     epochs: int = 50

@@ -21,12 +21,18 @@ from ase_cartnet.io.datasets import read_cif_csv
 class PropertySet:
     """Structures with one scalar target each.
 
-    Attributes:
-        atoms: the structures (periodic, positions in Å).
-        targets: (M,) float64 target values.
-        ids: (M,) material ids as strings.
-        source: where they came from (file names), for model cards.
-        target: the column name.
+    Attributes
+    ----------
+    atoms
+        the structures (periodic, positions in Å).
+    targets
+        (M,) float64 target values.
+    ids
+        (M,) material ids as strings.
+    source
+        where they came from (file names), for model cards.
+    target
+        the column name.
     """
 
     atoms: list[Atoms]

@@ -25,14 +25,20 @@ Augment = Callable[[Batch, torch.Generator], None]
 class PropertyTask:
     """Data and loss of a structure → scalar model for :func:`ase_cartnet.train.loop.fit`.
 
-    Args:
-        train_graphs, val_graphs: pre-built graphs (one per structure) the model reads.
-        train_targets, val_targets: (M,) target values, in the model's output units.
-        target_std: the loss is mean |ŷ − y| / target_std (an L1 loss on the standardised
-            target, independent of the unit).
-        batch_size: structures per batch.
-        augment: optional in-place change of a training batch (e.g. random Laplacian sign
-            flips), given the epoch's generator.
+    Parameters
+    ----------
+    train_graphs, val_graphs
+        pre-built graphs (one per structure) the model reads.
+    train_targets, val_targets
+        (M,) target values, in the model's output units.
+    target_std
+        the loss is mean |ŷ − y| / target_std (an L1 loss on the standardised
+        target, independent of the unit).
+    batch_size
+        structures per batch.
+    augment
+        optional in-place change of a training batch (e.g. random Laplacian sign
+        flips), given the epoch's generator.
     """
 
     def __init__(
