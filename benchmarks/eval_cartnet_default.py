@@ -1,4 +1,4 @@
-"""Evaluate a CartNet ADP model (default: the embedded weights) the way issue #4 asks.
+"""Evaluate a CartNet ADP model (default: the embedded weights) on teacher, DFT and speed tests.
 
 1. Held-out teacher test set (a ``phonon_ref.build_dataset`` database built from the *test*
    splits), all temperatures: MAE (Å²), S12 (%), IoU (%) over non-H atoms, with two baselines

@@ -1,4 +1,4 @@
-"""The pre-relaxer claim of issue 5, measured: teacher steps and wall time to relax held-out
+"""Whether the DeepRelax pre-relaxer saves teacher work: teacher steps and time to relax held-out
 teacher pairs from the unrelaxed structure vs from the DeepRelax prediction.
 
 For every pair of a teacher database (:mod:`ase_cartnet.train.deeprelax_teacher`; the unrelaxed

@@ -4,26 +4,11 @@ The façade wires three pieces together: force constants (phonopy finite displac
 from any ASE calculator, cached on disk), the phonon modes on a q-mesh (phonopy's dynamical
 matrix), and our own eqns (2)–(3) (:mod:`phonon_ref.harmonic`).
 
-Mesh convergence (measured with this code; mean U_eq at 300 K, deficit relative to the
-infinite-mesh value from a 1/n extrapolation of the two finest meshes; odd Γ-centred meshes):
-
-===============================  =====  =====  =====  =====  =====  =====
-cell (atoms; lattice vectors)     5³     9³     15³    21³    31³    41³
-===============================  =====  =====  =====  =====  =====  =====
-Cu fcc primitive, EMT (1; 2.5 Å)  17 %   9.9 %  6.0 %  4.3 %  2.9 %  2.2 %
-NaCl primitive, DFT (2; 4.0 Å)    14 %   8.0 %  4.8 %  3.5 %  2.4 %  1.8 %
-NaCl cubic, DFT (8; 5.7 Å)        8.0 %  4.5 %  2.7 %  1.9 %  1.3 %   —
-SnO2 rutile, DFT (6; 4.8/3.2 Å)   6.6 %  3.8 %  2.3 %  1.6 %  1.1 %   —
-===============================  =====  =====  =====  =====  =====  =====
-
-The sum always comes out low and the deficit falls only as 1/n: the Γ cell is left out, and
-its acoustic modes (weight 1/ω² ∝ 1/q² at high T) carry a share of U proportional to the
-cell's size. At 100 K the deficits are about 20 % smaller. Roughly, the deficit at 300 K is
-(150–230 Å)/L in percent for a mesh of length L = n·a, so odd meshes of at least 15³ for
-small cells are the minimum; the default mesh length of 100 Å (n_i = ceil(100 Å · |b_i|),
-rounded up to odd: 25³ for a 4 Å cube, 49³ for primitive fcc Cu) leaves about 2 %.
-:meth:`PhononReference.run_extrapolated` (``adps(..., extrapolate=True)``) removes that bias
-with a second, coarser mesh: for Cu the 9³/15³ pair is within 0.2 % of the converged U.
+The mesh sum comes out low and its deficit falls only as 1/n (the Γ cell is left out, and its
+acoustic modes carry a share of U proportional to the cell's size; the README gives measured
+deficits). :meth:`PhononReference.run_extrapolated` (``adps(..., extrapolate=True)``) removes
+that bias with a second, coarser mesh. The default mesh length of 100 Å gives
+n_i = ceil(100 Å · |b_i|), rounded up to odd.
 Use odd meshes: even ones break the symmetry of body-centred lattices (and make phonopy's own
 code stop with an assertion; see :mod:`phonon_ref.harmonic`); lengths always give odd meshes.
 """

@@ -1,4 +1,4 @@
-"""DeepRelax teacher pairs (prototype substitution + teacher relaxation, issue 5 (b)), the
+"""DeepRelax teacher pairs (prototype substitution + teacher relaxation), the
 space-group projection of predictions, and fine-tuning an ensemble from another."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Ship a trained CartNet run as the embedded default weights with its model card (issue #4).
+"""Ship a trained CartNet run as the embedded default weights with its model card.
 
     .venv/bin/python scripts/default_weights/export.py --checkpoint runs/cartnet_default/best.pt \
         --train-db runs/adp_default/frozen/train.db --test-db runs/adp_default/frozen/test.db \
