@@ -209,8 +209,8 @@ def build_dataset(
         worker_threads: torch/BLAS threads inside each worker *process* (not applied in-process).
         device: where the teacher runs ("cpu", "cuda"); several worker processes may share one
             GPU.
-        cache_dir: keep every structure's force constants there (phonopy yaml, ~0.1–1 MB each), so
-            other meshes, temperatures or imaginary-mode tolerances cost no force call later.
+        cache_dir: keep every structure's force constants there (compressed npz), so other
+            meshes, temperatures or imaginary-mode tolerances cost no force call later.
 
     Returns a :class:`ase_cartnet.io.row_builder.BuildSummary` (resumable as described in
     :mod:`ase_cartnet.io.row_builder`).

@@ -135,8 +135,8 @@ class PhononReference:
         mesh: q-mesh: (n1, n2, n3), one int, or a float length in Å (default 100 Å → odd n_i;
             see the module docstring for convergence).
         displacement: finite displacement in Å (phonopy's default 0.01).
-        cache_dir: directory of the force-constant cache (phonopy yaml). With a cache hit no
-            force is computed; new temperatures and meshes never need one.
+        cache_dir: directory of the force-constant cache (compressed npz). With a cache hit
+            no force is computed; new temperatures and meshes never need one.
         executor: any ``concurrent.futures.Executor`` for the force calls (one task per
             displaced supercell), e.g. ``dask.distributed.Client(...).get_executor()``.
         progress: show tqdm progress bars.

@@ -149,7 +149,7 @@ def test_cache_hit_makes_no_force_call_and_gives_the_same_numbers(cu, tmp_path):
     other = PhononReference(
         cu, CountingEMT(), supercell=(2, 2, 2), mesh=7, cache_dir=tmp_path, progress=False
     )
-    assert not other.cache_hit and len(list(tmp_path.glob("*.yaml"))) == 2
+    assert not other.cache_hit and len(list(tmp_path.glob("*.npz"))) == 2
 
 
 @pytest.mark.parametrize("pool", [ThreadPoolExecutor, ProcessPoolExecutor])
