@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +95,7 @@ def load_force_constants(path: str | os.PathLike, symprec: float = 1e-5):
             if int(data["format"]) != CACHE_FORMAT:
                 raise InputError(f"{path}: cache format {int(data['format'])}, not {CACHE_FORMAT}")
             entry = {key: data[key] for key in data.files}
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise InputError(f"{path}: not a readable force-constant cache entry ({exc})") from exc
     unitcell = PhonopyAtoms(
         cell=entry["cell"],

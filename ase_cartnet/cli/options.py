@@ -134,8 +134,8 @@ def plan_outputs(args: argparse.Namespace, tag: str) -> list[tuple[Path, Path, s
     plan = []
     for source in inputs:
         out = Path(args.output) if args.output else default_output(source, tag)
-        fmt = output_format(out, args.format)
-        plan.append((source, check_output(ensure_not_input(out, *inputs)), fmt))
+        out = check_output(ensure_not_input(out, *inputs))
+        plan.append((source, out, output_format(out, args.format)))
     return plan
 
 
