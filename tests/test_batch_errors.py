@@ -86,7 +86,7 @@ def test_property_command_keeps_the_good_files(tmp_path, capsys):
     argv = ["property", str(good_a), str(broken), str(tmp_path / "missing.cif"), str(good_b)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        assert main(argv) == 1
+        assert main(argv) == 2
     captured = capsys.readouterr()
     lines = [line for line in captured.out.splitlines() if line.startswith(str(tmp_path))]
     assert [line.split()[0] for line in lines] == [str(good_a), str(good_b)]

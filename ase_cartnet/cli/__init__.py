@@ -96,10 +96,11 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ase-cartnet`` console script.
 
-    Exit status: 0 done; 1 some items of a batch failed (each named), or the file system
-    refused a read or write (``OSError``: disk full, permission, …; one line); 2 bad input (the
-    package's own errors, ``AseCartnetError``, and argparse's usage errors; one line); 130
-    interrupted. Any other exception is a bug and shows its traceback.
+    Exit status: 0 done; 1 some files of an ``--out-dir`` batch failed (each named), or the
+    file system refused a read or write (``OSError``: disk full, …; one line); 2 bad input (the
+    package's own errors, ``AseCartnetError``, and argparse's usage errors; one line; with
+    several inputs the good ones are still done); 130 interrupted. Any other exception is a
+    bug and shows its traceback.
     """
     from ase_cartnet.errors import AseCartnetError
 

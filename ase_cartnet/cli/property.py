@@ -45,7 +45,7 @@ def _run(args: argparse.Namespace) -> int:
     failed += int(np.count_nonzero(~np.isfinite(values)))
     if failed:
         print(f"{failed} of {len(args.input)} inputs failed (named above)")
-        return 1
+        return 2  # as relax and denoise with several inputs
     return 0
 
 
