@@ -100,10 +100,13 @@ def run_files(
     """Run ``process(input, output)`` on every structure file of ``inputs`` (files and folders),
     the output named ``out_dir``/``output_name(input)`` (``_2``, ``_3`` … for repeated names),
     with a progress bar. ``process`` returns the summary row (``columns``); a file that fails
-    gets status "failed" and its error, and the batch goes on. Writes ``out_dir``/summary.csv."""
+    gets status "failed" and its error, and the batch goes on. Writes ``out_dir``/summary.csv.
+    An ``InputError`` before any file is processed when ``out_dir`` cannot be written."""
     from tqdm.auto import tqdm
 
-    out = Path(out_dir)
+    from ase_cartnet.io.atomic import check_output_dir
+
+    out = check_output_dir(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files, missing = collect_inputs(inputs)
     rows: list[dict[str, object]] = []

@@ -55,6 +55,20 @@ def _check_adps(adps: ArrayLike, n_atoms: int, name: str) -> NDArray[np.float64]
     return arr
 
 
+def plot_format(path: str | os.PathLike) -> str:
+    """The matplotlib format a figure is written in to ``path`` (its extension; png without
+    one); an ``InputError`` for an extension matplotlib cannot write (checked before any work)."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    from ase_cartnet.errors import InputError
+
+    target = Path(path)
+    fmt = target.suffix.lstrip(".").lower() or "png"
+    if fmt not in FigureCanvasBase.get_supported_filetypes():
+        raise InputError(f"cannot write a plot in format {fmt!r} (from {target.name!r})")
+    return fmt
+
+
 def view_rotation(positions: NDArray, view: tuple[float, float] | None) -> NDArray:
     """Rows: screen x, screen y, towards the viewer. ``view`` (elevation, azimuth) in degrees;
     None looks along the direction in which the drawn atoms are thinnest."""
@@ -247,11 +261,7 @@ def plot_ellipsoids(
     """
     # Validate everything before any file is touched.
     target = ensure_not_input(path, *inputs)
-    fmt = target.suffix.lstrip(".").lower() or "png"
-    from matplotlib.backend_bases import FigureCanvasBase
-
-    if fmt not in FigureCanvasBase.get_supported_filetypes():
-        raise ValueError(f"cannot write a plot in format {fmt!r} (from {target.name!r})")
+    fmt = plot_format(target)
     if not isinstance(atoms, Atoms):
         raise ValueError(f"atoms must be an ase.Atoms, got {type(atoms).__name__}")
     n = len(atoms)

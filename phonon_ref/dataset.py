@@ -222,7 +222,7 @@ def build_dataset(
         where the teacher runs ("cpu", "cuda"); several worker processes may share one
         GPU.
     cache_dir
-        keep every structure's force constants there (phonopy yaml, ~0.1–1 MB each), so
+        keep every structure's force constants there (compressed npz), so
         other meshes, temperatures or imaginary-mode tolerances cost no force call later.
 
     Returns

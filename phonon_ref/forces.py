@@ -24,7 +24,13 @@ def _forces(calc: BaseCalculator, atoms: Atoms) -> NDArray[np.float64]:
     atoms = atoms.copy()
     atoms.calc = calc
     with forces_only(calc):
-        forces = np.array(atoms.get_forces(), dtype=np.float64)
+        try:
+            forces = np.array(atoms.get_forces(), dtype=np.float64)
+        except NotImplementedError as exc:  # e.g. EMT on an element it has no potential for
+            raise InputError(
+                f"{type(calc).__name__} cannot compute the forces of "
+                f"{atoms.get_chemical_formula()}: {exc}; choose another calculator"
+            ) from exc
     if forces.shape != (len(atoms), 3) or not np.all(np.isfinite(forces)):
         raise RuntimeError(f"the calculator returned invalid forces (shape {forces.shape})")
     return forces

@@ -127,7 +127,7 @@ class PhononReference:
     displacement
         finite displacement in Å (phonopy's default 0.01).
     cache_dir
-        directory of the force-constant cache (phonopy yaml). With a cache hit no
+        directory of the force-constant cache (compressed npz). With a cache hit no
         force is computed; new temperatures and meshes never need one.
     executor
         any ``concurrent.futures.Executor`` for the force calls (one task per

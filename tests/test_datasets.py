@@ -100,5 +100,5 @@ def test_bad_cif_names_the_row(tmp_path):
     pd.DataFrame([{"material_id": "x-1", "cif": "data_broken\n_cell_length_a oops\n"}]).to_csv(
         path, index=False
     )
-    with pytest.raises(InputError, match="bad.csv: cannot parse the CIF of x-1"):
+    with pytest.raises(InputError, match="bad.csv: material_id x-1: unreadable CIF"):
         read_cif_csv(path)

@@ -100,8 +100,8 @@ def test_cli_writes_a_cif_with_the_reference_adps(cu_cif, tmp_path, capsys):
 
 def test_cli_takes_the_temperature_from_the_cif_and_plots(cu_cif, tmp_path):
     out, png = tmp_path / "ref.cif", tmp_path / "ortep.png"
-    argv = ["phonon-ref", str(cu_cif), "--supercell", "6.0", "--mesh", "5", "-o", str(out),
-            "--plot", str(png), "--no-progress"]  # fmt: skip
+    argv = ["phonon-ref", str(cu_cif), "--calculator", "emt", "--supercell", "6.0", "--mesh",
+            "5", "-o", str(out), "--plot", str(png), "--no-progress"]  # fmt: skip
     assert main(argv) == 0
     assert read_cif(out).info["temperature"] == 150.0
     assert png.is_file()
@@ -130,8 +130,9 @@ def test_cli_compare_with_a_cartnet_checkpoint(cu_cif, tmp_path, capsys):
     """A random-weight upstream checkpoint (shared fixture): checks the wiring, not accuracy."""
     ckpt = FIXTURES / "cartnet_small_random.ckpt"
     png = tmp_path / "overlay.png"
-    argv = ["phonon-ref", str(cu_cif), "-T", "300", "--supercell", "2", "2", "2", "--mesh", "5",
-            "--compare-with", str(ckpt), "--plot", str(png), "--no-progress"]  # fmt: skip
+    argv = ["phonon-ref", str(cu_cif), "--calculator", "emt", "-T", "300", "--supercell", "2",
+            "2", "2", "--mesh", "5", "--compare-with", str(ckpt), "--plot", str(png),
+            "--no-progress"]  # fmt: skip
     assert main(argv) == 0
     text = capsys.readouterr().out
     assert "S12" in text and "mean over 4 atoms" in text

@@ -138,6 +138,8 @@ def test_cache_hit_makes_no_force_call_and_gives_the_same_numbers(cu, tmp_path):
     )
     assert CountingEMT.calls == first.n_force_calls == 2 and not first.cache_hit
     assert first.cache_file.is_file() and first.cache_file.parent == tmp_path
+    # compact force constants (1 × 27 atoms × 3 × 3) compressed: kilobytes, not a phonopy yaml
+    assert first.cache_file.suffix == ".npz" and first.cache_file.stat().st_size < 10_000
     CountingEMT.calls = 0
     again = PhononReference(
         cu, CountingEMT(), supercell=(3, 3, 3), mesh=(9, 9, 9), cache_dir=tmp_path, progress=False
@@ -149,7 +151,7 @@ def test_cache_hit_makes_no_force_call_and_gives_the_same_numbers(cu, tmp_path):
     other = PhononReference(
         cu, CountingEMT(), supercell=(2, 2, 2), mesh=7, cache_dir=tmp_path, progress=False
     )
-    assert not other.cache_hit and len(list(tmp_path.glob("*.yaml"))) == 2
+    assert not other.cache_hit and len(list(tmp_path.glob("*.npz"))) == 2
 
 
 @pytest.mark.parametrize("pool", [ThreadPoolExecutor, ProcessPoolExecutor])
@@ -301,3 +303,13 @@ def test_mesh_choices():
     for bad in [0, (1, 2), -3.0, (2, 2, 0)]:
         with pytest.raises(InputError):
             resolve_mesh(cell, bad)
+
+
+def test_a_corrupt_cache_entry_is_named(cu, tmp_path):
+    from ase_cartnet.errors import InputError
+
+    first = PhononReference(cu, "emt", supercell=(2, 2, 2), mesh=3, cache_dir=tmp_path,
+                            progress=False)  # fmt: skip
+    first.cache_file.write_bytes(first.cache_file.read_bytes()[:100])
+    with pytest.raises(InputError, match=f"{first.cache_file.name}: not a readable"):
+        PhononReference(cu, "emt", supercell=(2, 2, 2), mesh=3, cache_dir=tmp_path, progress=False)

@@ -26,6 +26,7 @@ from ase_cartnet.models.so3 import averaging_rotations
 from ase_cartnet.plausibility import warn_outside_domain
 from ase_cartnet.symmetry import symmetrize_adps
 from ase_cartnet.validation import (
+    prepare_items,
     resolve_temperature,
     validate_structure,
     warn_untrained_elements,
@@ -236,7 +237,8 @@ class CartNetADP(Calculator):
         batch_size: int = 16,
         progress: bool = False,
         executor: Executor | None = None,
-    ) -> list[np.ndarray]:
+        errors: str = "raise",
+    ) -> list[np.ndarray | None]:
         """ADPs (N_k, 3, 3) in Å² for each structure, batched through the model.
 
         ``temperatures`` (K): one per structure, one for all, or None (this calculator's
@@ -246,7 +248,10 @@ class CartNetADP(Calculator):
         chunks of ``batch_size`` distinct structures; with an ``executor``
         (``concurrent.futures`` or dask's ``client.get_executor()``) each chunk is one task and
         each worker loads this calculator's checkpoint with its settings. Errors name the
-        structure (index, formula and source file).
+        structure (index, formula and source file). ``errors``: a structure or temperature the
+        calculator refuses raises that ``InputError`` ("raise", the default: nothing is
+        predicted), or is skipped with a ``BatchItemWarning`` naming it and None in its place
+        ("skip": the good structures are kept).
         """
         if batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
@@ -256,10 +261,36 @@ class CartNetADP(Calculator):
             temperatures = [given] * len(structures)
         elif len(temperatures) != len(structures):
             raise InputError(f"{len(temperatures)} temperatures for {len(structures)} structures")
-        temps = []
-        for k, (t, atoms) in enumerate(zip(temperatures, structures, strict=True)):
+        checked: set[int] = set()
+
+        def prepare(k: int) -> float:
+            atoms = structures[k]
             with _naming(k, atoms):
-                temps.append(resolve_temperature(t, atoms))
+                t = resolve_temperature(temperatures[k], atoms)
+                if errors == "skip" and id(atoms) not in checked:  # "raise" checks it below
+                    validate_structure(atoms)
+                    checked.add(id(atoms))
+            return t
+
+        ready = prepare_items(len(structures), prepare, errors, lambda k: "")
+        if len(ready) < len(structures):  # "skip": predict the others, None in the gaps
+            kept = sorted(ready)
+            done = self.predict_many(
+                [structures[k] for k in kept],
+                temperatures=[ready[k] for k in kept],
+                batch_size=batch_size,
+                progress=progress,
+                executor=executor,
+            )
+            out: list[np.ndarray | None] = [None] * len(structures)
+            plans: list = [None] * len(structures)
+            for j, k in enumerate(kept):
+                out[k] = done[j]
+                if j < len(self.last_disorder):
+                    plans[k] = self.last_disorder[j]
+            self.last_disorder = plans if executor is None else []
+            return out
+        temps = [ready[k] for k in range(len(structures))]
         if progress or executor is not None:
             return self._predict_in_chunks(structures, temps, batch_size, progress, executor)
         names = {id(a): (k, a) for k, a in reversed(list(enumerate(structures)))}

@@ -20,7 +20,7 @@ from ase_cartnet.graph.crystograph import crystograph_graph
 from ase_cartnet.graph.neighbours import batch_graphs
 from ase_cartnet.graph.property import cartnet_property_graph
 from ase_cartnet.io.checkpoint import load_model
-from ase_cartnet.validation import validate_structure, warn_untrained_elements
+from ase_cartnet.validation import prepare_items, validate_structure, warn_untrained_elements
 from ase_cartnet.weights import DEFAULT_PROPERTY, DEFAULT_PROPERTY_TARGET, shipped
 
 
@@ -144,22 +144,47 @@ class CrysToGraphProperty(Calculator):
         (value,) = self.predict_many([self.atoms], batch_size=1)
         self.results = {"property": float(value), self.target: float(value)}
 
-    def predict_many(self, structures: Sequence[Atoms], *, batch_size: int = 64) -> np.ndarray:
-        """(M,) predictions in ``self.units`` for M periodic structures, batched."""
+    def predict_many(
+        self, structures: Sequence[Atoms], *, batch_size: int = 64, errors: str = "raise"
+    ) -> np.ndarray:
+        """(M,) predictions in ``self.units`` for M periodic structures, batched.
+
+        ``errors``: a structure the model cannot use raises an ``InputError`` naming its index
+        ("raise", the default), or is skipped with a ``BatchItemWarning`` naming it and NaN in
+        its place ("skip": the others are predicted).
+        """
         if not isinstance(batch_size, int) or batch_size < 1:
             raise InputError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         structures = list(structures)
-        graphs = []
-        for atoms in structures:
+
+        def prepare(k: int):
+            atoms = structures[k]
             validate_structure(atoms, require_pbc=True)
             self._warn_untrained_elements(atoms)
-            graphs.append(self.loaded.featurise(atoms))
+            return self.loaded.featurise(atoms)
+
+        def label(k: int) -> str:
+            if len(structures) == 1:
+                return ""
+            try:
+                source = structures[k].info.get("source_file")
+                name = structures[k].get_chemical_formula()
+                return f"structure {k} ({name}{', ' + str(source) if source else ''})"
+            except AttributeError:  # not an Atoms: the error says so
+                return f"structure {k}"
+
+        ready = prepare_items(len(structures), prepare, errors, label)
+        kept = sorted(ready)
+        graphs = [ready[k] for k in kept]
         out = []
         with torch.no_grad():
             for start in range(0, len(graphs), batch_size):
                 batch = batch_graphs(graphs[start : start + batch_size]).to(self.device)
                 out.append(self.loaded.model(batch).double().cpu().numpy().reshape(-1))
-        return np.concatenate(out) if out else np.zeros(0)
+        values = np.full(len(structures), np.nan)
+        if out:
+            values[kept] = np.concatenate(out)
+        return values
 
     def _warn_untrained_elements(self, atoms: Atoms) -> None:
         warn_untrained_elements(

@@ -94,11 +94,26 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``ase-cartnet`` console script. Input errors print one line, exit 2."""
+    """Entry point of the ``ase-cartnet`` console script.
+
+    Exit status: 0 done; 1 some files of an ``--out-dir`` batch failed (each named), or the
+    file system refused a read or write (``OSError``: disk full, …; one line); 2 bad input (the
+    package's own errors, ``AseCartnetError``, and argparse's usage errors; one line; with
+    several inputs the good ones are still done); 130 interrupted. Any other exception is a
+    bug and shows its traceback.
+    """
+    from ase_cartnet.errors import AseCartnetError
+
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(argv).parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except ValueError as exc:  # InputError, CheckpointError, CIFError are ValueErrors
+    except AseCartnetError as exc:  # InputError, CheckpointError, CIFError: the input's fault
         print(f"ase-cartnet {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the file system's answer, not a bug of ours
+        print(f"ase-cartnet {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"ase-cartnet {args.command}: interrupted", file=sys.stderr)
+        return 130

@@ -93,7 +93,9 @@ def register(subparsers) -> None:
     p = add_command(subparsers, "denoise")
     options.add_inputs_outputs(p, "denoised")
     options.add_checkpoint(p, "EMPNN checkpoint")
-    p.add_argument("--steps", type=int, default=None, help="deformation steps (default: all)")
+    p.add_argument(
+        "--steps", type=options.positive_int, default=None, help="deformation steps (default: all)"
+    )
     p.add_argument("--trajectory", default=None, help="ASE trajectory of every step")
     options.add_float64(p)
     options.add_threads(p)

@@ -4,6 +4,7 @@ outputs, teacher data; and the planning of many inputs to their outputs."""
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from collections.abc import Iterator
 from concurrent.futures import Executor
@@ -11,11 +12,57 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def positive_int(text: str) -> int:
+    """An ``argparse`` type: an integer >= 1 (argparse names the option in its message)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An ``argparse`` type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def temperature(text: str) -> float:
+    """An ``argparse`` type: a temperature in K, a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(
+            f"expected a temperature in K (finite, >= 0), got {text!r}"
+        )
+    return value
+
+
+def positive_float(text: str) -> float:
+    """An ``argparse`` type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return value
+
+
 def add_threads(parser: argparse.ArgumentParser, default: int | None = None) -> None:
     """``--threads``: torch intra-op threads."""
     parser.add_argument(
         "--threads",
-        type=int,
+        type=positive_int,
         default=default if default is not None else min(2, os.cpu_count() or 1),
         help="torch threads",
     )
@@ -73,19 +120,38 @@ def plan_outputs(args: argparse.Namespace, tag: str) -> list[tuple[Path, Path, s
     """(input, output, format) per input file, checked before any model runs: ``-o`` only for
     one input, never an input file, a format the output name (or ``--format``) names."""
     from ase_cartnet.errors import InputError
-    from ase_cartnet.io.atomic import ensure_not_input
+    from ase_cartnet.io.atomic import check_output, ensure_not_input
     from ase_cartnet.io.structure import default_output, output_format
 
     inputs = [Path(p) for p in args.input]
     if args.output and len(inputs) > 1:
         raise InputError("-o/--output names one file: give one input, or none (X_<tag>.cif)")
-    if getattr(args, "trajectory", None) and len(inputs) > 1:
+    trajectory = getattr(args, "trajectory", None)
+    if trajectory and len(inputs) > 1:
         raise InputError("--trajectory needs a single input")
+    if trajectory:
+        check_output(ensure_not_input(trajectory, *inputs), "trajectory")
     plan = []
     for source in inputs:
         out = Path(args.output) if args.output else default_output(source, tag)
-        plan.append((source, ensure_not_input(out, *inputs), output_format(out, args.format)))
+        out = check_output(ensure_not_input(out, *inputs))
+        plan.append((source, out, output_format(out, args.format)))
     return plan
+
+
+def check_outputs(inputs, **outputs) -> None:
+    """Before any model runs: each named output (``flag=path``, None for not asked) is a file
+    that can be written and none of ``inputs``; a plot's extension is one matplotlib writes."""
+    from ase_cartnet.io.atomic import check_output, ensure_not_input
+
+    for flag, path in outputs.items():
+        if path is None:
+            continue
+        if flag == "plot":
+            from ase_cartnet.plot import plot_format
+
+            plot_format(path)
+        check_output(ensure_not_input(path, *inputs), f"--{flag}")
 
 
 def into_out_dir(args: argparse.Namespace) -> bool:
@@ -161,9 +227,11 @@ def add_teacher_arguments(parser: argparse.ArgumentParser, fmax: float, max_step
     parser.add_argument(
         "--calculator", default="chgnet", help="teacher: chgnet, emt, module:factory"
     )
-    parser.add_argument("--fmax", type=float, default=fmax, help="eV/Å")
-    parser.add_argument("--max-steps", type=int, default=max_steps)
-    parser.add_argument("--workers", type=int, default=0, help="worker processes (0: in-process)")
+    parser.add_argument("--fmax", type=positive_float, default=fmax, help="eV/Å")
+    parser.add_argument("--max-steps", type=non_negative_int, default=max_steps)
+    parser.add_argument(
+        "--workers", type=non_negative_int, default=0, help="worker processes (0: in-process)"
+    )
     parser.add_argument(
         "--pool",
         default="dask",

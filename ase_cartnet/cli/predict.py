@@ -8,8 +8,18 @@ import argparse
 from pathlib import Path
 
 from ase_cartnet.cli import add_command
-from ase_cartnet.cli.options import add_checkpoint, add_float64, add_threads, dtype, set_threads
+from ase_cartnet.cli.options import (
+    add_checkpoint,
+    add_float64,
+    add_threads,
+    check_outputs,
+    dtype,
+    positive_int,
+    set_threads,
+    temperature,
+)
 from ase_cartnet.errors import InputError
+from ase_cartnet.io.atomic import check_output_dir
 
 
 def _calculator(args: argparse.Namespace):
@@ -34,15 +44,17 @@ def _run_predict(args: argparse.Namespace) -> int:
     if batch.is_batch(args.input):
         return _run_predict_batch(args)
     if args.out_dir:
-        out = Path(args.out_dir)
+        out = check_output_dir(args.out_dir)
         stem = Path(args.input[0]).stem
         args.output = args.output or str(out / f"{stem}_cartnet.cif")
         args.plot = args.plot or (str(out / f"{stem}_cartnet.png") if args.plot == "" else None)
         args.html = args.html or (str(out / f"{stem}_cartnet.html") if args.html == "" else None)
-        out.mkdir(parents=True, exist_ok=True)
     for flag in ("plot", "html"):
         if getattr(args, flag) == "":
             raise InputError(f"--{flag} needs a file name for one input (or give --out-dir)")
+    check_outputs(args.input, output=args.output, plot=args.plot, html=args.html)
+    if args.out_dir:
+        Path(args.out_dir).mkdir(parents=True, exist_ok=True)
     from ase_cartnet.report import format_adp_table
 
     calc = _calculator(args)
@@ -80,6 +92,7 @@ def _run_predict_batch(args: argparse.Namespace) -> int:
         raise InputError("several inputs or a folder: give --out-dir for the outputs")
     if args.output:
         raise InputError("-o names one output file; with several inputs use --out-dir")
+    check_output_dir(args.out_dir)
     calc = _calculator(args)
     result = batch.run_batch(
         calc,
@@ -97,9 +110,10 @@ def _run_view(args: argparse.Namespace) -> int:
     from ase_cartnet import batch
 
     args.disorder = getattr(args, "disorder", "major")
+    html = Path(args.output or f"{Path(args.input).stem}_view.html")
+    check_outputs([args.input], output=html)
     calc = _calculator(args)
     result = batch.predict_file(calc, Path(args.input), args.temperature)
-    html = Path(args.output or f"{Path(args.input).stem}_view.html")
     (path,) = batch.write_outputs(calc, result, html=html)
     print(f"wrote {path}")
     return 0
@@ -107,11 +121,13 @@ def _run_view(args: argparse.Namespace) -> int:
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "-T", "--temperature", type=float, default=None, help="K (default: from the file)"
+        "-T", "--temperature", type=temperature, default=None, help="K (default: from the file)"
     )
     add_checkpoint(parser, "official or ase-cartnet CartNet checkpoint")
     parser.add_argument("--hydrogen", choices=("nan", "riding"), default="riding")
-    parser.add_argument("--rotations", type=int, default=1, help="test-time rotation averaging (K)")
+    parser.add_argument(
+        "--rotations", type=positive_int, default=1, help="test-time rotation averaging (K)"
+    )
     add_float64(parser)
     parser.add_argument(
         "--symmetrize",

@@ -104,8 +104,10 @@ def register(subparsers) -> None:
     options.add_checkpoint(p, "DeepRelax checkpoint")
     p.add_argument("--trajectory", help="ASE trajectory with the initial and predicted frames")
     p.add_argument("--threshold", type=float, default=None, help="Å² (default: model card)")
-    p.add_argument("--steps", type=int, default=100, help="solver Adam steps")
-    p.add_argument("--lr", type=float, default=0.1, help="solver Adam learning rate (Å)")
+    p.add_argument("--steps", type=options.positive_int, default=100, help="solver Adam steps")
+    p.add_argument(
+        "--lr", type=options.positive_float, default=0.1, help="solver Adam learning rate (Å)"
+    )
     p.add_argument(
         "--no-symmetrize",
         action="store_true",

@@ -16,7 +16,11 @@ def run(args: argparse.Namespace) -> int:
     from ase_cartnet.train.deeprelax_teacher import build_teacher_pairs
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    structures = [a for a in read_mp20(args.csv) if len(a) <= args.max_atoms]
+    from ase_cartnet.io.atomic import check_output
+
+    check_output(args.out, "--out database")
+    # an unreadable row becomes a "failed" row of the database; the others are computed
+    structures = [a for a in read_mp20(args.csv, keep_unreadable=True) if len(a) <= args.max_atoms]
     if args.limit is not None:
         structures = structures[: args.limit]
     with worker_pool(args.workers, args.pool) as executor:

@@ -73,3 +73,41 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
+
+
+def check_output(path: str | os.PathLike, what: str = "output") -> Path:
+    """``path`` as a Path once it is known that a file can be written there, before anything is
+    computed: an ``InputError`` naming it when it is a folder, an existing non-regular file
+    (FIFO, device, symbolic link: never replaced), or in a folder that cannot be written (read
+    only, missing permission, a file where a folder should be). Probed by creating and removing
+    a temporary file, so a read-only file system is found even for root."""
+    out = Path(path)
+    if out.is_symlink() or (out.exists() and not out.is_file()):
+        kind = (
+            "a folder"
+            if out.is_dir() and not out.is_symlink()
+            else "not a regular file (a link, FIFO or device)"
+        )
+        raise InputError(f"{what} {out} is {kind}: give the name of a file to write")
+    folder = out.parent
+    while not folder.exists() and folder != folder.parent:  # created when the file is written
+        folder = folder.parent
+    if not folder.is_dir():
+        raise InputError(f"cannot write {what} {out}: {folder} is not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".probe", dir=folder)
+    except OSError as exc:
+        raise InputError(f"cannot write {what} {out}: {exc.strerror} ({folder})") from exc
+    os.close(fd)
+    os.unlink(probe)
+    return out
+
+
+def check_output_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """``path`` as a Path once it is known to be (or to be creatable as) a writable folder; an
+    ``InputError`` naming it otherwise (see :func:`check_output`)."""
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{what} {folder} exists and is not a folder")
+    check_output(folder / "summary.csv", what)
+    return folder

@@ -55,15 +55,21 @@ def sample_rows(total: int, limit: int | None, seed: int | None) -> np.ndarray:
 
 
 def _select(
-    ids: Sequence[str], wanted: Sequence[str] | None, limit: int | None, seed: int | None
+    ids: Sequence[str],
+    wanted: Sequence[str] | None,
+    limit: int | None,
+    seed: int | None,
+    file_name: str = "the file",
+    id_column: str = "id",
 ) -> np.ndarray:
-    """Positions in ``ids`` of the ``wanted`` ids (in their order), then :func:`sample_rows`."""
+    """Positions in ``ids`` of the ``wanted`` ids (in their order), then :func:`sample_rows`;
+    ``file_name`` and ``id_column`` name them in the error for unknown ids."""
     rows = np.arange(len(ids))
     if wanted is not None:
         where = {key: i for i, key in enumerate(ids)}
         missing = [key for key in wanted if key not in where]
         if missing:
-            raise InputError(f"ids not in the file: {missing[:5]}")
+            raise InputError(f"{file_name}: no rows with {id_column} {missing[:5]}")
         rows = np.array([where[key] for key in wanted], dtype=np.int64)
     return rows[sample_rows(len(rows), limit, seed)]
 
@@ -144,6 +150,7 @@ def read_cif_csv(
     parser: Literal["ase", "pymatgen"] = "ase",
     cache_dir: str | os.PathLike | None = None,
     progress: bool = False,
+    keep_unreadable: bool = False,
 ) -> CifTable:
     """Structures of a CSV (gzip allowed) with a ``cif`` column and an id column.
 
@@ -168,6 +175,9 @@ def read_cif_csv(
         when that exists.
     progress : bool
         Show a progress bar while parsing.
+    keep_unreadable : bool
+        Keep a row whose CIF cannot be parsed as an empty ``Atoms`` with ``info["read_error"]``
+        (the message) instead of raising; such a selection is not cached.
 
     Returns
     -------
@@ -177,8 +187,8 @@ def read_cif_csv(
     Raises
     ------
     InputError
-        When the file or a column is missing, an id is not in the file, or a CIF cannot be
-        parsed (the message names the file and the row's id).
+        When the file is missing or not a CSV, a column is missing, an id is not in the file,
+        or a CIF cannot be parsed (the message names the file and the row's id).
     """
     p = Path(path)
     if not p.is_file():
@@ -195,18 +205,22 @@ def read_cif_csv(
             return _load(cache)
         if whole.is_file():  # a selection of an already parsed file
             everything = _load(whole)
-            return _subset(everything, _select(everything.ids, wanted, limit, seed))
+            rows = _select(everything.ids, wanted, limit, seed, p.name, id_column)
+            return _subset(everything, rows)
     import pandas as pd
 
     head_only = wanted is None and seed is None and target is None
-    frame = pd.read_csv(p, nrows=limit if head_only else None)
+    try:
+        frame = pd.read_csv(p, nrows=limit if head_only else None)
+    except (ValueError, OSError, UnicodeDecodeError) as exc:  # pandas' parser errors
+        raise InputError(f"{p}: not a readable CSV file ({exc})") from exc
     for column in ("cif", id_column) + (() if target is None else (target,)):
         if column not in frame.columns:
             raise InputError(f"{p.name} has no column {column!r} (columns: {list(frame.columns)})")
     if target is not None:
         frame = frame[frame[target].notna()]
     all_ids = [str(i) for i in frame[id_column]]
-    rows = _select(all_ids, wanted, limit, seed)
+    rows = _select(all_ids, wanted, limit, seed, p.name, id_column)
     texts = frame["cif"].to_numpy()
     todo = rows
     if progress:
@@ -214,28 +228,41 @@ def read_cif_csv(
 
         todo = tqdm(rows, desc=f"parsing {p.name}")
     atoms = []
+    unreadable = False
     for row in todo:
         try:
-            parsed = _parse(texts[row], parser)
-        except Exception as exc:  # the CIF readers raise many types for bad CIFs
-            raise InputError(f"{p.name}: cannot parse the CIF of {all_ids[row]}: {exc}") from exc
+            parsed = _parse(str(texts[row]), parser)
+        except Exception as exc:  # the CIF readers raise many types (StopIteration, ...)
+            detail = f"{type(exc).__name__}: {exc or 'no structure in it'}"
+            message = f"{p.name}: {id_column} {all_ids[row]}: unreadable CIF ({detail})"
+            if not keep_unreadable:
+                raise InputError(message) from exc
+            unreadable = True
+            atoms.append(Atoms(info={"source_id": all_ids[row], "read_error": message}))
+            continue
         atoms.append(_structure(parsed.numbers, parsed.positions, parsed.cell[:], all_ids[row]))
     picked = [all_ids[i] for i in rows]
     values = None
     if target is not None:
         values = frame[target].to_numpy(dtype=np.float64)[rows]
     table = CifTable(atoms, picked, values)
-    if cache is not None:
+    if cache is not None and not unreadable:
         _save(table, cache)
     return table
 
 
 def read_mp20(
-    path: str | os.PathLike, limit: int | None = None, ids: Sequence[str] | None = None
+    path: str | os.PathLike,
+    limit: int | None = None,
+    ids: Sequence[str] | None = None,
+    *,
+    keep_unreadable: bool = False,
 ) -> list[Atoms]:
     """Structures of an MP-20 style CSV (:func:`read_cif_csv` with ASE's CIF reader), each with
-    ``info["source_id"]`` = material_id. ``ids`` selects rows, ``limit`` keeps the first."""
-    return read_cif_csv(path, ids=ids, limit=limit).atoms
+    ``info["source_id"]`` = material_id. ``ids`` selects rows, ``limit`` keeps the first;
+    ``keep_unreadable`` as in :func:`read_cif_csv` (the dataset builders store such rows as
+    "failed": one bad row never stops a run)."""
+    return read_cif_csv(path, ids=ids, limit=limit, keep_unreadable=keep_unreadable).atoms
 
 
 def content_hash(path: Path) -> tuple[str, dict[str, int]]:

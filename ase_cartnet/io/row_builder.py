@@ -67,23 +67,38 @@ class BuildSummary:
 
 def as_items(structures: Mapping[str, Atoms] | Iterable[Any]) -> list[tuple[str, Atoms]]:
     """(source_id, Atoms) pairs from a mapping, (id, Atoms) tuples, or Atoms whose
-    ``info["source_id"]`` names them (else their position in the sequence)."""
+    ``info["source_id"]`` names them (else ``"structure-<k>"``, k their position in the
+    sequence). An id that reads as a number or a boolean (``"0"``, ``"1e3"``, ``"True"``) is
+    refused: ``ase.db`` cannot store it as text."""
     items = structures.items() if isinstance(structures, Mapping) else structures
     out: list[tuple[str, Atoms]] = []
     for k, item in enumerate(items):
         if isinstance(item, Atoms):
-            sid, atoms = str(item.info.get("source_id", k)), item
+            sid, atoms = str(item.info.get("source_id", f"structure-{k}")), item
         else:
             sid, atoms = item
             sid = str(sid)
         if not isinstance(atoms, Atoms):
             raise InputError(f"structure {sid!r} is not an ase.Atoms ({type(atoms).__name__})")
+        if _reads_as_number(sid):
+            raise InputError(
+                f"source id {sid!r} (structure {k}) reads as a number, which ase.db cannot store "
+                f"as a text id: name it, e.g. 'structure-{sid}'"
+            )
         out.append((sid, atoms))
     ids = [sid for sid, _ in out]
     if len(set(ids)) != len(ids):
         dup = sorted({i for i in ids if ids.count(i) > 1})
         raise InputError(f"duplicate source ids: {dup[:10]}")
     return out
+
+
+def _reads_as_number(text: str) -> bool:
+    """Whether ``ase.db`` would refuse ``text`` as a string value (it parses as int, float or
+    bool)."""
+    from ase.db.core import str_represents
+
+    return any(str_represents(text, t) for t in (bool, int, float))
 
 
 def inflight_path(out: Path) -> Path:
@@ -171,6 +186,14 @@ def build_rows(
         stale = [row.id for row in db.select(status="failed") if row.source_id in initial]
         if stale:
             db.delete(stale)
+    unreadable = [(sid, atoms) for sid, atoms in pending if "read_error" in atoms.info]
+    for sid, atoms in unreadable:  # read_mp20(keep_unreadable=True): nothing to compute
+        record = {"source_id": sid, "atoms": atoms, "initial": atoms, "status": "failed",
+                  "error": atoms.info["read_error"], "timings": {}}  # fmt: skip
+        write_row(db, record)
+        summary.failed.append(sid)
+        log.warning("%s failed: %s", sid, record["error"])
+    pending = [(sid, atoms) for sid, atoms in pending if "read_error" not in atoms.info]
     bar = tqdm(total=len(pending), desc="structures", disable=not progress)
     try:
         for record in _run(pending, task, settings, executor, out):
