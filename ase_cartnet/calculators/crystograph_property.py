@@ -20,7 +20,12 @@ from ase_cartnet.graph.crystograph import crystograph_graph
 from ase_cartnet.graph.neighbours import batch_graphs
 from ase_cartnet.graph.property import cartnet_property_graph
 from ase_cartnet.io.checkpoint import load_model
-from ase_cartnet.validation import validate_structure, warn_untrained_elements
+from ase_cartnet.validation import (
+    as_atoms,
+    as_atoms_list,
+    validate_structure,
+    warn_untrained_elements,
+)
 from ase_cartnet.weights import DEFAULT_PROPERTY, DEFAULT_PROPERTY_TARGET, shipped
 
 
@@ -98,6 +103,10 @@ class CrysToGraphProperty(Calculator):
     supercell) and its cell-frame edge angles (another basis of the same lattice), CartNet
     through the cell frame its Cartesian directions are read in (another basis). The README
     gives the measured sizes.
+
+    Structures may be ``ase.Atoms`` or pymatgen ``Structure`` objects. Nothing is settable
+    after construction (``set`` refuses every parameter: another target, checkpoint, device
+    or dtype needs a new calculator), so stored results always belong to the loaded model.
     """
 
     implemented_properties = ["property"]
@@ -130,6 +139,20 @@ class CrysToGraphProperty(Calculator):
         trained = self.metadata.get("elements")
         self.trained_elements = frozenset(int(z) for z in trained) if trained else None
 
+    def set(self, **kwargs: Any) -> dict[str, Any]:
+        """ASE's ``set``: nothing is settable; any parameter is an ``InputError`` naming it."""
+        if kwargs:
+            raise InputError(
+                f"CrysToGraphProperty has no settable parameters (got {sorted(kwargs)}): the "
+                "checkpoint, target, device and dtype need a new CrysToGraphProperty"
+            )
+        return {}
+
+    def get_property(self, name: str, atoms: Any = None, allow_calculation: bool = True):
+        return super().get_property(
+            name, None if atoms is None else as_atoms(atoms), allow_calculation
+        )
+
     def calculate(
         self,
         atoms: Atoms | None = None,
@@ -140,11 +163,12 @@ class CrysToGraphProperty(Calculator):
         (value,) = self.predict_many([self.atoms], batch_size=1)
         self.results = {"property": float(value), self.target: float(value)}
 
-    def predict_many(self, structures: Sequence[Atoms], *, batch_size: int = 64) -> np.ndarray:
-        """(M,) predictions in ``self.units`` for M periodic structures, batched."""
+    def predict_many(self, structures: Sequence[Any], *, batch_size: int = 64) -> np.ndarray:
+        """(M,) predictions in ``self.units`` for M periodic structures (``ase.Atoms`` or pymatgen
+        ``Structure``), batched."""
         if not isinstance(batch_size, int) or batch_size < 1:
             raise InputError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-        structures = list(structures)
+        structures = as_atoms_list(structures)
         graphs = []
         for atoms in structures:
             validate_structure(atoms, require_pbc=True)
