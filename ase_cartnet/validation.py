@@ -170,7 +170,7 @@ def check_temperature(value: Any, source: str = "the temperature") -> float:
         and not (isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf")
     ):
         raise InputError(
-            f"{source} must be a real number in K, got {value!r} ({type(value).__name__})"
+            f"{source} is not a number: {value!r} ({type(value).__name__}); pass a real number in K"
         )
     t = float(value)
     if not math.isfinite(t) or t <= 0.0:

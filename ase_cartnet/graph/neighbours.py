@@ -155,6 +155,23 @@ def _check_cell(cell, pbc: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+SKEWED_DEFECT = 100.0
+"""Orthogonality defect ∏|a_i| / V of the periodic vectors above which :func:`atoms_to_graph`
+stores the Minkowski-reduced basis (edge vectors r_j + n @ cell lose digits to cancellation);
+ordinary cells (defect of a few) keep their own basis and edge order."""
+
+
+def _orthogonality_defect(box: np.ndarray, pbc: np.ndarray) -> float:
+    """∏|a_i| / V_k of the k periodic vectors of ``box`` (1 for an orthogonal cell; 1 without
+    periodic axes); inf when they span no volume."""
+    periodic = box[pbc]
+    if not len(periodic):
+        return 1.0
+    volume = math.sqrt(max(float(np.linalg.det(periodic @ periodic.T)), 0.0))
+    lengths = float(np.prod(np.linalg.norm(periodic, axis=1)))
+    return lengths / volume if volume > 0 else math.inf
+
+
 def _reduced(box: np.ndarray, pbc: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """(reduced box, op) with ``reduced = op @ box`` the Minkowski-reduced basis of the
     periodic axes (ase), or (box, None) when ``box`` is reduced already or cannot be reduced.
@@ -586,9 +603,10 @@ def atoms_to_graph(
     positions = atoms.get_positions()
     cell = np.asarray(atoms.cell[:], dtype=np.float64)
     pbc = np.asarray(atoms.pbc, dtype=bool)
-    # the graph holds the reduced basis of the lattice: the same edge vectors, but r_j + n @ cell
-    # computed without cancelling 1,000 Å vectors of a skewed basis (float32 round-off)
-    cell = _reduced(cell, pbc)[0]
+    if _orthogonality_defect(cell, pbc) > SKEWED_DEFECT:
+        # the graph holds the reduced basis of the lattice: the same edge vectors, but
+        # r_j + n @ cell computed without cancelling the 1,000 Å vectors of a skewed basis
+        cell = _reduced(cell, pbc)[0]
     if cutoff is not None:
         nl = radius_graph(positions, cell, pbc, cutoff, max_neighbours=max_neighbours)
     else:

@@ -111,7 +111,7 @@ class EMPNNConfig(ConfigDict):
 
     def __post_init__(self) -> None:
         self.check_fields(
-            positive_ints=("dim", "num_rbf", "num_angle", "num_layers", "num_steps", "k", "max_z"),
+            positive_ints=("dim", "num_rbf", "num_angle", "num_layers", "k", "max_z"),
             positive=("rbf_max", "length_std", "angle_std"),
         )
         self.edge_fields = tuple(self.edge_fields)
