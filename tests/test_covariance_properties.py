@@ -10,7 +10,9 @@ lattice changes them only as promised.
   CrysToGraph's cell-frame angles, CartNet's cell frame), so no basis check.
 * DeepRelax: finite outputs here; its covariances are in ``test_deeprelax_covariance.py``.
 
-Tolerances: float32 models, 1e-6 relative for CartNet, 1e-5 for EMPNN and the property models.
+Tolerances: float32 models, 1e-6 of the largest U for CartNet (2e-5 for another basis: the
+edge vectors r_j + n @ cell are summed from longer vectors), 1e-5 for EMPNN and the property
+models.
 The ``slow`` variants run more examples."""
 
 from __future__ import annotations
@@ -115,7 +117,8 @@ def check_cartnet(calc, atoms, seed, basis) -> None:
     tol = 1e-6 * np.abs(u).max()
     np.testing.assert_allclose(u_perm, u[perm], atol=tol)
     np.testing.assert_allclose(u_trans, u, atol=tol)
-    np.testing.assert_allclose(u_basis, u, atol=tol)
+    # another basis: r_j + n @ cell in float32 with longer vectors (a few 1e-6 Å of round-off)
+    np.testing.assert_allclose(u_basis, u, atol=20 * tol)
 
 
 def empnn_action(model, atoms: Atoms) -> np.ndarray:
