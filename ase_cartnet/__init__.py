@@ -26,3 +26,8 @@ def __getattr__(name: str) -> Any:
 
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'ase_cartnet' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The module's names plus the lazy ones, so that ``dir`` and tab completion show them."""
+    return sorted(set(globals()) | set(_LAZY))

@@ -26,3 +26,8 @@ class CIFWarning(UserWarning):
 
 class BatchItemWarning(UserWarning):
     """A batch item that failed and was skipped (``errors="skip"``); the message names it."""
+
+
+class ExtrapolationWarning(UserWarning):
+    """A prediction outside what the model was trained on (a temperature outside its range, an
+    atom without neighbours within the cutoff): computed, but an extrapolation."""

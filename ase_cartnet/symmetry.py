@@ -79,12 +79,20 @@ class SpaceGroupAction:
 
 
 def space_group_action(atoms: Atoms, symprec: float = DEFAULT_SYMPREC) -> SpaceGroupAction:
-    """The :class:`SpaceGroupAction` of ``atoms`` (one spglib search; time linear in N)."""
+    """The :class:`SpaceGroupAction` of ``atoms`` (one spglib search; time linear in N).
+
+    spglib searches the Minkowski-reduced basis of the lattice (it crashes on very skewed
+    bases, and its tolerance is meant for reduced cells); the rotations are returned in the
+    basis of ``atoms.cell``."""
     import spglib
+    from ase.geometry import minkowski_reduce
     from scipy.spatial import cKDTree
 
-    frac = atoms.get_scaled_positions()  # wrapped into [0, 1), as ASE's prep_symmetry
-    cell = (np.asarray(atoms.cell[:], dtype=float), frac, atoms.numbers)
+    lattice = np.asarray(atoms.cell[:], dtype=float)
+    reduced, op = minkowski_reduce(lattice, True)
+    op = np.rint(op).astype(int)  # reduced = op @ lattice
+    frac = _wrap(atoms.positions @ np.linalg.inv(np.asarray(reduced, dtype=float)))
+    cell = (np.asarray(reduced, dtype=float), frac, atoms.numbers)
     dataset = spglib.get_symmetry_dataset(cell, symprec=symprec)
     n = len(atoms)
     if dataset is None:  # spglib found no symmetry at all (degenerate input): identity only
@@ -108,6 +116,8 @@ def space_group_action(atoms: Atoms, symprec: float = DEFAULT_SYMPREC) -> SpaceG
     moved = np.einsum("kab,nb->kna", rotations, frac) + translations[:, None, :]
     _, images = tree.query(_wrap(moved.reshape(-1, 3)))
     images = images.reshape(len(rotations), n)
+    # x = opᵀ x_r (fractional columns), so R = opᵀ R_r op⁻ᵀ in the basis of atoms.cell
+    rotations = np.rint(op.T @ rotations @ np.linalg.inv(op).T).astype(int)
     return SpaceGroupAction(rotations, images, orbits, len(all_rotations))
 
 

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 from ase import Atoms
 
-from ase_cartnet.errors import AseCartnetError, BatchItemWarning, InputError
+from ase_cartnet.errors import AseCartnetError, BatchItemWarning, ExtrapolationWarning, InputError
 
 MAX_ATOMIC_NUMBER = 118
 MIN_INTERATOMIC_DISTANCE = 0.5
 """Å. Closer atoms are treated as overlapping (two atoms at one position, a duplicated site)."""
+MAX_TEMPERATURE = 5000.0
+"""K. Above every melting point at ambient pressure (the highest, carbon and tungsten, are below
+4,000 K): a larger temperature is a typo or a unit error, and is refused rather than predicted."""
 
 
 def as_atoms(structure: Any, what: str = "structure") -> Atoms:
@@ -30,6 +34,40 @@ def as_atoms(structure: Any, what: str = "structure") -> Atoms:
     raise InputError(
         f"{what}: expected an ase.Atoms or a pymatgen Structure, got {type(structure).__name__}"
     )
+
+
+def as_atoms_list(structures: Sequence[Any], what: str = "structure") -> list[Atoms]:
+    """Each item of ``structures`` through :func:`as_atoms` (named ``"<what> <k>"``); an object
+    listed several times (a temperature sweep) becomes one ``Atoms`` listed as often."""
+    converted: dict[int, Atoms] = {}
+    out = []
+    for k, item in enumerate(structures):
+        if id(item) not in converted:
+            converted[id(item)] = as_atoms(item, f"{what} {k}")
+        out.append(converted[id(item)])
+    return out
+
+
+def is_pymatgen(obj: Any) -> bool:
+    """Whether ``obj`` is a pymatgen ``Structure`` or ``Molecule`` (:func:`as_atoms` converts
+    it)."""
+    return _is_pymatgen(obj)
+
+
+def write_back(structure: Any, atoms: Atoms) -> None:
+    """Give the pymatgen ``Structure`` ``structure`` the cell and positions of ``atoms`` (the
+    same atoms in the same order), in place: how an optimizer that moves ``Atoms`` moves a
+    Structure. An immutable ``IStructure`` is an ``InputError``."""
+    from pymatgen.core import Lattice, Structure
+
+    if not isinstance(structure, Structure):
+        raise InputError(
+            f"cannot change a {type(structure).__name__} in place; pass a pymatgen Structure "
+            "or an ase.Atoms"
+        )
+    structure.lattice = Lattice(np.asarray(atoms.cell[:], dtype=float))
+    for site, frac in zip(structure, atoms.get_scaled_positions(wrap=False), strict=True):
+        site.frac_coords = frac
 
 
 def _is_pymatgen(obj: Any) -> bool:
@@ -86,11 +124,7 @@ def validate_structure(atoms: Any, *, require_pbc: bool = False) -> None:
     if pbc.any():
         if not np.all(np.isfinite(cell)):
             raise InputError("the cell contains non-finite values")
-        periodic_vectors = cell[pbc]
-        gram = periodic_vectors @ periodic_vectors.T
-        det = float(np.linalg.det(gram)) if gram.size else 0.0
-        scale = float(np.prod(np.linalg.norm(periodic_vectors, axis=1) ** 2))
-        if scale <= 0.0 or det <= 1e-12 * max(scale, 1e-300):
+        if _degenerate(cell, pbc):
             raise InputError(
                 "the cell is missing or has zero volume along its periodic axes "
                 f"(pbc={pbc.tolist()}, cell={np.round(cell, 4).tolist()})"
@@ -104,10 +138,72 @@ def validate_structure(atoms: Any, *, require_pbc: bool = False) -> None:
         )
 
 
+def _degenerate(cell: np.ndarray, pbc: np.ndarray) -> bool:
+    """Whether the periodic vectors of ``cell`` (3, 3) Å span no volume (area, length).
+
+    Judged on the Minkowski-reduced basis of the lattice: another basis of the same lattice
+    (a valid but very skewed cell, vectors of 1,000 Å for a 12 Å³ cell) has the same reduced
+    cell and passes; a cell whose reduced vectors are (nearly) dependent is degenerate."""
+    from ase.geometry import minkowski_reduce
+
+    periodic = cell[pbc]
+    if not np.all(np.linalg.norm(periodic, axis=1) > 0.0):
+        return True
+    try:
+        with np.errstate(all="ignore"):
+            reduced, _ = minkowski_reduce(cell, pbc)
+    except (ValueError, ArithmeticError, RuntimeError):  # dependent vectors never reduce
+        return True
+    periodic = np.asarray(reduced, dtype=float)[pbc]
+    gram = periodic @ periodic.T
+    scale = float(np.prod(np.linalg.norm(periodic, axis=1) ** 2))
+    return not (scale > 0.0 and float(np.linalg.det(gram)) > 1e-12 * scale)
+
+
+def check_temperature(value: Any, source: str = "the temperature") -> float:
+    """``value`` as a temperature in K: a real number (not a bool, string or complex), finite,
+    > 0 K and at most :data:`MAX_TEMPERATURE`; else an ``InputError`` naming ``source`` and
+    the value."""
+    if (
+        isinstance(value, bool | np.bool_)
+        or not isinstance(value, numbers.Real)
+        and not (isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf")
+    ):
+        raise InputError(
+            f"{source} is not a number: {value!r} ({type(value).__name__}); pass a real number in K"
+        )
+    t = float(value)
+    if not math.isfinite(t) or t <= 0.0:
+        raise InputError(f"{source} must be a finite temperature > 0 K, got {value!r}")
+    if t > MAX_TEMPERATURE:
+        raise InputError(
+            f"{source} {value!r} K is above {MAX_TEMPERATURE:g} K, where no crystal exists: "
+            "a unit error (°C, mK)?"
+        )
+    return t
+
+
+def warn_temperature_range(
+    temperature: float, trained: Sequence[float] | None, name: str, stacklevel: int = 3
+) -> None:
+    """An ``ExtrapolationWarning`` when ``temperature`` (K) lies outside ``trained`` (low,
+    high) K, the range the model named by ``name`` was trained on (None: unknown, no warning)."""
+    if trained is None:
+        return
+    low, high = (float(x) for x in trained)
+    if not low <= temperature <= high:
+        warnings.warn(
+            f"{temperature:g} K is outside the {low:g}–{high:g} K that {name} was trained on; "
+            "the prediction is an extrapolation",
+            ExtrapolationWarning,
+            stacklevel=stacklevel,
+        )
+
+
 def resolve_temperature(argument: float | None, atoms: Atoms) -> float:
     """Temperature in K: the argument, else ``atoms.info["temperature"]``, else an error.
 
-    The value must be a finite number > 0 K.
+    The value is checked by :func:`check_temperature`.
     """
     source = "the temperature argument"
     value = argument
@@ -119,13 +215,7 @@ def resolve_temperature(argument: float | None, atoms: Atoms) -> float:
             "no temperature: pass temperature=... (K) or set atoms.info['temperature']; "
             "ADPs depend on temperature and it is never guessed"
         )
-    try:
-        t = float(value)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"{source} is not a number: {value!r}") from exc
-    if not math.isfinite(t) or t <= 0.0:
-        raise InputError(f"{source} must be a finite temperature > 0 K, got {value!r}")
-    return t
+    return check_temperature(value, source)
 
 
 def warn_untrained_elements(

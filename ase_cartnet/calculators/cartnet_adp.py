@@ -17,23 +17,39 @@ from ase.calculators.calculator import Calculator, all_changes
 
 from ase_cartnet.adp import u_cart_to_u_cif, u_equiv
 from ase_cartnet.disorder import DisorderPlan, check_policy, disorder_plan, overlap_message
-from ase_cartnet.errors import InputError
+from ase_cartnet.errors import ExtrapolationWarning, InputError
 from ase_cartnet.graph.neighbours import atoms_to_graph, batch_graphs
 from ase_cartnet.hydrogen import HYDROGEN_POLICIES, riding_hydrogen_adps
-from ase_cartnet.io.checkpoint import load_model
+from ase_cartnet.io.checkpoint import load_model, trained_temperatures
 from ase_cartnet.models.cartnet import CartNet, compile_blocks
 from ase_cartnet.models.so3 import averaging_rotations
 from ase_cartnet.plausibility import warn_outside_domain
 from ase_cartnet.symmetry import symmetrize_adps
 from ase_cartnet.validation import (
+    as_atoms,
+    as_atoms_list,
+    check_temperature,
     prepare_items,
     resolve_temperature,
     validate_structure,
+    warn_temperature_range,
     warn_untrained_elements,
 )
 from ase_cartnet.weights import shipped
 
 FROM_CHECKPOINT = "checkpoint"
+SETTABLE = (
+    "temperature",
+    "hydrogen",
+    "max_neighbours",
+    "rotations",
+    "symmetrize",
+    "disorder",
+    "store_in_arrays",
+    "chunk_size",
+)
+"""Parameters ``CartNetADP.set`` changes (all but ``chunk_size`` discard the results); the
+checkpoint, device, dtype and compilation need a new calculator."""
 
 
 def size_sorted_batches(sizes: Sequence[int], batch_size: int) -> list[list[int]]:
@@ -114,10 +130,19 @@ class CartNetADP(Calculator):
         prediction of each new size pattern compiles, tens of seconds on CPU); falls back to
         the uncompiled model with a warning where compiling is unavailable.
 
+    ``calc.set(temperature=900, symmetrize=False, ...)`` changes any of the parameters above
+    but ``checkpoint``, ``device``, ``dtype`` and ``compile``; as in ASE, a change that alters
+    the numbers discards the stored results, so the next ``get_property`` recomputes.
+    Structures may be ``ase.Atoms`` or pymatgen ``Structure``/``Molecule`` objects.
+
     Not meant for: structures far from the training domain. The model card of the checkpoint
     states the domain; a warning is raised for elements the checkpoint was not trained on and,
     with the default (inorganic, harmonic) weights, for molecular crystals
-    (:mod:`ase_cartnet.plausibility`).
+    (:mod:`ase_cartnet.plausibility`); an :class:`~ase_cartnet.errors.ExtrapolationWarning`
+    for temperatures outside the checkpoint's training range
+    (:func:`~ase_cartnet.io.checkpoint.trained_temperatures`) and for atoms with no neighbour
+    within the cutoff (the model sees nothing around them, yet returns a confident U).
+    Temperatures above :data:`~ase_cartnet.validation.MAX_TEMPERATURE` are refused.
     """
 
     implemented_properties = ["adps", "u_cif", "u_equiv"]
@@ -139,50 +164,69 @@ class CartNetADP(Calculator):
         compile: bool = False,
         **kwargs: Any,
     ) -> None:
-        if hydrogen not in HYDROGEN_POLICIES:
-            raise InputError(f"hydrogen must be one of {HYDROGEN_POLICIES}, got {hydrogen!r}")
-        if not isinstance(rotations, int) or rotations < 1:
-            raise InputError(f"rotations must be an integer >= 1, got {rotations!r}")
-        if max_neighbours not in (FROM_CHECKPOINT, None) and (
-            not isinstance(max_neighbours, int) or max_neighbours < 1
-        ):
-            raise InputError(
-                f"max_neighbours must be 'checkpoint', None or an int >= 1, got {max_neighbours!r}"
-            )
-        if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
-            raise InputError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
-        if temperature is not None:
-            resolve_temperature(temperature, Atoms())  # validates the value early
-        super().__init__(temperature=temperature, **kwargs)
+        options = {
+            "temperature": temperature,
+            "hydrogen": hydrogen,
+            "max_neighbours": max_neighbours,
+            "rotations": rotations,
+            "symmetrize": symmetrize,
+            "disorder": disorder,
+            "store_in_arrays": store_in_arrays,
+            "chunk_size": chunk_size,
+        }
+        options = {key: _checked_option(key, value) for key, value in options.items()}
+        super().__init__(**kwargs)
         self.checkpoint_path = Path(checkpoint) if checkpoint is not None else shipped("cartnet")
         loaded = load_model(self.checkpoint_path, "cartnet", dtype=dtype, device=device)
         self.model, self.metadata = loaded.model, loaded.metadata
+        self.temperature_range = trained_temperatures(loaded)
         self.device = torch.device(device)
         self.dtype = dtype
-        self.hydrogen = hydrogen
-        self.max_neighbours = (
-            self.model.config.max_neighbours
-            if max_neighbours == FROM_CHECKPOINT
-            else max_neighbours
-        )
-        self.rotations = averaging_rotations(rotations, dtype=dtype).to(self.device)
-        self.store_in_arrays = store_in_arrays
-        self.symmetrize = bool(symmetrize)
-        self.disorder = check_policy(disorder)
         self.last_disorder: list[DisorderPlan | None] = []
         # What the model was trained on, for the out-of-domain warning: the default weights
         # are harmonic ADPs of ordered inorganic crystals; other checkpoints may say.
         self.domain = self.metadata.get("domain") or ("inorganic" if checkpoint is None else None)
-        if chunk_size is not None:
-            for module in self.model.modules():
-                if isinstance(module, CartNet):
-                    module.chunk_size = chunk_size
+        self.set(**options)
         if compile:
             compile_blocks(self.model)
         trained = self.metadata.get("elements")
         self.trained_elements = frozenset(int(z) for z in trained) if trained else None
 
     # -- ASE calculator protocol -------------------------------------------------------------
+
+    def set(self, **kwargs: Any) -> dict[str, Any]:
+        """Change parameters (:data:`SETTABLE`), ASE style: returns the changed ones; a change
+        of any but ``chunk_size`` discards the stored results. Values are checked as in the
+        constructor (``InputError``)."""
+        fixed = sorted(set(kwargs) - set(SETTABLE))
+        if fixed:
+            raise InputError(
+                f"CartNetADP cannot set {fixed}: settable are {list(SETTABLE)}; the checkpoint, "
+                "device, dtype and compilation need a new CartNetADP"
+            )
+        checked = {key: _checked_option(key, value) for key, value in kwargs.items()}
+        changed = super().set(**checked)
+        for key, value in changed.items():
+            self._apply(key, value)
+        if set(changed) - {"chunk_size"}:
+            self.reset()
+        return changed
+
+    def _apply(self, key: str, value: Any) -> None:
+        """Carry a checked parameter over to the attributes the prediction reads."""
+        if key == "max_neighbours":
+            self.max_neighbours = (
+                self.model.config.max_neighbours if value == FROM_CHECKPOINT else value
+            )
+        elif key == "rotations":
+            self.rotations = averaging_rotations(value, dtype=self.dtype).to(self.device)
+        elif key == "chunk_size":
+            if value is not None:
+                for module in self.model.modules():
+                    if isinstance(module, CartNet):
+                        module.chunk_size = value
+        elif key != "temperature":  # the temperature is read from the parameters
+            setattr(self, key, value)
 
     def check_state(self, atoms: Atoms, tol: float = 1e-15) -> list[str]:
         """ASE's checks plus the temperature in ``atoms.info`` (state outside positions)."""
@@ -216,9 +260,9 @@ class CartNetADP(Calculator):
             results["u_cif"] = u_cart_to_u_cif(adps, atoms.cell[:])
         return results
 
-    def get_property(self, name: str, atoms: Atoms | None = None, allow_calculation: bool = True):
-        if atoms is not None and not isinstance(atoms, Atoms):
-            raise InputError(f"expected an ase.Atoms object, got {type(atoms).__name__}")
+    def get_property(self, name: str, atoms: Any = None, allow_calculation: bool = True):
+        if atoms is not None:
+            atoms = as_atoms(atoms)
         if name == "u_cif":
             target = atoms if atoms is not None else self.atoms
             if target is not None and not np.asarray(target.pbc).all():
@@ -255,7 +299,7 @@ class CartNetADP(Calculator):
         """
         if batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
-        structures = list(structures)
+        structures = as_atoms_list(structures)
         if temperatures is None or np.isscalar(temperatures):
             given = self.parameters.get("temperature") if temperatures is None else temperatures
             temperatures = [given] * len(structures)
@@ -291,6 +335,8 @@ class CartNetADP(Calculator):
             self.last_disorder = plans if executor is None else []
             return out
         temps = [ready[k] for k in range(len(structures))]
+        for t in sorted(set(temps)):
+            warn_temperature_range(t, self.temperature_range, self.checkpoint_path.name)
         if progress or executor is not None:
             return self._predict_in_chunks(structures, temps, batch_size, progress, executor)
         names = {id(a): (k, a) for k, a in reversed(list(enumerate(structures)))}
@@ -311,6 +357,7 @@ class CartNetADP(Calculator):
                     max_neighbours=self.max_neighbours,
                     dtype=self.dtype,
                 )
+                self._warn_isolated(atoms, unique_graphs[id(atoms)], name)
         sweeps: dict[int, list[int]] = {}  # structure id -> its positions in the output
         for position, atoms in enumerate(structures):
             sweeps.setdefault(id(atoms), []).append(position)
@@ -534,6 +581,27 @@ class CartNetADP(Calculator):
             adps = riding_hydrogen_adps(atoms, adps)
         return adps
 
+    def _warn_isolated(self, atoms: Atoms, graph, name: str) -> None:
+        """An ``ExtrapolationWarning`` naming the non-H atoms with no neighbour within the
+        cutoff: the model sees only the element there, and its U says nothing about the site."""
+        degree = np.bincount(graph.edge_index.reshape(-1).numpy(), minlength=len(atoms))
+        lonely = np.flatnonzero((degree == 0) & (atoms.numbers != 1))
+        if not lonely.size:
+            return
+        labels = atoms.arrays.get("site_label")
+        sites = [
+            f"{i} ({atoms[i].symbol}{', ' + str(labels[i]) if labels is not None else ''})"
+            for i in lonely[:10]
+        ]
+        more = f" and {lonely.size - 10} more" if lonely.size > 10 else ""
+        warnings.warn(
+            f"{name}: atom(s) {', '.join(sites)}{more} have no neighbour within the "
+            f"{self.model.config.cutoff:g} Å cutoff (an isolated atom, a vacuum-sparse cell); "
+            "their U is an extrapolation",
+            ExtrapolationWarning,
+            stacklevel=4,
+        )
+
     def _warn_untrained_elements(self, atoms: Atoms) -> None:
         warn_untrained_elements(
             atoms.numbers,
@@ -622,8 +690,9 @@ class CartNetADP(Calculator):
             path, atoms, self.results["adps"], reference=reference, probability=probability
         )
 
-    def _atoms_with_results(self, atoms: Atoms | None) -> Atoms:
+    def _atoms_with_results(self, atoms: Any) -> Atoms:
         if atoms is not None:
+            atoms = as_atoms(atoms)
             self.get_property("adps", atoms)
             return atoms
         if self.atoms is None or "adps" not in self.results:
@@ -631,6 +700,33 @@ class CartNetADP(Calculator):
                 "nothing calculated yet: attach the calculator to atoms or pass atoms=..."
             )
         return self.atoms
+
+
+def _checked_option(key: str, value: Any) -> Any:
+    """A :data:`SETTABLE` parameter's value, checked (an ``InputError`` naming it)."""
+    if key == "temperature":
+        return None if value is None else check_temperature(value, "temperature")
+    if key == "hydrogen" and value not in HYDROGEN_POLICIES:
+        raise InputError(f"hydrogen must be one of {HYDROGEN_POLICIES}, got {value!r}")
+    if key == "rotations" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise InputError(f"rotations must be an integer >= 1, got {value!r}")
+    if (
+        key == "max_neighbours"
+        and value not in (FROM_CHECKPOINT, None)
+        and (isinstance(value, bool) or not isinstance(value, int) or value < 1)
+    ):
+        raise InputError(f"max_neighbours must be 'checkpoint', None or an int >= 1, got {value!r}")
+    if (
+        key == "chunk_size"
+        and value is not None
+        and (isinstance(value, bool) or not isinstance(value, int) or value < 1)
+    ):
+        raise InputError(f"chunk_size must be an integer >= 1, got {value!r}")
+    if key in ("symmetrize", "store_in_arrays"):
+        return bool(value)
+    if key == "disorder":
+        return check_policy(value)
+    return value
 
 
 def _predict_chunk(settings: dict[str, Any], structures, temperatures, batch_size: int):

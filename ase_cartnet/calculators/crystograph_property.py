@@ -20,7 +20,13 @@ from ase_cartnet.graph.crystograph import crystograph_graph
 from ase_cartnet.graph.neighbours import batch_graphs
 from ase_cartnet.graph.property import cartnet_property_graph
 from ase_cartnet.io.checkpoint import load_model
-from ase_cartnet.validation import prepare_items, validate_structure, warn_untrained_elements
+from ase_cartnet.validation import (
+    as_atoms,
+    as_atoms_list,
+    prepare_items,
+    validate_structure,
+    warn_untrained_elements,
+)
 from ase_cartnet.weights import DEFAULT_PROPERTY, DEFAULT_PROPERTY_TARGET, shipped
 
 
@@ -102,6 +108,10 @@ class CrysToGraphProperty(Calculator):
     supercell) and its cell-frame edge angles (another basis of the same lattice), CartNet
     through the cell frame its Cartesian directions are read in (another basis). The README
     gives the measured sizes.
+
+    Structures may be ``ase.Atoms`` or pymatgen ``Structure`` objects. Nothing is settable
+    after construction (``set`` refuses every parameter: another target, checkpoint, device
+    or dtype needs a new calculator), so stored results always belong to the loaded model.
     """
 
     implemented_properties = ["property"]
@@ -134,6 +144,20 @@ class CrysToGraphProperty(Calculator):
         trained = self.metadata.get("elements")
         self.trained_elements = frozenset(int(z) for z in trained) if trained else None
 
+    def set(self, **kwargs: Any) -> dict[str, Any]:
+        """ASE's ``set``: nothing is settable; any parameter is an ``InputError`` naming it."""
+        if kwargs:
+            raise InputError(
+                f"CrysToGraphProperty has no settable parameters (got {sorted(kwargs)}): the "
+                "checkpoint, target, device and dtype need a new CrysToGraphProperty"
+            )
+        return {}
+
+    def get_property(self, name: str, atoms: Any = None, allow_calculation: bool = True):
+        return super().get_property(
+            name, None if atoms is None else as_atoms(atoms), allow_calculation
+        )
+
     def calculate(
         self,
         atoms: Atoms | None = None,
@@ -145,9 +169,10 @@ class CrysToGraphProperty(Calculator):
         self.results = {"property": float(value), self.target: float(value)}
 
     def predict_many(
-        self, structures: Sequence[Atoms], *, batch_size: int = 64, errors: str = "raise"
+        self, structures: Sequence[Any], *, batch_size: int = 64, errors: str = "raise"
     ) -> np.ndarray:
-        """(M,) predictions in ``self.units`` for M periodic structures, batched.
+        """(M,) predictions in ``self.units`` for M periodic structures (``ase.Atoms`` or pymatgen
+        ``Structure``), batched.
 
         ``errors``: a structure the model cannot use raises an ``InputError`` naming its index
         ("raise", the default), or is skipped with a ``BatchItemWarning`` naming it and NaN in
@@ -155,7 +180,7 @@ class CrysToGraphProperty(Calculator):
         """
         if not isinstance(batch_size, int) or batch_size < 1:
             raise InputError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-        structures = list(structures)
+        structures = as_atoms_list(structures)
 
         def prepare(k: int):
             atoms = structures[k]

@@ -53,10 +53,12 @@ from ase_cartnet.symmetry import symmetrize_like
 from ase_cartnet.validation import (
     MIN_INTERATOMIC_DISTANCE,
     as_atoms,
+    is_pymatgen,
     like_input,
     prepare_items,
     validate_structure,
     warn_untrained_elements,
+    write_back,
 )
 
 MIN_VOLUME_RATIO = 0.2
@@ -155,15 +157,18 @@ def _resolve_model(model, dtype: torch.dtype) -> tuple[DeepRelaxEnsemble, dict[s
 
 
 def _unwrap(atoms: Any) -> Atoms:
-    """The Atoms behind an ASE Filter (FrechetCellFilter, UnitCellFilter, …) or Atoms itself."""
+    """The Atoms behind an ASE Filter (FrechetCellFilter, UnitCellFilter, …), Atoms itself, or
+    a pymatgen Structure converted (:func:`~ase_cartnet.validation.as_atoms`)."""
     if isinstance(atoms, Atoms):
         return atoms
+    if is_pymatgen(atoms):
+        return as_atoms(atoms)
     inner = getattr(atoms, "atoms", None)
     if isinstance(inner, Atoms):
         return inner
     raise InputError(
         f"expected an ase.Atoms or an ASE Filter around one, got {type(atoms).__name__} "
-        "(pymatgen Structures: DeepRelax.relax_many)"
+        "or a pymatgen Structure"
     )
 
 
@@ -196,7 +201,9 @@ def predict(
     canonical: bool = True,
     progress: bool = False,
 ) -> list[DeepRelaxResult]:
-    """Pre-relaxed copies of ``structures`` (inputs untouched), in batches of ``batch_size``:
+    """Pre-relaxed copies of ``structures`` (inputs untouched; ``ase.Atoms``, ASE Filters or
+    pymatgen Structures, each result in its input's type, Filters giving Atoms), in batches of
+    ``batch_size``:
     ensemble forward pass, then the EDG solver on d̄ ± mean exp(û) with the mean lattice,
     started (``affine``) from the input's fractional coordinates in the predicted lattice
     (:func:`~ase_cartnet.models.deeprelax_solver.affine_start`), else from the input positions.
@@ -235,7 +242,8 @@ def predict(
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
-    structures = [_unwrap(a) for a in structures]
+    inputs = list(structures)
+    structures = [_unwrap(a) for a in inputs]
     for k, atoms in enumerate(structures):
         _check(atoms, k if len(structures) > 1 else None)
     warn_untrained_elements(
@@ -284,6 +292,7 @@ def predict(
             if symmetrize:
                 result.atoms = symmetrize_like(result.atoms, chunk[g])[0]
             _refuse_overlaps(result, chunk[g], first + g)
+            result.atoms = like_input(result.atoms, inputs[first + g])
             results.append(result)
         bar.update(len(chunk))
     bar.close()
@@ -393,8 +402,9 @@ class DeepRelax(Dynamics):
     Parameters
     ----------
     atoms
-        an ``ase.Atoms`` (3D periodic) or an ASE Filter around one (``FrechetCellFilter``,
-        ``UnitCellFilter``, …): positions *and* cell of the Atoms are always predicted.
+        an ``ase.Atoms`` (3D periodic), a pymatgen ``Structure`` (changed in place like an
+        Atoms) or an ASE Filter around one (``FrechetCellFilter``, ``UnitCellFilter``, …):
+        positions *and* cell of the Atoms are always predicted.
     model
         None (the shipped ensemble, offline), a checkpoint path (an exported ensemble or
         one replicate from ``ase-cartnet train deeprelax``), or a ``DeepRelaxEnsemble``.
@@ -436,6 +446,9 @@ class DeepRelax(Dynamics):
         symmetrize: bool = True,
         dtype: torch.dtype = torch.float32,
     ) -> None:
+        self.structure = atoms if is_pymatgen(atoms) else None  # changed in place too
+        if self.structure is not None:
+            atoms = as_atoms(atoms)
         self.target = _unwrap(atoms)  # the Atoms whose positions and cell are predicted
         _check(self.target)
         self.ensemble, self.metadata = _resolve_model(model, dtype)
@@ -483,6 +496,8 @@ class DeepRelax(Dynamics):
         self.target.set_cell(result.atoms.cell[:], scale_atoms=False)
         self.target.set_positions(result.atoms.positions)
         self.uncertainty = result.uncertainty
+        if self.structure is not None:
+            write_back(self.structure, self.target)
 
     def converged(self) -> bool:
         """True once the one step has been taken (there is nothing to iterate)."""

@@ -18,7 +18,7 @@ from ase_cartnet.graph.empnn import crystal_graph
 from ase_cartnet.graph.neighbours import batch_graphs
 from ase_cartnet.io.checkpoint import load_model
 from ase_cartnet.models.empnn import cell_to_lattice_params, run_model
-from ase_cartnet.validation import validate_structure
+from ase_cartnet.validation import as_atoms, is_pymatgen, validate_structure, write_back
 from ase_cartnet.weights import shipped
 
 
@@ -39,8 +39,9 @@ class EMPNNLattice(Dynamics):
     Parameters
     ----------
     atoms
-        a crystal periodic along a, b and c, or an ASE Filter around one (unwrapped:
-        only the cell of the Atoms is changed).
+        a crystal periodic along a, b and c (``ase.Atoms``, or a pymatgen ``Structure``,
+        whose lattice is changed in place as an Atoms' would be), or an ASE Filter around one
+        (unwrapped: only the cell of the Atoms is changed).
     model
         None for the shipped default weights (offline), a checkpoint path, or a model
         (:class:`~ase_cartnet.models.empnn.EMPNN` / ``LatticeFF``).
@@ -74,6 +75,9 @@ class EMPNNLattice(Dynamics):
         loginterval: int = 1,
         dtype: torch.dtype = torch.float32,
     ) -> None:
+        self.structure = atoms if is_pymatgen(atoms) else None  # changed in place too
+        if self.structure is not None:
+            atoms = as_atoms(atoms)
         target = atoms if isinstance(atoms, Atoms) else getattr(atoms, "atoms", atoms)
         validate_structure(target, require_pbc=True)
         self.target = target  # the Atoms whose cell is deformed
@@ -136,6 +140,8 @@ class EMPNNLattice(Dynamics):
             self._predict()
         self.target.set_cell(self.cells[self.nsteps + 1], scale_atoms=True)
         self.action = self._actions[self.nsteps + 1]
+        if self.structure is not None:
+            write_back(self.structure, self.target)
 
     def converged(self) -> bool:
         """True once every deformation layer has been applied."""

@@ -146,7 +146,10 @@ def _check_cell(cell, pbc: np.ndarray) -> np.ndarray:
         if np.any(lengths < 1e-8):
             axes = np.flatnonzero(pbc)[lengths < 1e-8].tolist()
             raise InputError(f"zero-length cell vector on periodic axis {axes}")
-        # k-dimensional volume of the periodic vectors, relative to the product of their lengths
+        # k-dimensional volume of the periodic vectors, relative to the product of their lengths,
+        # on the reduced basis: a valid but very skewed basis of a lattice is not degenerate
+        periodic = _reduced(arr, pbc)[0][pbc]
+        lengths = np.linalg.norm(periodic, axis=1)
         gram = periodic @ periodic.T
         rel = math.sqrt(max(float(np.linalg.det(gram)), 0.0)) / float(np.prod(lengths))
         if rel < 1e-8:
@@ -154,6 +157,54 @@ def _check_cell(cell, pbc: np.ndarray) -> np.ndarray:
                 "the cell has zero volume on its periodic axes (linearly dependent lattice vectors)"
             )
     return np.ascontiguousarray(arr)
+
+
+SKEWED_DEFECT = 100.0
+"""Orthogonality defect ∏|a_i| / V of the periodic vectors above which :func:`atoms_to_graph`
+stores the Minkowski-reduced basis (edge vectors r_j + n @ cell lose digits to cancellation);
+ordinary cells (defect of a few) keep their own basis and edge order."""
+
+
+def _orthogonality_defect(box: np.ndarray, pbc: np.ndarray) -> float:
+    """∏|a_i| / V_k of the k periodic vectors of ``box`` (1 for an orthogonal cell; 1 without
+    periodic axes); inf when they span no volume."""
+    periodic = box[pbc]
+    if not len(periodic):
+        return 1.0
+    volume = math.sqrt(max(float(np.linalg.det(periodic @ periodic.T)), 0.0))
+    lengths = float(np.prod(np.linalg.norm(periodic, axis=1)))
+    return lengths / volume if volume > 0 else math.inf
+
+
+def _reduced(box: np.ndarray, pbc: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """(reduced box, op) with ``reduced = op @ box`` the Minkowski-reduced basis of the
+    periodic axes (ase), or (box, None) when ``box`` is reduced already or cannot be reduced.
+    A skewed basis (vectors of 1,000 Å for a 12 Å³ cell) has tiny heights between its faces:
+    searched as given, it would need millions of cell images."""
+    from ase.geometry import minkowski_reduce
+
+    if not pbc.any():
+        return box, None
+    try:
+        with np.errstate(all="ignore"):
+            reduced, op = minkowski_reduce(box, pbc)
+    except (ValueError, ArithmeticError, RuntimeError):
+        return box, None
+    op = np.rint(op).astype(np.int64)
+    if np.array_equal(op, np.eye(3, dtype=np.int64)):
+        return box, None
+    return np.ascontiguousarray(op @ box, dtype=np.float64), op
+
+
+def _pairs(pos: np.ndarray, box: np.ndarray, pbc: np.ndarray, cutoff: float, full: bool):
+    """vesin's (i, j, S, d) on the reduced basis, shifts S expressed in ``box``'s basis:
+    ``r_j + S @ box - r_i`` is the pair vector."""
+    reduced, op = _reduced(box, pbc)
+    calculator = vesin.NeighborList(cutoff=cutoff, full_list=full)
+    first, second, shifts, distances = calculator.compute(pos, reduced, pbc, "ijSd")
+    if op is not None:  # S_r @ (op @ box) = (S_r @ op) @ box
+        shifts = shifts.astype(np.int64) @ op
+    return first, second, shifts, distances
 
 
 def _check_positive(value, name: str) -> float:
@@ -258,8 +309,7 @@ def radius_graph(
             f"(more than {MAX_EDGES:.0e}); the cell is too small for this cutoff"
         )
 
-    calculator = vesin.NeighborList(cutoff=cutoff + _VESIN_SLACK, full_list=True)
-    centre, neighbour, shifts, distances = calculator.compute(pos, box, pbc_arr, "ijSd")
+    centre, neighbour, shifts, distances = _pairs(pos, box, pbc_arr, cutoff + _VESIN_SLACK, True)
     # vesin's pair (i, j, S) has vector r_j + S @ box - r_i: target = i, source = j, n = S.
     tgt = centre.astype(np.int64)
     src = neighbour.astype(np.int64)
@@ -291,8 +341,7 @@ def closest_pairs(positions, cell, pbc, threshold: float) -> np.ndarray:
     pbc_arr = _check_pbc(pbc)
     box = _check_cell(cell, pbc_arr)
     threshold = _check_positive(threshold, "threshold")
-    calculator = vesin.NeighborList(cutoff=threshold, full_list=False)
-    first, second, shifts, distances = calculator.compute(pos, box, pbc_arr, "ijSd")
+    first, second, shifts, distances = _pairs(pos, box, pbc_arr, threshold, False)
     is_self = (first == second) & ~shifts.any(axis=1)
     rows = np.stack([np.minimum(first, second), np.maximum(first, second), distances], axis=1)
     rows = rows[~is_self]
@@ -578,6 +627,10 @@ def atoms_to_graph(
     positions = atoms.get_positions()
     cell = np.asarray(atoms.cell[:], dtype=np.float64)
     pbc = np.asarray(atoms.pbc, dtype=bool)
+    if _orthogonality_defect(cell, pbc) > SKEWED_DEFECT:
+        # the graph holds the reduced basis of the lattice: the same edge vectors, but
+        # r_j + n @ cell computed without cancelling the 1,000 Å vectors of a skewed basis
+        cell = _reduced(cell, pbc)[0]
     if cutoff is not None:
         nl = radius_graph(positions, cell, pbc, cutoff, max_neighbours=max_neighbours)
     else:

@@ -1,6 +1,8 @@
 """Atomic file output: write to a temporary file beside the target, then rename over it.
 
 A reader never sees a half-written file, and an interrupted write leaves the old file intact.
+A new file gets the permissions the umask gives (not the temporary file's 0o600); a replaced
+file keeps its own.
 """
 
 from __future__ import annotations
@@ -32,6 +34,31 @@ def ensure_not_input(output: str | os.PathLike, *inputs: str | os.PathLike | Non
     return out
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where Linux exposes it (/proc), else by the
+    set-and-restore of ``os.umask``."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _creation_mode(target: Path) -> int:
+    """Permission bits for the file that replaces ``target``: its own when it exists (a rewrite
+    keeps them), else what ``open`` would give a new file (0o666 less the umask), not the
+    0o600 of a temporary file."""
+    try:
+        return target.stat().st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~_umask()
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs) -> Iterator[IO]:
     """Open a temporary file next to ``path``; on success rename it to ``path`` (atomic on POSIX).
@@ -48,6 +75,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs) -> Ite
         with os.fdopen(fd, mode, **open_kwargs) as handle:
             yield handle
             handle.flush()
+            os.fchmod(handle.fileno(), _creation_mode(target))
             os.fsync(handle.fileno())
         os.replace(tmp_name, target)
     except BaseException:
@@ -68,6 +96,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp_name)
+        os.chmod(tmp_name, _creation_mode(target))
         os.replace(tmp_name, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

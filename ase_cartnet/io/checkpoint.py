@@ -21,7 +21,7 @@ import os
 import pickle
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -212,13 +212,77 @@ def model_tag(model: nn.Module) -> str:
 
 @dataclass
 class LoadedModel:
-    """A model from :func:`load_model`, in eval mode, with what its checkpoint said about it."""
+    """A model from :func:`load_model`, in eval mode, with what its checkpoint said about it
+    and its model card (:func:`read_model_card`; empty without one)."""
 
     model: nn.Module
     kind: str
     config: Any
     metadata: dict[str, Any]
     path: Path
+    card: dict[str, Any] = field(default_factory=dict)
+
+
+def read_model_card(path: Path) -> dict[str, Any]:
+    """The model card of the weights at ``path`` (same stem, ``.json``) when one describes this
+    file (its ``weights_file`` is ``path``'s name), its sha256 verified: a ``CheckpointError``
+    names the file when the bytes differ from the card's (a corrupted or altered copy). Empty
+    when there is no such card."""
+    card_path = path.with_suffix(".json")
+    if not card_path.is_file():
+        return {}
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}  # some other JSON beside a user's checkpoint, not a model card
+    if not isinstance(card, dict) or card.get("weights_file") != path.name:
+        return {}
+    expected = card.get("sha256")
+    if expected is not None:
+        actual = sha256_of(path)
+        if actual != expected:
+            raise CheckpointError(
+                f"checkpoint {path} does not match its model card {card_path.name}: sha256 "
+                f"{actual} != {expected} (the file is corrupted or was altered; reinstall it)"
+            )
+    return card
+
+
+def check_finite(state: dict[str, torch.Tensor], path: Path) -> None:
+    """A ``CheckpointError`` naming ``path`` and the first tensor of ``state`` that holds NaN
+    or inf (a diverged training run, a corrupted file): such weights predict nothing usable."""
+    for key, tensor in state.items():
+        if tensor.is_floating_point() or tensor.is_complex():
+            finite = torch.isfinite(tensor)
+            if not bool(finite.all()):
+                bad = int((~finite).sum())
+                raise CheckpointError(
+                    f"checkpoint {path}: tensor {key!r} holds {bad} non-finite value(s) "
+                    f"(NaN or inf) of {tensor.numel()}; refusing to load it"
+                )
+
+
+OFFICIAL_TEMPERATURE_SIGMAS = 3.0
+"""The official checkpoints state no temperature range: their training temperatures' mean ± this
+many standard deviations (192 ± 244 K, i.e. up to 436 K) stands in for it."""
+
+
+def trained_temperatures(loaded: LoadedModel) -> tuple[float, float] | None:
+    """The temperatures (low, high) K a CartNet checkpoint was trained on: its training
+    metadata (``temperature_range``), else its model card (``temperature_range_K``), else, for
+    a model that reads T through standardisation (the official checkpoints), the mean ± 3
+    standard deviations of its training temperatures, floored at 0 K; None when unknown."""
+    for stated in (
+        loaded.metadata.get("temperature_range"),
+        loaded.card.get("temperature_range_K"),
+    ):
+        if isinstance(stated, list | tuple) and len(stated) == 2:
+            return float(stated[0]), float(stated[1])
+    config = loaded.config
+    if getattr(config, "use_temperature", False):
+        spread = OFFICIAL_TEMPERATURE_SIGMAS * config.temperature_std
+        return max(0.0, config.temperature_mean - spread), config.temperature_mean + spread
+    return None
 
 
 def checkpoint_path(source: str | os.PathLike) -> Path:
@@ -241,12 +305,15 @@ def load_model(
 
     ``family`` (:data:`FAMILIES`) restricts the accepted ``model`` tags; None accepts every tag
     of :data:`MODELS`. An untagged checkpoint is read as the official CartNet format when
-    ``cartnet`` is accepted. Raises ``CheckpointError`` for unreadable files, other models,
-    invalid configs and weights that do not fit the architecture.
+    ``cartnet`` is accepted. Raises ``CheckpointError`` naming the file for unreadable files,
+    a sha256 that differs from the model card beside the file, non-finite weights, other
+    models, invalid configs and weights that do not fit the architecture.
     """
     kinds, what = FAMILIES[family] if family else (tuple(MODELS), "a model this version knows")
     path = checkpoint_path(source)
     payload = read_checkpoint(path)
+    card = read_model_card(path)
+    check_finite(payload["model_state"], path)
     tagged = payload.get("format") == FORMAT_TAG
     kind = payload.get("model") if tagged else "cartnet"
     if kind not in kinds:
@@ -277,7 +344,7 @@ def load_model(
     load_state_strict(model, payload["model_state"], str(path))
     model.to(device=device, dtype=dtype)
     model.eval()
-    return LoadedModel(model, kind, config, metadata, path)
+    return LoadedModel(model, kind, config, metadata, path, card)
 
 
 def sha256_of(path: str | os.PathLike) -> str:

@@ -210,18 +210,44 @@ class _PyCifRWBlock(_Block):
         return {n.lower(): [str(v) for v in self._block[n]] for n in names}
 
 
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def _without_bom(path: Path) -> str | None:
+    """The text of ``path`` without its UTF-8 byte-order mark (Windows editors write one), or
+    None when the file has none (the parsers read it from the path)."""
+    try:
+        with open(path, "rb") as handle:
+            if handle.read(len(UTF8_BOM)) != UTF8_BOM:
+                return None
+            data = handle.read()
+    except OSError as exc:
+        raise CIFError(f"{path}: cannot read the file ({exc})") from exc
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CIFError(f"{path}: not UTF-8 text after its byte-order mark ({exc})") from exc
+
+
 def _parse_blocks(path: Path) -> list[_Block]:
-    """All data blocks of the CIF at ``path``; CIFError when it is not a parsable CIF."""
+    """All data blocks of the CIF at ``path`` (a leading UTF-8 byte-order mark ignored);
+    CIFError when it is not a parsable CIF."""
+    text = _without_bom(path)
     if _HAVE_GEMMI:
         try:
-            doc = _gemmi_cif.read(str(path))
+            if text is None:
+                doc = _gemmi_cif.read(str(path))
+            else:
+                doc = _gemmi_cif.read_string(text)
         except (ValueError, RuntimeError, UnicodeDecodeError, OSError) as exc:
             raise CIFError(f"{path}: not a CIF file or unparsable ({exc})") from exc
         return [_GemmiBlock(doc, b) for b in doc]
+    import io
+
     import CifFile  # PyCifRW
 
     try:
-        doc = CifFile.ReadCif(str(path))
+        doc = CifFile.ReadCif(str(path) if text is None else io.StringIO(text))
     except Exception as exc:  # PyCifRW raises assorted exception types on syntax errors
         raise CIFError(f"{path}: not a CIF file or unparsable ({exc})") from exc
     return [_PyCifRWBlock(doc[name], name) for name in doc.keys()]
@@ -584,6 +610,7 @@ def _read_sites(block: _Block, cell: NDArray[np.float64], path: Path) -> _Sites:
             CIFWarning,
             stacklevel=4,
         )
+    _warn_non_positive_definite(u_star, u_iso, kept_labels, cell, path)
     return _Sites(
         labels=kept_labels,
         symbols=symbols,
@@ -595,6 +622,35 @@ def _read_sites(block: _Block, cell: NDArray[np.float64], path: Path) -> _Sites:
         assembly=[table.get("_atom_site_disorder_assembly", ["."] * n_rows)[i] for i in keep],
         group=[table.get("_atom_site_disorder_group", ["."] * n_rows)[i] for i in keep],
     )
+
+
+def _warn_non_positive_definite(
+    u_star: NDArray[np.float64],
+    u_iso: NDArray[np.float64],
+    labels: list[str],
+    cell: NDArray[np.float64],
+    path: Path,
+) -> None:
+    """A ``CIFWarning`` naming the sites whose own ADPs are not positive definite ("NPD" in a
+    refinement: an ellipsoid with a zero or negative axis, which describes no thermal motion),
+    with their smallest principal U (Å²); the values are kept as the file gives them."""
+    aniso = np.isfinite(u_star).all(axis=(1, 2))
+    smallest = np.full(len(labels), np.inf)
+    if aniso.any():
+        u_cart = adp.u_star_to_u_cart(u_star[aniso], cell)
+        smallest[aniso] = np.linalg.eigvalsh(0.5 * (u_cart + np.swapaxes(u_cart, -1, -2)))[:, 0]
+    iso = np.isfinite(u_iso)
+    smallest[iso] = u_iso[iso]
+    bad = np.flatnonzero(smallest <= 0.0)
+    if bad.size:
+        sites = ", ".join(f"{labels[k]} ({smallest[k]:.3g} Å²)" for k in bad[:20])
+        more = f" and {bad.size - 20} more" if bad.size > 20 else ""
+        warnings.warn(
+            f"{path}: ADPs not positive definite (NPD; smallest principal U): {sites}{more}; "
+            "they describe no thermal motion and are kept as the file gives them",
+            CIFWarning,
+            stacklevel=4,
+        )
 
 
 def _read_aniso(

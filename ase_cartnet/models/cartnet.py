@@ -118,6 +118,16 @@ class CartNetConfig(ConfigDict):
     harmonic_freq_max: float = 50.0
 
     def __post_init__(self) -> None:
+        self.check_fields(
+            positive_ints=("dim", "dim_rbf", "num_layers", "max_neighbours", "harmonic_bins"),
+            positive=("cutoff", "temperature_std", "harmonic_freq_min"),
+            non_negative=("adp_floor",),
+        )
+        if not self.harmonic_freq_max > self.harmonic_freq_min:
+            raise ValueError(
+                f"harmonic_freq_max ({self.harmonic_freq_max}) must exceed harmonic_freq_min "
+                f"({self.harmonic_freq_min})"
+            )
         if self.head not in ("cholesky", "scalar", "harmonic"):
             raise ValueError(f"head must be 'cholesky', 'scalar' or 'harmonic', got {self.head!r}")
         if self.head == "harmonic" and self.use_temperature:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, fields
 from typing import Any, Self
 
@@ -20,3 +21,30 @@ class ConfigDict:
         if unknown:
             raise ValueError(f"unknown {cls.__name__} fields: {unknown}")
         return cls(**values)
+
+    def check_fields(
+        self,
+        positive_ints: tuple[str, ...] = (),
+        positive: tuple[str, ...] = (),
+        non_negative: tuple[str, ...] = (),
+    ) -> None:
+        """A ``ValueError`` naming the first field that is not a positive integer
+        (``positive_ints``; None passes), a finite number > 0 (``positive``) or a finite number
+        >= 0 (``non_negative``), and for any float field that is not finite."""
+        name = type(self).__name__
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{name}.{f.name} must be finite, got {value}")
+        for field in positive_ints:
+            value = getattr(self, field)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1
+            ):
+                raise ValueError(f"{name}.{field} must be a positive integer, got {value!r}")
+        for field, least in [(f, "> 0") for f in positive] + [(f, ">= 0") for f in non_negative]:
+            value = getattr(self, field)
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            ok = ok and math.isfinite(value) and (value > 0 if least == "> 0" else value >= 0)
+            if not ok:
+                raise ValueError(f"{name}.{field} must be a finite number {least}, got {value!r}")

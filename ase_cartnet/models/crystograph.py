@@ -112,9 +112,23 @@ class CrysToGraphConfig(ConfigDict):
     units: str = ""
 
     def __post_init__(self) -> None:
-        for name in ("dim", "num_heads", "head_dim", "num_etgc", "ffn_factor", "k"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"CrysToGraphConfig.{name} must be >= 1")
+        self.check_fields(
+            positive_ints=(
+                "num_atom_features",
+                "dim",
+                "num_heads",
+                "head_dim",
+                "num_etgc",
+                "ffn_factor",
+                "k",
+                "line_dim",
+                "line_head_dim",
+                "num_rbf_distance",
+                "num_rbf_angle",
+                "num_rbf_cosine",
+            ),
+            positive=("long_edge", "distance_max"),
+        )
         if self.lap_mode not in ("signed", "projector"):
             raise ValueError(f"lap_mode must be 'signed' or 'projector', got {self.lap_mode!r}")
         if not (self.target_std > 0 and math.isfinite(self.target_std)):

@@ -127,6 +127,10 @@ class EMPNNConfig(ConfigDict):
     angle_std: float = 15.0
 
     def __post_init__(self) -> None:
+        self.check_fields(
+            positive_ints=("dim", "num_rbf", "num_angle", "num_layers", "k", "max_z"),
+            positive=("rbf_max", "length_std", "angle_std"),
+        )
         self.edge_fields = tuple(self.edge_fields)
         self.triplet_fields = tuple(self.triplet_fields)
         bad = [f for f in self.edge_fields if f not in EDGE_FIELDS]

@@ -38,6 +38,9 @@ class StandardisedCartNetConfig(ConfigDict):
     target: str
     units: str = ""
 
+    def __post_init__(self) -> None:
+        self.check_fields(positive=("target_std",))
+
 
 def standardised_cartnet(cartnet_config: dict, mean: float, std: float) -> nn.Module:
     """CartNet with its scalar head (ESI S4), reporting mean + std × output."""
