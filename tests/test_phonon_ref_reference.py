@@ -301,3 +301,19 @@ def test_mesh_choices():
     for bad in [0, (1, 2), -3.0, (2, 2, 0)]:
         with pytest.raises(InputError):
             resolve_mesh(cell, bad)
+
+
+def test_symfc_fit_agrees_with_finite_displacements_on_a_harmonic_model():
+    """symfc's least-squares fit to random-displacement supercells recovers the finite-
+    displacement ADPs of an (almost) harmonic EMT crystal, and its cache key differs."""
+    atoms = bulk("Cu", "fcc", a=3.61)
+    kw = dict(calculator=EMT(), supercell=(3, 3, 3), mesh=(9, 9, 9), progress=False)
+    finite = PhononReference(atoms, **kw)
+    symfc = PhononReference(atoms, fc_method="symfc", n_snapshots=2, **kw)
+    u_f, u_s = finite.adps(300.0), symfc.adps(300.0)
+    assert symfc.n_force_calls == 3  # two random supercells and the undisplaced one
+    np.testing.assert_allclose(u_s, u_f, rtol=0, atol=0.01 * float(u_f[0, 0, 0]))
+    with pytest.raises(InputError, match="fc_method"):
+        PhononReference(atoms, fc_method="fit", **kw)
+    with pytest.raises(InputError, match="n_snapshots"):
+        PhononReference(atoms, n_snapshots=3, **kw)
