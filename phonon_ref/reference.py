@@ -54,6 +54,9 @@ from phonon_ref.harmonic import (
 log = logging.getLogger(__name__)
 
 DEFAULT_DISPLACEMENT = 0.01
+FC_METHODS = ("finite", "symfc")
+"""Force-constant methods: phonopy's systematic finite displacements, or symfc's symmetry-
+adapted least-squares fit to supercells with every atom displaced in a random direction."""
 """Å, phonopy's default finite displacement."""
 
 _MESH_CHUNK_BYTES = 64 * 2**20
@@ -147,6 +150,14 @@ class PhononReference:
         displaced one (one extra force call; removes the error of an imperfect relaxation).
     symprec
         phonopy's symmetry tolerance in Å (fewer displacements for symmetric crystals).
+    fc_method
+        "finite" (phonopy's systematic displacements, one atom at a time) or "symfc"
+        (symfc's least-squares fit to supercells with every atom displaced by
+        ``displacement`` in a random direction; fewer force calls for low-symmetry cells).
+    n_snapshots
+        symfc only: how many random supercells (default: symfc's own estimate).
+    random_seed
+        symfc only: seed of the random displacement directions.
 
     Notes
     -----
@@ -173,6 +184,9 @@ class PhononReference:
         on_imaginary: OnImaginary = "warn",
         subtract_residual_forces: bool = True,
         symprec: float = 1e-5,
+        fc_method: str = "finite",
+        n_snapshots: int | None = None,
+        random_seed: int = 0,
     ) -> None:
         if calculator is None:
             raise InputError(
@@ -183,16 +197,25 @@ class PhononReference:
         _check_structure(atoms)
         if not (math.isfinite(displacement) and displacement > 0):
             raise InputError(f"displacement must be a positive distance in Å, got {displacement}")
+        if fc_method not in FC_METHODS:
+            raise InputError(f"fc_method must be one of {FC_METHODS}, not {fc_method!r}")
+        if n_snapshots is not None and (fc_method != "symfc" or int(n_snapshots) < 1):
+            raise InputError(
+                "n_snapshots (a positive number of supercells) is for fc_method='symfc'"
+            )
         self._init_settings(mesh, freq_min, imaginary_tol, on_imaginary, progress)
         self._atoms = atoms.copy()
         self._atoms.calc = None
         self._supercell_matrix = resolve_supercell(atoms.cell[:], supercell)
+        self._fc_method = fc_method
         self._displacement = float(displacement)
         self._n_force_calls = 0
         self._cache_file: Path | None = None
         self._cache_hit = False
         label = calculator_name or calculator_label(calculator)
         settings = {"subtract_residual_forces": bool(subtract_residual_forces), "symprec": symprec}
+        if fc_method != "finite":  # keeps the keys of existing finite-displacement caches
+            settings.update(fc_method=fc_method, n_snapshots=n_snapshots, random_seed=random_seed)
         if cache_dir is not None:
             key = cache_key(atoms, label, self._supercell_matrix, displacement, settings)
             self._cache_file = cache_file(cache_dir, atoms, key)
@@ -202,7 +225,12 @@ class PhononReference:
             self._cache_hit = True
         else:
             phonon = self._compute_force_constants(
-                calculator, executor, subtract_residual_forces, symprec
+                calculator,
+                executor,
+                subtract_residual_forces,
+                symprec,
+                n_snapshots=n_snapshots,
+                random_seed=random_seed,
             )
             if self._cache_file is not None:
                 save_force_constants(phonon, self._cache_file)
@@ -236,6 +264,8 @@ class PhononReference:
         executor: Executor | None,
         subtract_residual_forces: bool,
         symprec: float,
+        n_snapshots: int | None = None,
+        random_seed: int = 0,
     ):
         from phonopy import Phonopy
 
@@ -246,7 +276,16 @@ class PhononReference:
             symprec=symprec,
             log_level=0,
         )
-        phonon.generate_displacements(distance=self._displacement)
+        if self._fc_method == "symfc":
+            # every atom displaced by the same distance in a random direction; "auto" lets symfc
+            # choose how many supercells its fit needs for this symmetry and cell
+            phonon.generate_displacements(
+                distance=self._displacement,
+                number_of_snapshots="auto" if n_snapshots is None else int(n_snapshots),
+                random_seed=int(random_seed),
+            )
+        else:
+            phonon.generate_displacements(distance=self._displacement)
         supercells = [phonopy_to_atoms(s) for s in phonon.supercells_with_displacements]
         if subtract_residual_forces:
             supercells.append(phonopy_to_atoms(phonon.supercell))
@@ -261,8 +300,12 @@ class PhononReference:
         if subtract_residual_forces:
             forces = forces[:-1] - forces[-1]
         phonon.forces = forces
-        phonon.produce_force_constants(show_drift=False)
-        phonon.symmetrize_force_constants(show_drift=False)
+        if self._fc_method == "symfc":
+            # symfc's fit already obeys the space group and the acoustic sum rule
+            phonon.produce_force_constants(fc_calculator="symfc", show_drift=False)
+        else:
+            phonon.produce_force_constants(show_drift=False)
+            phonon.symmetrize_force_constants(show_drift=False)
         return phonon
 
     def _check_primitive_order(self) -> None:

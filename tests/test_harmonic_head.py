@@ -19,7 +19,7 @@ from ase_cartnet.benchmarking.models import (
 )
 from ase_cartnet.calculators.cartnet_adp import CartNetADP
 from ase_cartnet.graph.neighbours import atoms_to_graph, batch_graphs
-from ase_cartnet.models.cartnet import CartNetConfig
+from ase_cartnet.models.cartnet import CartNet, CartNetConfig
 from ase_cartnet.models.harmonic_head import (
     H_THZ_OVER_KB,
     HBAR_OVER_2_AMU_THZ,
@@ -178,3 +178,33 @@ def test_calculator_sweep_equals_separate_calls(tmp_path):
             u, alone.get_property("adps", atoms.copy()), rtol=1e-5, atol=1e-9
         )
     assert np.isfinite(swept[0]).all()  # riding H filled in
+
+
+def test_structure_context_stays_per_structure_equivariant_and_starts_as_a_no_op():
+    """The whole-crystal pathway: batching must not mix structures, U does not see a translation
+    and follows a permutation of the atoms, and a freshly added (zero) context changes nothing."""
+    config = CartNetConfig(**HARMONIC, structure_context=True)
+    model = randomised_model(config)
+    with torch.no_grad():  # a trained context, not the zero it starts from
+        model.context.weight.normal_(0.0, 0.5, generator=torch.Generator().manual_seed(2))
+        model.context.bias.normal_(0.0, 0.5, generator=torch.Generator().manual_seed(4))
+    a, b = ethanol_crystal(1), bulk("NaCl", "rocksalt", a=5.6)
+    moved = a.copy()
+    moved.translate([0.37, -1.21, 2.05])
+    perm = np.random.default_rng(1).permutation(len(a))
+    with torch.no_grad():
+        joint = model(batch_graphs([graph_at(a, [300.0]), graph_at(b, [300.0])])).numpy()
+        alone = [model(graph_at(x, [300.0])).numpy() for x in (a, b)]
+        u_moved = model(graph_at(moved, [300.0])).numpy()
+        u_perm = model(graph_at(a[perm], [300.0])).numpy()
+    np.testing.assert_allclose(joint, np.concatenate(alone), rtol=1e-10, atol=1e-16)
+    np.testing.assert_allclose(u_moved, alone[0], rtol=1e-10, atol=1e-16)
+    np.testing.assert_allclose(u_perm, alone[0][perm], rtol=1e-10, atol=1e-16)
+    plain = CartNet(CartNetConfig(**HARMONIC)).double().eval()
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if "context" not in k})
+    with torch.no_grad():
+        model.context.weight.zero_()
+        model.context.bias.zero_()
+        np.testing.assert_array_equal(
+            model(graph_at(b, [300.0])).numpy(), plain(graph_at(b, [300.0])).numpy()
+        )

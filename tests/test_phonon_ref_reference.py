@@ -313,3 +313,19 @@ def test_a_corrupt_cache_entry_is_named(cu, tmp_path):
     first.cache_file.write_bytes(first.cache_file.read_bytes()[:100])
     with pytest.raises(InputError, match=f"{first.cache_file.name}: not a readable"):
         PhononReference(cu, "emt", supercell=(2, 2, 2), mesh=3, cache_dir=tmp_path, progress=False)
+
+
+def test_symfc_fit_agrees_with_finite_displacements_on_a_harmonic_model():
+    """symfc's least-squares fit to random-displacement supercells recovers the finite-
+    displacement ADPs of an (almost) harmonic EMT crystal, and its cache key differs."""
+    atoms = bulk("Cu", "fcc", a=3.61)
+    kw = dict(calculator=EMT(), supercell=(3, 3, 3), mesh=(9, 9, 9), progress=False)
+    finite = PhononReference(atoms, **kw)
+    symfc = PhononReference(atoms, fc_method="symfc", n_snapshots=2, **kw)
+    u_f, u_s = finite.adps(300.0), symfc.adps(300.0)
+    assert symfc.n_force_calls == 3  # two random supercells and the undisplaced one
+    np.testing.assert_allclose(u_s, u_f, rtol=0, atol=0.01 * float(u_f[0, 0, 0]))
+    with pytest.raises(InputError, match="fc_method"):
+        PhononReference(atoms, fc_method="fit", **kw)
+    with pytest.raises(InputError, match="n_snapshots"):
+        PhononReference(atoms, n_snapshots=3, **kw)

@@ -82,6 +82,7 @@ def _run_cartnet(args: argparse.Namespace) -> int:
         "use_envelope": not args.no_envelope,
         "head": args.head,
         "harmonic_bins": args.harmonic_bins,
+        "structure_context": args.structure_context,
     }
     tpe: int | str = (
         "all" if args.temperatures_per_epoch == "all" else int(args.temperatures_per_epoch)
@@ -159,6 +160,11 @@ def register_cartnet(models) -> None:
     )
     p.add_argument(
         "--init", help="start from this run's weights (same architecture), e.g. to fine-tune"
+    )
+    p.add_argument(
+        "--structure-context",
+        action="store_true",
+        help="the head also sees each structure's mean atom feature (a whole-crystal pathway)",
     )
     p.add_argument("--no-direction", action="store_true", help="ablation 4: no direction vector")
     p.add_argument("--no-temperature", action="store_true", help="ablation 5: no temperature")

@@ -99,6 +99,11 @@ class CartNetConfig(ConfigDict):
         definite in floating point even for needle-like predictions. 0 in the official model
         (and for official checkpoints); ase-cartnet training uses 1e-6 Å², negligible next
         to real ADPs (1e-3–1e-1 Å²).
+    structure_context
+        before a per-atom head, add a linear map of the structure's mean final atom feature
+        (over the atoms the head predicts) to every atom's feature, so the head sees the whole
+        crystal (e.g. its overall stiffness) and not only a 5 Å neighbourhood. Starts at zero,
+        so a model without it fine-tunes from the same output.
     """
 
     dim: int = 256
@@ -116,6 +121,7 @@ class CartNetConfig(ConfigDict):
     harmonic_bins: int = 24
     harmonic_freq_min: float = 0.2
     harmonic_freq_max: float = 50.0
+    structure_context: bool = False
 
     def __post_init__(self) -> None:
         self.check_fields(
@@ -509,6 +515,25 @@ class CartNet(nn.Module):
             )
         else:
             self.head = ScalarHead(c.dim)
+        if c.structure_context:
+            self.context = nn.Linear(c.dim, c.dim)
+            nn.init.zeros_(self.context.weight)
+            nn.init.zeros_(self.context.bias)
+
+    def add_structure_context(
+        self,
+        h: torch.Tensor,
+        batch: torch.Tensor,
+        num_graphs: int,
+        output_mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """h (N, d) plus context(mean of h over each structure's selected atoms), (N, d).
+        The mean runs over ``output_mask`` atoms only, because in inference the last layer
+        updates only those (unselected atoms keep their penultimate features)."""
+        weight = h.new_ones(h.shape[0]) if output_mask is None else output_mask.to(h.dtype)
+        total = h.new_zeros(num_graphs, h.shape[1]).index_add_(0, batch, h * weight[:, None])
+        count = h.new_zeros(num_graphs).index_add_(0, batch, weight).clamp_min(1.0)
+        return h + self.context(total / count[:, None]).index_select(0, batch)
 
     def standardise_temperature(self, temperature: torch.Tensor) -> torch.Tensor:
         """t = (T − mean) / std with the training statistics (paper section 4.1.1)."""
@@ -585,6 +610,8 @@ class CartNet(nn.Module):
                     envelope = envelope[keep] if envelope is not None else None
                     lengths = segment_lengths(edge_index[1], num_nodes)
                 h, e = layer(h, e, edge_index, envelope, lengths, update_edges=not last)
+        if self.config.structure_context and per_atom:
+            h = self.add_structure_context(h, batch, num_graphs, output_mask)
         if self.config.head == "harmonic":
             if masses is None or temperature is None:
                 raise ValueError("the harmonic head needs masses and a temperature per structure")

@@ -65,7 +65,8 @@ def train_cartnet(
     validation split (default: the training seed); members of an ensemble share it, so that
     their validation figures and the ensemble's are measured on the same held-out structures.
     ``init_checkpoint``: start from the weights of an earlier run of the same architecture (e.g.
-    pretrained on another teacher's labels) instead of a random initialisation."""
+    pretrained on another teacher's labels) instead of a random initialisation; a model with
+    ``structure_context`` may start from one without it (the context layer starts at zero)."""
     train_config = train_config or TrainConfig()
     split = train_config.seed if split_seed is None else split_seed
     train, val = random_split(structures, val_fraction, split)
@@ -81,7 +82,14 @@ def train_cartnet(
     torch.manual_seed(train_config.seed)
     model = CartNet(config)
     if init_checkpoint is not None:
-        model.load_state_dict(read_checkpoint(init_checkpoint)["model_state"])
+        state = read_checkpoint(init_checkpoint)["model_state"]
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        # only a structure-context layer that the starting model lacks may start fresh (at 0)
+        if unexpected or any(not key.startswith("context.") for key in missing):
+            raise InputError(
+                f"{init_checkpoint} has another architecture: missing {missing}, "
+                f"unexpected {unexpected}"
+            )
     task = CartNetADPTask(
         train,
         val,
