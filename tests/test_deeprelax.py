@@ -631,3 +631,15 @@ def test_canonical_listing_carries_a_relaxed_partner_both_ways():
         pair.relaxed[order].get_all_distances(mic=True),
         atol=1e-9,
     )
+
+
+def test_displacement_pairs_within_a_distance_are_the_all_pairs_edges_that_close():
+    from ase_cartnet.graph.deeprelax import displacement_pairs
+
+    positions = np.random.default_rng(3).uniform(0, 12, size=(40, 3))
+    every = displacement_pairs(positions)
+    assert every.shape == (2, 1600)
+    lengths = np.linalg.norm(positions[every[0]] - positions[every[1]], axis=1)
+    near = displacement_pairs(positions, 5.0)
+    np.testing.assert_array_equal(near, every[:, lengths <= 5.0])  # same pairs, same order
+    np.testing.assert_array_equal(displacement_pairs(positions, 100.0), every)

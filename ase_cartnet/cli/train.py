@@ -208,6 +208,7 @@ def _run_deeprelax(args: argparse.Namespace) -> int:
         "cutoff": args.cutoff,
         "max_neighbours": args.max_neighbours,
         "pcoe_dim": args.pcoe_dim,
+        "disp_cutoff": args.disp_cutoff,
     }
     summaries = train_deeprelax(
         pairs,
@@ -276,6 +277,12 @@ def register_deeprelax(models) -> None:
     p.add_argument("--cutoff", type=float, default=defaults.cutoff)
     p.add_argument("--max-neighbours", type=int, default=defaults.max_neighbours)
     p.add_argument("--pcoe-dim", type=int, default=defaults.pcoe_dim)
+    p.add_argument(
+        "--disp-cutoff",
+        type=float,
+        default=defaults.disp_cutoff,
+        help="Å: displacement edges only within this in-cell distance (0: all pairs, the paper)",
+    )
     add_threads(p)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_run_deeprelax)

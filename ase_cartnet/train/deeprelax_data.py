@@ -165,7 +165,9 @@ def pairs_from_db(
             )
             stored = []
             if frames and "frames_positions" in row.data:
-                for pos, cell in zip(row.data["frames_positions"], row.data["frames_cells"]):
+                for pos, cell in zip(
+                    row.data["frames_positions"], row.data["frames_cells"], strict=True
+                ):
                     stored.append(Atoms(relaxed.numbers, positions=pos, cell=cell, pbc=True))
             key = str(row.get("source_id", row.id))
             out.append(RelaxPair(key, initial, relaxed, tuple(stored)))
