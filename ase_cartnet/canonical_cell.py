@@ -105,11 +105,8 @@ class CanonicalListing:
 
 def canonical_listing(atoms: Atoms) -> CanonicalListing:
     """The canonical listing of a 3D-periodic ``atoms`` (module docstring)."""
-    from ase.build.tools import niggli_reduce_cell
-
     cell = np.asarray(atoms.cell[:], dtype=np.float64)
-    _, op = niggli_reduce_cell(cell)
-    basis = np.rint(op).astype(np.int64).T  # ASE's reduced cell is opᵀ @ cell
+    basis = _reducing_basis(cell)
     if np.linalg.det(basis @ cell) < 0:  # −I is a lattice automorphism: keep right-handed
         basis = -basis
     reduced = basis @ cell
@@ -132,6 +129,23 @@ def canonical_listing(atoms: Atoms) -> CanonicalListing:
         origin=f0,
         images=images[order],
     )
+
+
+def _reducing_basis(cell: np.ndarray) -> np.ndarray:
+    """(3, 3) integer unimodular B with B @ cell Niggli-reduced. ASE's reduction can cycle on
+    cells whose metric sits on a boundary to within its tolerance (seen on relaxation frames);
+    a coarser tolerance is tried next, and a Minkowski reduction (always terminates) last."""
+    from ase.build.tools import niggli_reduce_cell
+    from ase.geometry import minkowski_reduce
+
+    for epsfactor in (1e-5, 1e-3):
+        try:
+            _, op = niggli_reduce_cell(cell, epsfactor=epsfactor)
+        except RuntimeError:
+            continue
+        return np.rint(op).astype(np.int64).T  # ASE's reduced cell is opᵀ @ cell
+    _, op = minkowski_reduce(cell)
+    return np.rint(op).astype(np.int64)
 
 
 def _reciprocal_candidates(cell: np.ndarray) -> np.ndarray:

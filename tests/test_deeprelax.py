@@ -586,6 +586,30 @@ def test_canonical_listing_is_bitwise_the_same_for_every_way_of_writing_a_crysta
     np.testing.assert_allclose(ref.cell_to_input(ref.atoms.cell[:]), atoms.cell[:], atol=1e-8)
 
 
+def test_canonical_listing_of_a_cell_on_which_niggli_reduction_cycles():
+    """A relaxation frame whose metric sits on a Niggli boundary made ASE's reduction give up
+    ("not done in 10000 steps"); the listing falls back and still maps back exactly."""
+    from ase.build.tools import niggli_reduce_cell
+
+    from ase_cartnet.canonical_cell import canonical_listing
+
+    cell = np.array(
+        [
+            [5.35062621, 0.13922136, 0.09712293],
+            [2.94106184, 4.47198829, 0.09711869],
+            [2.9410685, 1.63559585, 4.16328436],
+        ]
+    )
+    with pytest.raises(RuntimeError, match="Niggli"):
+        niggli_reduce_cell(cell)
+    atoms = Atoms("NaCl", scaled_positions=[[0, 0, 0], [0.5, 0.5, 0.5]], cell=cell, pbc=True)
+    listing = canonical_listing(atoms)
+    assert round(abs(np.linalg.det(listing.atoms.cell[:])), 6) == round(atoms.get_volume(), 6)
+    back = listing.positions_to_input(listing.atoms.positions, listing.atoms.cell[:])
+    np.testing.assert_allclose(back, atoms.positions, atol=1e-8)
+    np.testing.assert_allclose(listing.cell_to_input(listing.atoms.cell[:]), cell, atol=1e-8)
+
+
 def test_canonical_listing_carries_a_relaxed_partner_both_ways():
     from ase_cartnet.canonical_cell import canonical_listing
 
@@ -607,3 +631,15 @@ def test_canonical_listing_carries_a_relaxed_partner_both_ways():
         pair.relaxed[order].get_all_distances(mic=True),
         atol=1e-9,
     )
+
+
+def test_displacement_pairs_within_a_distance_are_the_all_pairs_edges_that_close():
+    from ase_cartnet.graph.deeprelax import displacement_pairs
+
+    positions = np.random.default_rng(3).uniform(0, 12, size=(40, 3))
+    every = displacement_pairs(positions)
+    assert every.shape == (2, 1600)
+    lengths = np.linalg.norm(positions[every[0]] - positions[every[1]], axis=1)
+    near = displacement_pairs(positions, 5.0)
+    np.testing.assert_array_equal(near, every[:, lengths <= 5.0])  # same pairs, same order
+    np.testing.assert_array_equal(displacement_pairs(positions, 100.0), every)

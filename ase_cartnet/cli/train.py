@@ -191,7 +191,7 @@ def _run_deeprelax(args: argparse.Namespace) -> int:
             seed=args.noise_seed,
             limit=args.limit,
         )
-    pairs = pairs_from_dbs(args.db, limit=args.limit)
+    pairs = pairs_from_dbs(args.db, limit=args.limit, frames=args.frames_per_pair > 0)
     init = None
     if args.init:
         from ase_cartnet.calculators.deeprelax import load_deeprelax
@@ -214,6 +214,7 @@ def _run_deeprelax(args: argparse.Namespace) -> int:
         "cutoff": args.cutoff,
         "max_neighbours": args.max_neighbours,
         "pcoe_dim": args.pcoe_dim,
+        "disp_cutoff": args.disp_cutoff,
     }
     summaries = train_deeprelax(
         pairs,
@@ -226,6 +227,8 @@ def _run_deeprelax(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         init=init,
         init_source=Path(args.init).name if args.init else None,
+        frames_per_pair=args.frames_per_pair,
+        canonical=not args.no_canonical,
     )
     for t, summary in enumerate(summaries):
         _report(summary, f"replicate {t}: best epoch {{epoch}}, ")
@@ -259,6 +262,17 @@ def register_deeprelax(models) -> None:
     )
     p.add_argument("--out", required=True, help="run folder (replicate_<t>/ each resumable)")
     p.add_argument("--replicates", type=int, default=5, help="ensemble size T")
+    p.add_argument(
+        "--frames-per-pair",
+        type=int,
+        default=0,
+        help="extra (trajectory frame → relaxed) training pairs per teacher relaxation",
+    )
+    p.add_argument(
+        "--no-canonical",
+        action="store_true",
+        help="train on the inputs as written (default: their canonical listing, as predicted)",
+    )
     add_training_arguments(
         p, epochs=50, batch_size=32, lr=1e-3, pct_start=0.05, grad_clip=10.0, val_fraction=0.05
     )
@@ -269,6 +283,12 @@ def register_deeprelax(models) -> None:
     p.add_argument("--cutoff", type=float, default=defaults.cutoff)
     p.add_argument("--max-neighbours", type=int, default=defaults.max_neighbours)
     p.add_argument("--pcoe-dim", type=int, default=defaults.pcoe_dim)
+    p.add_argument(
+        "--disp-cutoff",
+        type=float,
+        default=defaults.disp_cutoff,
+        help="Å: displacement edges only within this in-cell distance (0: all pairs, the paper)",
+    )
     add_threads(p)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_run_deeprelax)

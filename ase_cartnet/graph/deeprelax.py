@@ -1,4 +1,5 @@
-"""The DeepRelax multi-graph of a structure: capped periodic edges, all-pairs displacement edges."""
+"""The DeepRelax multi-graph of a structure: capped periodic edges and displacement edges (all
+in-cell pairs, or those within a distance)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,9 @@ def deeprelax_graph(
     Periodic edges: every (i, j, k) within ``config.cutoff`` (from :func:`ase_cartnet.graph.
     radius_graph`), each atom keeping its ``config.max_neighbours`` nearest (ties at the last
     distance kept), only offsets k ∈ {−2..2}³ (those the offset encoding can name). Displacement
-    edges ``disp_index``: all N² ordered pairs (i, j) of the cell, i = j included.
+    edges ``disp_index``: all N² ordered pairs (i, j) of the cell, i = j included, or with
+    ``config.disp_cutoff`` > 0 the ordered pairs whose in-cell distance |r_j − r_i| is at most
+    that (i = j included).
 
     Fields: ``numbers``, ``pos`` (N, 3), ``cell`` (1, 3, 3), ``edge_index`` (2, E),
     ``cell_shift`` (E, 3), ``disp_index`` (2, N²), and with ``relaxed`` also ``target_pos``
@@ -41,9 +44,7 @@ def deeprelax_graph(
     inside = np.all(np.abs(nl.cell_shifts) <= CELL_RANGE, axis=1)
     if not inside.all():
         nl = nl._take(inside)
-    n = len(atoms)
-    grid = np.arange(n, dtype=np.int64)
-    disp = np.stack([np.tile(grid, n), np.repeat(grid, n)])  # source j fastest, target i sorted
+    disp = displacement_pairs(positions, getattr(config, "disp_cutoff", 0.0))
     data = Data(
         numbers=torch.as_tensor(atoms.numbers, dtype=torch.int64),
         pos=torch.as_tensor(positions, dtype=dtype),
@@ -51,7 +52,7 @@ def deeprelax_graph(
         edge_index=torch.as_tensor(nl.edge_index, dtype=torch.int64),
         cell_shift=torch.as_tensor(nl.cell_shifts, dtype=dtype),
         disp_index=torch.as_tensor(disp),
-        num_nodes=n,
+        num_nodes=len(atoms),
     )
     if relaxed is not None:
         data.target_pos = torch.as_tensor(np.asarray(relaxed.positions), dtype=dtype)
@@ -59,3 +60,20 @@ def deeprelax_graph(
             1, 3, 3
         )
     return data
+
+
+def displacement_pairs(positions: np.ndarray, cutoff: float = 0.0) -> np.ndarray:
+    """(2, D) int64 displacement edges (source j, target i), sorted by target then source: all
+    N² ordered pairs for ``cutoff`` 0, else those with |r_j − r_i| ≤ ``cutoff`` Å (no periodic
+    images: displacement edges compare positions within the listed cell), i = j included."""
+    n = len(positions)
+    if cutoff <= 0:
+        grid = np.arange(n, dtype=np.int64)
+        return np.stack([np.tile(grid, n), np.repeat(grid, n)])
+    from scipy.spatial import cKDTree
+
+    pairs = cKDTree(positions).query_pairs(cutoff, output_type="ndarray").astype(np.int64)
+    src = np.concatenate([pairs[:, 0], pairs[:, 1], np.arange(n)])
+    tgt = np.concatenate([pairs[:, 1], pairs[:, 0], np.arange(n)])
+    order = np.lexsort((src, tgt))
+    return np.stack([src[order], tgt[order]])

@@ -82,6 +82,10 @@ class DeepRelaxConfig(ConfigDict):
         embedding rows (atomic numbers 0..num_elements-1).
     envelope_exponent
         p of the polynomial envelope on message filters.
+    disp_cutoff
+        Å. 0 (the paper's): displacement edges between all N² in-cell pairs; otherwise only
+        between atoms whose in-cell (zero-offset) distance is at most this, and each atom with
+        itself, so that the graph, the heads and the solver grow linearly with the cell.
     """
 
     hidden: int = 512
@@ -92,6 +96,7 @@ class DeepRelaxConfig(ConfigDict):
     pcoe_dim: int = 128
     num_elements: int = 119
     envelope_exponent: int = 5
+    disp_cutoff: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("hidden", "num_layers", "num_rbf", "max_neighbours", "pcoe_dim"):
@@ -102,6 +107,10 @@ class DeepRelaxConfig(ConfigDict):
             raise ValueError(f"DeepRelaxConfig.pcoe_dim must be even, got {self.pcoe_dim}")
         if not (math.isfinite(self.cutoff) and self.cutoff > 0):
             raise ValueError(f"DeepRelaxConfig.cutoff must be a positive length, got {self.cutoff}")
+        if not (math.isfinite(self.disp_cutoff) and self.disp_cutoff >= 0):
+            raise ValueError(
+                f"DeepRelaxConfig.disp_cutoff must be a length >= 0, got {self.disp_cutoff}"
+            )
 
 
 @dataclass

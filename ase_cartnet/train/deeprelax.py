@@ -12,9 +12,7 @@ import torch
 from ase_cartnet.errors import InputError
 from ase_cartnet.io.checkpoint import export_weights, load_model
 from ase_cartnet.models.deeprelax import DeepRelaxConfig, DeepRelaxEnsemble, DeepRelaxModel
-from ase_cartnet.train.deeprelax_data import (
-    RelaxPair,
-)
+from ase_cartnet.train.deeprelax_data import RelaxPair, canonical_pair, frame_pairs
 from ase_cartnet.train.deeprelax_task import DeepRelaxTask
 from ase_cartnet.train.loop import TrainConfig, fit, random_split
 
@@ -36,6 +34,8 @@ def train_deeprelax(
     progress: bool = True,
     init: DeepRelaxEnsemble | None = None,
     init_source: str | None = None,
+    frames_per_pair: int = 0,
+    canonical: bool = True,
 ) -> list[dict[str, Any]]:
     """Train ``replicates`` members in ``out/replicate_<t>`` with seeds ``seed + t`` (eqns
     21–24 need independently initialised replicates); each run resumes where it stopped.
@@ -43,12 +43,21 @@ def train_deeprelax(
 
     ``init``: fine-tune — replicate t starts from member t (mod T) of this ensemble, whose
     architecture then replaces ``architecture``; the replicates stay distinct because their
-    starting points were trained independently."""
+    starting points were trained independently.
+
+    ``frames_per_pair``: after the split, up to that many stored trajectory frames of each
+    *training* pair become extra (frame → relaxed) pairs; validation keeps only the true
+    unrelaxed inputs, so frames of one relaxation never sit on both sides. ``canonical``: train
+    on the canonical listing of every input (what the calculator predicts on)."""
     train_config = train_config or TrainConfig(select_metric="mae")
     if isinstance(replicates, bool) or not isinstance(replicates, int) or replicates < 1:
         raise InputError(f"replicates must be a positive integer, got {replicates!r}")
     config = init.config if init is not None else DeepRelaxConfig(**(architecture or {}))
     train, val = random_split(pairs, val_fraction, train_config.seed, "pairs")
+    n_relaxations = len(train)
+    train = train + frame_pairs(train, frames_per_pair)
+    if canonical:
+        train, val = [canonical_pair(p) for p in train], [canonical_pair(p) for p in val]
     task = DeepRelaxTask(train, val, config, batch_size=batch_size)
     elements = sorted({int(z) for p in train for z in p.relaxed.numbers})
     summaries = []
@@ -62,6 +71,9 @@ def train_deeprelax(
         metadata = {
             "data_source": data_source,
             "n_train_pairs": len(train),
+            "n_train_relaxations": n_relaxations,
+            "frames_per_pair": frames_per_pair,
+            "canonical_listing": canonical,
             "n_val_pairs": len(val),
             "val_ids": [p.key for p in val],
             "elements": elements,
@@ -99,7 +111,17 @@ def export_deeprelax(
     members = [m.model for m in loaded]
     metas = [m.metadata for m in loaded]
     ensemble = DeepRelaxEnsemble.from_members([m.float() for m in members])
-    keep = ("data_source", "n_train_pairs", "n_val_pairs", "elements", "command", "batch_size")
+    keep = (
+        "data_source",
+        "n_train_pairs",
+        "n_train_relaxations",
+        "frames_per_pair",
+        "canonical_listing",
+        "n_val_pairs",
+        "elements",
+        "command",
+        "batch_size",
+    )
     training = {k: metas[0][k] for k in keep if k in metas[0]}
     training["train_config"] = metas[0].get("train_config")
     training["replicates"] = [

@@ -39,11 +39,13 @@ MIN_INITIAL_DISTANCE = 0.7
 
 @dataclass
 class RelaxPair:
-    """An unrelaxed structure and its relaxed counterpart (same atoms, same order)."""
+    """An unrelaxed structure and its relaxed counterpart (same atoms, same order), and
+    optionally intermediate ``frames`` of the teacher's trajectory between the two."""
 
     key: str
     initial: Atoms
     relaxed: Atoms
+    frames: tuple[Atoms, ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.initial) != len(self.relaxed) or not np.array_equal(
@@ -134,9 +136,14 @@ def write_pairs_db(pairs: Sequence[RelaxPair], out: str | os.PathLike, **extra) 
 
 
 def pairs_from_db(
-    path: str | os.PathLike, limit: int | None = None, status: str | None = "ok"
+    path: str | os.PathLike,
+    limit: int | None = None,
+    status: str | None = "ok",
+    frames: bool = False,
 ) -> list[RelaxPair]:
-    """Pairs of an ASE database in the layout above (rows without initial data are skipped)."""
+    """Pairs of an ASE database in the layout above (rows without initial data are skipped);
+    with ``frames``, each pair also holds the stored trajectory frames
+    (``data["frames_positions"]`` (F, N, 3) Å, ``data["frames_cells"]`` (F, 3, 3) Å)."""
     from ase.db import connect
 
     p = Path(path)
@@ -156,7 +163,14 @@ def pairs_from_db(
                 cell=np.asarray(row.data["initial_cell"], dtype=float),
                 pbc=True,
             )
-            out.append(RelaxPair(str(row.get("source_id", row.id)), initial, relaxed))
+            stored = []
+            if frames and "frames_positions" in row.data:
+                for pos, cell in zip(
+                    row.data["frames_positions"], row.data["frames_cells"], strict=True
+                ):
+                    stored.append(Atoms(relaxed.numbers, positions=pos, cell=cell, pbc=True))
+            key = str(row.get("source_id", row.id))
+            out.append(RelaxPair(key, initial, relaxed, tuple(stored)))
             if limit is not None and len(out) >= limit:
                 break
     if not out:
@@ -164,7 +178,9 @@ def pairs_from_db(
     return out
 
 
-def pairs_from_dbs(paths: Sequence[str | os.PathLike], limit: int | None = None) -> list[RelaxPair]:
+def pairs_from_dbs(
+    paths: Sequence[str | os.PathLike], limit: int | None = None, frames: bool = False
+) -> list[RelaxPair]:
     """The pairs of several databases (``limit`` per database). With more than one, every key
     is prefixed with its database's stem ("teacher_train:mp-1234"), so that pairs made from the
     same prototype in different databases (synthetic and teacher) stay distinct."""
@@ -172,12 +188,35 @@ def pairs_from_dbs(paths: Sequence[str | os.PathLike], limit: int | None = None)
         raise InputError("no pair database given")
     out = []
     for path in paths:
-        pairs = pairs_from_db(path, limit=limit)
+        pairs = pairs_from_db(path, limit=limit, frames=frames)
         if len(paths) > 1:
             stem = Path(path).stem
-            pairs = [RelaxPair(f"{stem}:{p.key}", p.initial, p.relaxed) for p in pairs]
+            pairs = [RelaxPair(f"{stem}:{p.key}", p.initial, p.relaxed, p.frames) for p in pairs]
         out.extend(pairs)
     return out
+
+
+def frame_pairs(pairs: Sequence[RelaxPair], per_pair: int) -> list[RelaxPair]:
+    """Extra (frame → relaxed) pairs: up to ``per_pair`` frames of each pair, evenly spaced
+    along its trajectory, keyed ``"<key>#f<i>"``."""
+    out = []
+    for pair in pairs:
+        n = len(pair.frames)
+        if n == 0 or per_pair <= 0:
+            continue
+        picks = np.unique(np.linspace(0, n - 1, min(per_pair, n)).round().astype(int))
+        out.extend(RelaxPair(f"{pair.key}#f{i}", pair.frames[i], pair.relaxed) for i in picks)
+    return out
+
+
+def canonical_pair(pair: RelaxPair) -> RelaxPair:
+    """``pair`` in the canonical listing of its unrelaxed structure
+    (:mod:`ase_cartnet.canonical_cell`), the listing the calculator feeds the model, so that
+    training and prediction see crystals written the same way."""
+    from ase_cartnet.canonical_cell import canonical_listing
+
+    listing = canonical_listing(pair.initial)
+    return RelaxPair(pair.key, listing.atoms, listing.carry(pair.relaxed))
 
 
 def build_synthetic_db(
