@@ -7,11 +7,11 @@ Each case is one row: category, case, expected behaviour, result (pass / FAIL / 
 detail. A case that raises is a FAIL row, never a crash of the script. Writes a markdown table
 and ``benchmarks/results_robustness.json``; prints "N/M passed" (skipped cases not counted).
 
-    OMP_NUM_THREADS=1 python benchmarks/robustness.py            # a few minutes on 2 cores
-    python benchmarks/robustness.py --only cli,fuzz --fuzz 20     # a subset
+    OMP_NUM_THREADS=1 python -m benchmarks.robustness            # a few minutes on 2 cores
+    python -m benchmarks.robustness --only cli,fuzz --fuzz 20     # a subset
 
 The cases use the public API only, so the same script measures an older checkout (copy it
-there and run it with that checkout first on ``sys.path``).
+there and run it from that checkout's root).
 """
 
 from __future__ import annotations
@@ -33,12 +33,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import numpy as np
+from ase import Atoms
+from ase.build import bulk
 
-import numpy as np  # noqa: E402
-from ase import Atoms  # noqa: E402
-from ase.build import bulk  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 SHARED = Path(os.environ.get("ASE_CARTNET_SHARED", ROOT.parent / "shared"))
 PHONOPY = SHARED / "data" / "phonopy_examples"
