@@ -370,7 +370,7 @@ def _shipped_checkpoint(tmp: Path) -> Path:
     import shutil
 
     src = ROOT / "ase_cartnet" / "weights" / "cartnet_adp_default.pt"
-    dst = tmp / "cartnet.pt"
+    dst = tmp / src.name  # the card names its weights file: a copy keeps the name and card
     shutil.copy(src, dst)
     card = src.with_suffix(".json")
     if card.exists():
