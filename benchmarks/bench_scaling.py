@@ -60,6 +60,20 @@ def run_worker(args: list[str], threads: int, what: str) -> dict | None:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def run_workers(
+    points: list[tuple[list[str], str]], threads: int, line: Callable[[dict], str]
+) -> list[dict]:
+    """The rows of :func:`run_worker` for every ``(args, what)`` of ``points``, in order, each
+    printed as ``line(row)`` when it comes; a failed point is named and left out."""
+    rows = []
+    for args, what in points:
+        row = run_worker(args, threads, what)
+        if row is not None:
+            rows.append(row)
+            print(line(row), flush=True)
+    return rows
+
+
 def interleaved_medians(functions: dict[str, Callable[[], object]], repeats: int) -> dict:
     """(median, min, max) wall time (s) of each function over ``repeats`` interleaved runs."""
     times = interleaved_times(functions, repeats)
@@ -240,20 +254,19 @@ def deeprelax_worker(mode: str, repeats: int) -> None:
 
 
 def section_deeprelax(repeats_list: list[int], threads: int) -> list[dict]:
-    rows = []
-    for repeats in repeats_list:
-        for mode in ("one_pass", "blocked"):
-            args = ["--deeprelax-worker", mode, str(repeats)]
-            row = run_worker(args, threads, f"DeepRelax {mode} x{repeats}")
-            if row is None:
-                continue
-            rows.append(row)
-            print(
-                f"DeepRelax {mode:<9}{row['atoms']:>6} atoms  {row['seconds']:8.2f} s  "
-                f"peak RSS {row['peak'] / 2**30:6.2f} GiB",
-                flush=True,
-            )
-    return rows
+    points = [
+        (["--deeprelax-worker", mode, str(repeats)], f"DeepRelax {mode} x{repeats}")
+        for repeats in repeats_list
+        for mode in ("one_pass", "blocked")
+    ]
+    return run_workers(
+        points,
+        threads,
+        lambda row: (
+            f"DeepRelax {row['mode']:<9}{row['atoms']:>6} atoms  {row['seconds']:8.2f} s  "
+            f"peak RSS {row['peak'] / 2**30:6.2f} GiB"
+        ),
+    )
 
 
 def worker(path: str, n_molecules: int) -> None:
@@ -287,22 +300,21 @@ def worker(path: str, n_molecules: int) -> None:
 
 
 def section_scaling(sizes: list[int], paths: list[str], threads: int) -> list[dict]:
-    rows = []
-    for n_atoms in sizes:
-        for path in paths:
-            args = ["--worker", path, str(max(1, n_atoms // 9))]
-            row = run_worker(args, threads, f"{path} at {n_atoms} atoms")
-            if row is None:
-                continue
-            rows.append(row)
-            print(
-                f"{row['path']:<15}{row['atoms']:>8} atoms {row['edges']:>10} edges  "
-                f"{row['seconds']:8.2f} s  {row['seconds'] / row['edges'] * 1e6:6.1f} µs/edge  "
-                f"peak RSS {row['peak_rss_bytes'] / 2**30:6.2f} GiB  "
-                f"{row['peak_rss_bytes'] / row['edges'] / 1e3:5.2f} kB/edge",
-                flush=True,
-            )
-    return rows
+    points = [
+        (["--worker", path, str(max(1, n_atoms // 9))], f"{path} at {n_atoms} atoms")
+        for n_atoms in sizes
+        for path in paths
+    ]
+    return run_workers(
+        points,
+        threads,
+        lambda row: (
+            f"{row['path']:<15}{row['atoms']:>8} atoms {row['edges']:>10} edges  "
+            f"{row['seconds']:8.2f} s  {row['seconds'] / row['edges'] * 1e6:6.1f} µs/edge  "
+            f"peak RSS {row['peak_rss_bytes'] / 2**30:6.2f} GiB  "
+            f"{row['peak_rss_bytes'] / row['edges'] / 1e3:5.2f} kB/edge"
+        ),
+    )
 
 
 def plot_scaling(rows: list[dict], path: Path) -> None:

@@ -546,60 +546,62 @@ def _wrapped_diff(a: Atoms, b: Atoms) -> float:
     return float(np.abs(d @ a.cell[:]).max())
 
 
-@case("nonsense", "DeepRelax translation covariance (6 crystals)", "positions move with the shift")
-def _(tmp):
-    crystals = _crystals(6)
-    shifted = []
-    for atoms in crystals:
-        moved = atoms.copy()
-        moved.positions += np.array([0.37, -0.81, 1.23])
-        shifted.append(moved)
-    base = _relax_positions(crystals)
-    moved = _relax_positions(shifted)
+def _same_relaxed(crystals: list[Atoms], change, back=None) -> str:
+    """DeepRelax of ``crystals`` and of ``change(atoms)`` (a changed copy) of each agree: the
+    largest wrapped position difference (Å), after ``back(relaxed_changed, relaxed)`` brings a
+    changed result into the frame of its original, is below 1e-3 Å."""
     worst = 0.0
-    for a, b in zip(base, moved, strict=True):
-        b = b.copy()
-        b.positions -= np.array([0.37, -0.81, 1.23])
-        worst = max(worst, _wrapped_diff(a, b))
+    for a, b in zip(
+        _relax_positions(crystals), _relax_positions([change(x) for x in crystals]), strict=True
+    ):
+        worst = max(worst, _wrapped_diff(a, b if back is None else back(b, a)))
     assert worst < 1e-3, f"max {worst:.3f} Å"
     return f"max {worst:.1e} Å"
+
+
+def _shifted(atoms: Atoms, by) -> Atoms:
+    moved = atoms.copy()
+    moved.positions += by
+    return moved
+
+
+_SHIFT = np.array([0.37, -0.81, 1.23])  # Å
+
+
+@case("nonsense", "DeepRelax translation covariance (6 crystals)", "positions move with the shift")
+def _(tmp):
+    return _same_relaxed(
+        _crystals(6), lambda a: _shifted(a, _SHIFT), back=lambda b, a: _shifted(b, -_SHIFT)
+    )
 
 
 @case("nonsense", "DeepRelax periodic image of one atom", "same relaxed structure")
 def _(tmp):
-    crystals = _crystals(4, seed=1)
-    imaged = []
-    for atoms in crystals:
+    def imaged(atoms: Atoms) -> Atoms:
         moved = atoms.copy()
         moved.positions[0] += atoms.cell[0]
-        imaged.append(moved)
-    worst = max(
-        _wrapped_diff(a, b)
-        for a, b in zip(_relax_positions(crystals), _relax_positions(imaged), strict=True)
-    )
-    assert worst < 1e-3, f"max {worst:.3f} Å"
-    return f"max {worst:.1e} Å"
+        return moved
+
+    return _same_relaxed(_crystals(4, seed=1), imaged)
 
 
 @case("nonsense", "DeepRelax equivalent cell basis", "same relaxed structure")
 def _(tmp):
-    crystals = _crystals(4, seed=2)
-    other = []
-    for atoms in crystals:
+    def rebased(atoms: Atoms) -> Atoms:
         cell = np.asarray(atoms.cell[:])
         new = cell.copy()
         new[1] = cell[1] + cell[0]
         changed = atoms.copy()
         changed.set_cell(new, scale_atoms=False)
         changed.wrap()
-        other.append(changed)
-    worst = 0.0
-    for a, b in zip(_relax_positions(crystals), _relax_positions(other), strict=True):
+        return changed
+
+    def in_basis_of(b: Atoms, a: Atoms) -> Atoms:  # compare in one basis (cells should agree)
         b = b.copy()
-        b.set_cell(a.cell, scale_atoms=False)  # compare in one basis (cells should agree)
-        worst = max(worst, _wrapped_diff(a, b))
-    assert worst < 1e-3, f"max {worst:.3f} Å"
-    return f"max {worst:.1e} Å"
+        b.set_cell(a.cell, scale_atoms=False)
+        return b
+
+    return _same_relaxed(_crystals(4, seed=2), rebased, back=in_basis_of)
 
 
 @case("nonsense", "relax_many batch independence", "batch_size 16 = one at a time (1e-4 Å)")
@@ -708,6 +710,14 @@ build_dataset(structures, calculator="emt", temperatures=[300.0], supercell=7.0,
 """
 
 
+def _builder(tmp: Path) -> tuple[list, dict[str, str]]:
+    """The command that builds the six-row EMT dataset of ``_BUILDER`` into the database named
+    after it, and its environment (one OpenMP thread)."""
+    script = tmp / "build.py"
+    script.write_text(_BUILDER.format(root=str(ROOT)))
+    return [sys.executable, script], {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
 def _rows(path: Path) -> dict[str, list]:
     from ase.db import connect
 
@@ -720,13 +730,11 @@ def _rows(path: Path) -> dict[str, list]:
 
 @case("files", "dataset builder SIGKILL and resume", "every row once, equal to a clean run")
 def _(tmp):
-    script = tmp / "build.py"
-    script.write_text(_BUILDER.format(root=str(ROOT)))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    build, env = _builder(tmp)
     clean = tmp / "clean.db"
-    subprocess.run([sys.executable, script, clean], env=env, check=True, timeout=600)
+    subprocess.run([*build, clean], env=env, check=True, timeout=600)
     killed = tmp / "killed.db"
-    proc = subprocess.Popen([sys.executable, script, killed], env=env)
+    proc = subprocess.Popen([*build, killed], env=env)
     deadline = time.time() + 300
     while time.time() < deadline:  # kill after the first row
         time.sleep(0.2)
@@ -739,7 +747,7 @@ def _(tmp):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     partial = len(_rows(killed))
-    subprocess.run([sys.executable, script, killed], env=env, check=True, timeout=600)
+    subprocess.run([*build, killed], env=env, check=True, timeout=600)
     a, b = _rows(clean), _rows(killed)
     assert set(a) == set(b) and all(len(v) == 1 for v in b.values()), {
         k: len(v) for k, v in b.items()
@@ -752,11 +760,9 @@ def _(tmp):
 
 @case("files", "two builders on one database", "each structure stored once")
 def _(tmp):
-    script = tmp / "build.py"
-    script.write_text(_BUILDER.format(root=str(ROOT)))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    build, env = _builder(tmp)
     out = tmp / "shared.db"
-    procs = [subprocess.Popen([sys.executable, script, out], env=env) for _ in range(2)]
+    procs = [subprocess.Popen([*build, out], env=env) for _ in range(2)]
     for proc in procs:
         proc.wait(timeout=600)
     rows = _rows(out)

@@ -44,11 +44,15 @@ from numpy.typing import ArrayLike
 
 from ase_cartnet.errors import InputError
 from ase_cartnet.io import row_builder
-from phonon_ref.calculators import teacher_info
 from phonon_ref.grids import DEFAULT_MESH_LENGTH, DEFAULT_MIN_LENGTH, MeshSpec, SupercellSpec
 from phonon_ref.harmonic import DEFAULT_FREQ_MIN, DEFAULT_IMAGINARY_TOL
 from phonon_ref.reference import DEFAULT_DISPLACEMENT, PhononReference
-from phonon_ref.relax import DEFAULT_FMAX, DEFAULT_MAX_STEPS, load_and_relax
+from phonon_ref.relax import (
+    DEFAULT_FMAX,
+    DEFAULT_MAX_STEPS,
+    build_teacher_rows,
+    load_and_relax,
+)
 
 log = logging.getLogger(__name__)
 
@@ -249,15 +253,11 @@ def build_dataset(
         cache_dir=None if cache_dir is None else str(cache_dir),
         device=str(device),
     )
-    write_row = row_builder.teacher_row_writer(
-        lambda: teacher_info(calculator, load_here=executor is None),
-        lambda db, record, teacher: _write_row(db, record, settings, teacher),
-    )
-    return row_builder.build_rows(
+    return build_teacher_rows(
         row_builder.as_items(structures),
         process_structure,
+        _write_row,
         settings,
-        write_row,
         out,
         executor,
         retry_failed=retry_failed,

@@ -6,14 +6,18 @@ import contextlib
 import math
 import time
 import warnings
+from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import BaseCalculator
 
 from ase_cartnet.errors import InputError
-from phonon_ref.calculators import configure_worker, get_calculator
+from ase_cartnet.io import row_builder
+from phonon_ref.calculators import configure_worker, get_calculator, teacher_info
 
 DEFAULT_FMAX = 1e-3
 """eV/Å on every atom and on the cell degrees of freedom (FrechetCellFilter's generalised
@@ -183,3 +187,24 @@ def load_and_relax(
         **options,
     )
     return calc, relaxation
+
+
+def build_teacher_rows(
+    items: list[tuple[str, Atoms]],
+    task: row_builder.Task,
+    write: Callable[[Any, dict[str, Any], Any, dict[str, str]], None],
+    settings,
+    out,
+    executor: Executor | None = None,
+    **options,
+) -> row_builder.BuildSummary:
+    """:func:`~ase_cartnet.io.row_builder.build_rows` (``options``: ``retry_failed``,
+    ``progress``) for a teacher pipeline: ``task`` (which starts with :func:`load_and_relax`)
+    on every (source_id, Atoms) of ``items``, each record stored by ``write(db, record,
+    settings, teacher)``, with the teacher ``settings.calculator`` described
+    (:func:`~phonon_ref.calculators.teacher_info`) at the first finished row."""
+    write_row = row_builder.teacher_row_writer(
+        lambda: teacher_info(settings.calculator, load_here=executor is None),
+        lambda db, record, teacher: write(db, record, settings, teacher),
+    )
+    return row_builder.build_rows(items, task, settings, write_row, out, executor, **options)

@@ -22,6 +22,7 @@ import warnings
 import numpy as np
 import pytest
 from ase import Atoms
+from crystal_strategies import BASES, crystals
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -32,12 +33,6 @@ from ase_cartnet.weights import (
     DEFAULT_PROPERTY,
 )
 
-ELEMENTS = [3, 8, 11, 12, 14, 17, 26, 29]
-BASES = [  # unimodular changes of basis
-    [[1, 1, 0], [0, 1, 0], [0, 0, 1]],
-    [[0, 1, 0], [1, 0, 1], [1, 0, 0]],
-    [[1, 0, 2], [0, -1, 0], [1, 1, 3]],
-]
 FAST = settings(
     max_examples=4,
     deadline=None,
@@ -45,22 +40,6 @@ FAST = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 MORE = settings(FAST, max_examples=40)
-
-
-@st.composite
-def crystals(draw) -> Atoms:
-    """2–6 atoms, a skewed cell of 10–20 Å³ per atom, atoms at least 1.5 Å apart."""
-    n = draw(st.integers(2, 6))
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    for _ in range(50):
-        cell = np.eye(3) + rng.normal(scale=0.15, size=(3, 3))
-        cell *= (n * rng.uniform(10, 20) / abs(np.linalg.det(cell))) ** (1 / 3)
-        atoms = Atoms(
-            rng.choice(ELEMENTS, size=n), scaled_positions=rng.random((n, 3)), cell=cell, pbc=True
-        )
-        if atoms.get_all_distances(mic=True)[np.triu_indices(n, 1)].min() > 1.5:
-            return atoms
-    raise AssertionError("no crystal drawn")
 
 
 def variants(atoms: Atoms, seed: int, basis) -> tuple[np.ndarray, Atoms, Atoms, Atoms]:

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 from ase import Atoms
+from crystal_strategies import BASES, crystals
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -25,33 +26,13 @@ pytestmark = pytest.mark.skipif(
     not DEFAULT_DEEPRELAX.is_file(), reason="no shipped DeepRelax weights"
 )
 TOL = 1e-6
-ELEMENTS = [3, 8, 11, 12, 14, 17, 26, 29]
-BASES = [  # unimodular changes of basis
-    [[1, 1, 0], [0, 1, 0], [0, 0, 1]],
-    [[0, 1, 0], [1, 0, 1], [1, 0, 0]],
-    [[1, 0, 2], [0, -1, 0], [1, 1, 3]],
-]
+CRYSTALS = crystals(volume_per_atom=(8, 20), min_distance=1.2)
+"""Denser than the default: 8–20 Å³ per atom, atoms at least 1.2 Å apart."""
 
 
 @pytest.fixture(scope="module")
 def ensemble():
     return load_deeprelax()[0]
-
-
-@st.composite
-def crystals(draw) -> Atoms:
-    """2–6 atoms, a skewed cell of 8–20 Å³ per atom, atoms at least 1.2 Å apart."""
-    n = draw(st.integers(2, 6))
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    for _ in range(50):
-        cell = np.eye(3) + rng.normal(scale=0.15, size=(3, 3))
-        cell *= (n * rng.uniform(8, 20) / abs(np.linalg.det(cell))) ** (1 / 3)
-        atoms = Atoms(
-            rng.choice(ELEMENTS, size=n), scaled_positions=rng.random((n, 3)), cell=cell, pbc=True
-        )
-        if atoms.get_all_distances(mic=True)[np.triu_indices(n, 1)].min() > 1.2:
-            return atoms
-    raise AssertionError("no crystal drawn")
 
 
 def _run(ensemble, structures, **kwargs):
@@ -73,7 +54,7 @@ SETTINGS = settings(
 
 
 @SETTINGS
-@given(crystals(), st.randoms(use_true_random=False))
+@given(CRYSTALS, st.randoms(use_true_random=False))
 def test_permutation(ensemble, atoms, random):
     perm = np.array(random.sample(range(len(atoms)), len(atoms)))
     a, b = _run(ensemble, [atoms, atoms[perm]])
@@ -82,7 +63,7 @@ def test_permutation(ensemble, atoms, random):
 
 
 @SETTINGS
-@given(crystals(), st.lists(st.floats(-7, 7), min_size=3, max_size=3))
+@given(CRYSTALS, st.lists(st.floats(-7, 7), min_size=3, max_size=3))
 def test_translation(ensemble, atoms, t):
     moved = atoms.copy()
     moved.translate(t)
@@ -91,7 +72,7 @@ def test_translation(ensemble, atoms, t):
 
 
 @SETTINGS
-@given(crystals(), st.integers(0, 5), st.lists(st.integers(-2, 2), min_size=3, max_size=3))
+@given(CRYSTALS, st.integers(0, 5), st.lists(st.integers(-2, 2), min_size=3, max_size=3))
 def test_periodic_image(ensemble, atoms, index, image):
     index %= len(atoms)
     other = atoms.copy()
@@ -104,7 +85,7 @@ def test_periodic_image(ensemble, atoms, index, image):
 
 
 @SETTINGS
-@given(crystals(), st.sampled_from(BASES))
+@given(CRYSTALS, st.sampled_from(BASES))
 def test_cell_basis(ensemble, atoms, basis):
     basis = np.asarray(basis)
     assert abs(round(np.linalg.det(basis))) == 1
@@ -118,7 +99,7 @@ def test_cell_basis(ensemble, atoms, basis):
 @settings(
     max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(st.lists(crystals(), min_size=3, max_size=5))
+@given(st.lists(CRYSTALS, min_size=3, max_size=5))
 def test_batch_independence(ensemble, structures):
     together = _run(ensemble, structures, batch_size=16)
     for atoms, batched in zip(structures, together, strict=True):

@@ -33,8 +33,8 @@ from typing import IO, Any
 import numpy as np
 import torch
 from ase import Atoms
-from ase.optimize.optimize import DEFAULT_MAX_STEPS, Dynamics
 
+from ase_cartnet.calculators.dynamics import ModelDynamics, unwrap_atoms
 from ase_cartnet.canonical_cell import canonical_listing
 from ase_cartnet.errors import InputError
 from ase_cartnet.graph.neighbours import batch_graphs, closest_pairs
@@ -53,12 +53,10 @@ from ase_cartnet.symmetry import symmetrize_like
 from ase_cartnet.validation import (
     MIN_INTERATOMIC_DISTANCE,
     as_atoms,
-    is_pymatgen,
     like_input,
     prepare_items,
     validate_structure,
     warn_untrained_elements,
-    write_back,
 )
 
 MIN_VOLUME_RATIO = 0.2
@@ -156,22 +154,6 @@ def _resolve_model(model, dtype: torch.dtype) -> tuple[DeepRelaxEnsemble, dict[s
 # --------------------------------------------------------------------------------------------
 
 
-def _unwrap(atoms: Any) -> Atoms:
-    """The Atoms behind an ASE Filter (FrechetCellFilter, UnitCellFilter, …), Atoms itself, or
-    a pymatgen Structure converted (:func:`~ase_cartnet.validation.as_atoms`)."""
-    if isinstance(atoms, Atoms):
-        return atoms
-    if is_pymatgen(atoms):
-        return as_atoms(atoms)
-    inner = getattr(atoms, "atoms", None)
-    if isinstance(inner, Atoms):
-        return inner
-    raise InputError(
-        f"expected an ase.Atoms or an ASE Filter around one, got {type(atoms).__name__} "
-        "or a pymatgen Structure"
-    )
-
-
 def _check(atoms: Atoms, index: int | None = None) -> None:
     where = "" if index is None else f"structure {index}: "
     if not np.asarray(atoms.pbc, dtype=bool).all():
@@ -243,7 +225,7 @@ def predict(
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
     inputs = list(structures)
-    structures = [_unwrap(a) for a in inputs]
+    structures = [unwrap_atoms(a) for a in inputs]
     for k, atoms in enumerate(structures):
         _check(atoms, k if len(structures) > 1 else None)
     warn_untrained_elements(
@@ -391,7 +373,7 @@ def _relax_chunk(structures, model, settings) -> list[DeepRelaxResult]:
 # --------------------------------------------------------------------------------------------
 
 
-class DeepRelax(Dynamics):
+class DeepRelax(ModelDynamics):
     """One-shot pre-relaxation of a crystal as an ASE optimizer (``ase.optimize`` ``Dynamics``).
 
     Used like ``BFGS``: ``with DeepRelax(atoms, trajectory="pre.traj") as opt: opt.run()``;
@@ -446,19 +428,10 @@ class DeepRelax(Dynamics):
         symmetrize: bool = True,
         dtype: torch.dtype = torch.float32,
     ) -> None:
-        self.structure = atoms if is_pymatgen(atoms) else None  # changed in place too
-        if self.structure is not None:
-            atoms = as_atoms(atoms)
-        self.target = _unwrap(atoms)  # the Atoms whose positions and cell are predicted
+        atoms = self._take_input(atoms)  # target: the Atoms whose positions and cell are predicted
         _check(self.target)
         self.ensemble, self.metadata = _resolve_model(model, dtype)
-        super().__init__(
-            atoms,
-            logfile=logfile,
-            trajectory=trajectory,
-            append_trajectory=append_trajectory,
-            loginterval=loginterval,
-        )
+        super().__init__(atoms, trajectory, logfile, append_trajectory, loginterval)
         self.threshold = (
             threshold if threshold is not None else self.metadata.get("uncertainty_threshold")
         )
@@ -473,8 +446,7 @@ class DeepRelax(Dynamics):
 
     def todict(self) -> dict[str, Any]:
         return {
-            "type": "optimization",
-            "optimizer": type(self).__name__,
+            **super().todict(),
             "threshold": self.threshold,
             "solver_steps": self.solver_steps,
             "solver_lr": self.solver_lr,
@@ -496,36 +468,18 @@ class DeepRelax(Dynamics):
         self.target.set_cell(result.atoms.cell[:], scale_atoms=False)
         self.target.set_positions(result.atoms.positions)
         self.uncertainty = result.uncertainty
-        if self.structure is not None:
-            write_back(self.structure, self.target)
+        self._write_back()
 
     def converged(self) -> bool:
         """True once the one step has been taken (there is nothing to iterate)."""
         return self.nsteps >= 1
 
-    def irun(self, fmax: float | None = None, steps: int = DEFAULT_MAX_STEPS):
-        """Run as a generator, like ``Optimizer.irun``: yields ``trusted`` before the step
-        (False) and after it; ``fmax`` is accepted and has no effect (no forces are computed:
-        the run has converged after its one step); ``steps`` is the most steps to take, as in
-        ASE (0 takes none)."""
-        self.max_steps = self.nsteps + steps
-        if self.nsteps == 0:
-            self.log()
-            if self.trajectory is None or self._traj_is_empty():
-                self.call_observers()
-        yield self.trusted
-        while not self.converged() and self.nsteps < self.max_steps:
-            self.step()
-            self.nsteps += 1
-            self.log()
-            self.call_observers()
-            yield self.trusted
-
-    def run(self, fmax: float | None = None, steps: int = DEFAULT_MAX_STEPS) -> bool:
-        """Take the one step unless it was taken already; returns ``trusted`` (whether the
-        global uncertainty is below the threshold and the predicted cell was accepted).
-        ``fmax`` and ``steps`` as in :meth:`irun`."""
-        return list(self.irun(fmax=fmax, steps=steps))[-1]
+    def _outcome(self) -> bool:
+        """What ``irun`` yields before the step (False) and after it, and ``run`` returns:
+        ``trusted`` (the global uncertainty is below the threshold and the predicted cell was
+        accepted). The run has converged after its one step; a second ``run()`` changes
+        nothing."""
+        return self.trusted
 
     def log(self, *args: Any) -> None:
         atoms = self.target
@@ -578,7 +532,7 @@ class DeepRelax(Dynamics):
 
         def prepare(k: int) -> Atoms:
             item = inputs[k]
-            atoms = as_atoms(item) if _is_structure(item) else _unwrap(item)
+            atoms = as_atoms(item) if _is_structure(item) else unwrap_atoms(item)
             _check(atoms)
             return atoms
 

@@ -9,20 +9,19 @@ from typing import IO, Any
 
 import numpy as np
 import torch
-from ase import Atoms
-from ase.optimize.optimize import Dynamics
 from torch import nn
 
+from ase_cartnet.calculators.dynamics import ModelDynamics
 from ase_cartnet.errors import InputError
 from ase_cartnet.graph.empnn import crystal_graph
 from ase_cartnet.graph.neighbours import batch_graphs
 from ase_cartnet.io.checkpoint import load_model
 from ase_cartnet.models.empnn import cell_to_lattice_params, run_model
-from ase_cartnet.validation import as_atoms, is_pymatgen, validate_structure, write_back
+from ase_cartnet.validation import validate_structure
 from ase_cartnet.weights import shipped
 
 
-class EMPNNLattice(Dynamics):
+class EMPNNLattice(ModelDynamics):
     """Deform ``atoms.cell`` with a trained EMPNN, keeping the fractional coordinates, as an ASE
     optimizer (``ase.optimize`` ``Dynamics``).
 
@@ -75,12 +74,8 @@ class EMPNNLattice(Dynamics):
         loginterval: int = 1,
         dtype: torch.dtype = torch.float32,
     ) -> None:
-        self.structure = atoms if is_pymatgen(atoms) else None  # changed in place too
-        if self.structure is not None:
-            atoms = as_atoms(atoms)
-        target = atoms if isinstance(atoms, Atoms) else getattr(atoms, "atoms", atoms)
-        validate_structure(target, require_pbc=True)
-        self.target = target  # the Atoms whose cell is deformed
+        atoms = self._take_input(atoms)  # target: the Atoms whose cell is deformed
+        validate_structure(self.target, require_pbc=True)
         self.dtype = dtype
         self.metadata: dict[str, Any] = {}
         if model is None or isinstance(model, (str, os.PathLike)):
@@ -94,13 +89,7 @@ class EMPNNLattice(Dynamics):
             raise InputError(
                 f"model must be None, a checkpoint path or an EMPNN module, got {type(model)}"
             )
-        super().__init__(
-            atoms,
-            logfile=logfile,
-            trajectory=trajectory,
-            append_trajectory=append_trajectory,
-            loginterval=loginterval,
-        )
+        super().__init__(atoms, trajectory, logfile, append_trajectory, loginterval)
         self.action = np.eye(3)
         self.cells: list[np.ndarray] = []
         self._actions: list[np.ndarray] = []
@@ -113,7 +102,7 @@ class EMPNNLattice(Dynamics):
         return 1 if config.head == "ff" else int(config.num_steps)
 
     def todict(self) -> dict[str, Any]:
-        return {"type": "optimization", "optimizer": type(self).__name__, "layers": self.layers}
+        return {**super().todict(), "layers": self.layers}
 
     def _predict(self) -> None:
         """One forward pass from the current cell: the cell after every layer, and the actions."""
@@ -140,8 +129,7 @@ class EMPNNLattice(Dynamics):
             self._predict()
         self.target.set_cell(self.cells[self.nsteps + 1], scale_atoms=True)
         self.action = self._actions[self.nsteps + 1]
-        if self.structure is not None:
-            write_back(self.structure, self.target)
+        self._write_back()
 
     def converged(self) -> bool:
         """True once every deformation layer has been applied."""
@@ -155,25 +143,15 @@ class EMPNNLattice(Dynamics):
             steps = self.layers
         if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
             raise InputError(f"steps must be a non-negative integer, got {steps!r}")
-        self.max_steps = self.nsteps + int(steps)
         if self.nsteps == 0:
             self._started = time.time()
-            self.log()
-            if self.trajectory is None or self._traj_is_empty():
-                self.call_observers()
-        yield self.converged()
-        while not self.converged() and self.nsteps < self.max_steps:
-            self.step()
-            self.nsteps += 1
-            self.log()
-            self.call_observers()
-            yield self.converged()
+        yield from super().irun(fmax, int(steps))
 
     def run(self, fmax: float | None = None, steps: int | None = None) -> bool:
         """Apply up to ``steps`` remaining layers (default: all); returns whether every layer
         has been applied. ``atoms.cell`` is replaced (``scale_atoms=True``: fractional
         coordinates kept); ``action`` holds the total action h, ρ' = h ρ."""
-        return list(self.irun(fmax=fmax, steps=steps))[-1]
+        return super().run(fmax, steps)
 
     def log(self, *args: Any) -> None:
         cell = np.asarray(self.target.cell[:], dtype=np.float64)

@@ -12,50 +12,38 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
-def positive_int(text: str) -> int:
-    """An ``argparse`` type: an integer >= 1 (argparse names the option in its message)."""
+def _number(text: str, parse, ok, expected: str):
+    """``parse(text)`` when it parses and ``ok`` of it holds; else an ``ArgumentTypeError``
+    "expected <expected>, got <text>" (argparse names the option in its message)."""
     try:
-        value = int(text)
+        value = parse(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """An ``argparse`` type: an integer >= 1."""
+    return _number(text, int, lambda v: v >= 1, "a positive integer")
 
 
 def non_negative_int(text: str) -> int:
     """An ``argparse`` type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
+    return _number(text, int, lambda v: v >= 0, "an integer >= 0")
 
 
 def temperature(text: str) -> float:
     """An ``argparse`` type: a temperature in K, a finite number >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(
-            f"expected a temperature in K (finite, >= 0), got {text!r}"
-        )
-    return value
+    return _number(
+        text, float, lambda v: math.isfinite(v) and v >= 0, "a temperature in K (finite, >= 0)"
+    )
 
 
 def positive_float(text: str) -> float:
     """An ``argparse`` type: a finite number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
-    return value
+    return _number(text, float, lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
 
 
 def add_threads(parser: argparse.ArgumentParser, default: int | None = None) -> None:

@@ -99,18 +99,13 @@ class DeepRelaxConfig(ConfigDict):
     disp_cutoff: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("hidden", "num_layers", "num_rbf", "max_neighbours", "pcoe_dim"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"DeepRelaxConfig.{name} must be a positive integer, got {value}")
+        self.check_fields(
+            positive_ints=("hidden", "num_layers", "num_rbf", "max_neighbours", "pcoe_dim"),
+            positive=("cutoff",),
+            non_negative=("disp_cutoff",),
+        )
         if self.pcoe_dim % 2:
             raise ValueError(f"DeepRelaxConfig.pcoe_dim must be even, got {self.pcoe_dim}")
-        if not (math.isfinite(self.cutoff) and self.cutoff > 0):
-            raise ValueError(f"DeepRelaxConfig.cutoff must be a positive length, got {self.cutoff}")
-        if not (math.isfinite(self.disp_cutoff) and self.disp_cutoff >= 0):
-            raise ValueError(
-                f"DeepRelaxConfig.disp_cutoff must be a length >= 0, got {self.disp_cutoff}"
-            )
 
 
 @dataclass

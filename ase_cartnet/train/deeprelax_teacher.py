@@ -193,7 +193,7 @@ def build_teacher_pairs(
     in-process. Resumable: ids with a row are skipped. Returns a
     :class:`~ase_cartnet.io.row_builder.BuildSummary`.
     """
-    from phonon_ref.calculators import teacher_info
+    from phonon_ref.relax import build_teacher_rows
 
     if not (np.isfinite(fmax) and fmax > 0):
         raise InputError(f"fmax must be a positive force in eV/Å, got {fmax}")
@@ -206,11 +206,6 @@ def build_teacher_pairs(
         n_threads=worker_threads,
         keep_frames=int(keep_frames),
     )
-    write_row = row_builder.teacher_row_writer(
-        lambda: teacher_info(calculator, load_here=executor is None),
-        lambda db, record, teacher: _write_pair_row(db, record, settings, teacher),
-    )
-
     # ids as the pair reader stores them (ASE databases refuse strings that read as numbers);
     # substitution rounds interleave so that every prototype gets its first pattern first
     prototypes = [(storable_key(sid), atoms) for sid, atoms in row_builder.as_items(structures)]
@@ -219,11 +214,11 @@ def build_teacher_pairs(
         for k in range(max(1, int(substitutions)))
         for sid, atoms in prototypes
     ]
-    return row_builder.build_rows(
+    return build_teacher_rows(
         items,
         process_pair,
+        _write_pair_row,
         settings,
-        write_row,
         out,
         executor,
         retry_failed=retry_failed,
