@@ -321,8 +321,12 @@ def test_two_builders_on_one_database_share_the_work(tmp_path):
     code = CONCURRENT_BUILDER.format(tmp=str(tmp_path), tests=str(ROOT / "tests"), root=str(ROOT))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     procs = [
-        subprocess.Popen([sys.executable, "-c", code, str(out), str(go)], env=env,
-                         stdout=subprocess.PIPE, text=True)  # fmt: skip
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(out), str(go)],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
         for _ in range(2)
     ]
     time.sleep(0.5)
@@ -341,3 +345,4 @@ def test_two_builders_on_one_database_share_the_work(tmp_path):
     assert a["ok"] and b["ok"], results  # the work was shared
     for mine, other in ((a, b), (b, a)):
         assert set(mine["elsewhere"]) | set(mine["skipped"]) == ids - set(mine["ok"])
+        assert set(mine["elsewhere"]) <= set(other["ok"])
