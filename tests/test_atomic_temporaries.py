@@ -46,7 +46,7 @@ def killed_write(target: Path, how: str) -> None:
 
 
 def hidden(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+    return sorted(e.name for e in os.scandir(folder) if e.name.startswith("."))
 
 
 @pytest.mark.parametrize("how", ["write", "path"])
@@ -109,3 +109,25 @@ def test_a_zombie_counts_as_dead():
     finally:
         child.wait()
     assert process_alive(os.getpid()) and not process_alive(0)
+
+
+def test_many_writes_into_one_folder_list_it_once_a_minute(tmp_path, monkeypatch):
+    """Writing N files into one folder stays linear: the folder is listed once, not per write;
+    a temporary left after that listing is found at the next listing."""
+    import ase_cartnet.io.atomic as atomic
+
+    listed = []
+    real = os.listdir
+    monkeypatch.setattr(atomic.os, "listdir", lambda folder: listed.append(folder) or real(folder))
+    for k in range(50):
+        with atomic_write(tmp_path / f"s{k}.cif") as handle:
+            handle.write("x")
+    assert len(listed) == 1
+    killed_write(tmp_path / "s3.cif", "write")
+    with atomic_write(tmp_path / "s3.cif") as handle:
+        handle.write("y")
+    assert len(hidden(tmp_path)) == 1 and len(listed) == 1  # within the minute: not seen yet
+    monkeypatch.setattr(atomic, "RESCAN_S", 0.0)
+    with atomic_write(tmp_path / "s3.cif") as handle:
+        handle.write("z")
+    assert hidden(tmp_path) == [] and len(listed) == 2

@@ -8,7 +8,9 @@ A temporary file is named after its target, its host and the writing process,
 ``.<name>.<host>.<pid>.<random>.tmp`` (``atomic_path`` appends the target's suffix, so that
 writers that pick a format by suffix still can). A process killed mid-write (SIGKILL, the
 out-of-memory killer) cannot remove its own; the next atomic write to the same target removes
-those whose process no longer exists on this host, and nothing else.
+those whose process no longer exists on this host, and nothing else. The folder is listed at a
+process's first write there and then at most once a minute (temporary names only are kept), so
+that writing many files into one folder stays linear in their number.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import os
 import re
 import socket
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -101,29 +105,58 @@ def _make_temp(target: Path, suffix: str = "") -> tuple[int, str]:
     return tempfile.mkstemp(prefix=_temp_prefix(target), suffix=".tmp" + suffix, dir=target.parent)
 
 
-def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+RESCAN_S = 60.0
+"""s during which a process reuses its listing of a folder's temporary files."""
+_listings: dict[str, tuple[float, list[str]]] = {}
+_listings_lock = threading.Lock()
+
+
+def _temporary_names(folder: Path, rescan: bool) -> list[str]:
+    """Hidden ``*.tmp*`` names in ``folder``: listed afresh when ``rescan`` or after
+    ``RESCAN_S``, else from this process's last listing."""
+    key = os.path.abspath(folder)
+    now = time.monotonic()
+    with _listings_lock:
+        cached = _listings.get(key)
+        if rescan or cached is None or now - cached[0] > RESCAN_S:
+            names = [n for n in os.listdir(folder) if n.startswith(".") and ".tmp" in n]
+            cached = _listings[key] = (now, names)
+        return list(cached[1])
+
+
+def remove_stale_temporaries(path: str | os.PathLike, rescan: bool = True) -> list[Path]:
     """Remove the temporary files of atomic writes to ``path`` whose writer was killed: names
     that match the exact pattern for this target and this host, with a pid that no longer
     exists. Returns the removed paths. A live writer's file, another host's file and any
-    other name are left alone."""
+    other name are left alone. ``rescan=False`` uses this process's listing of the folder
+    when it is under ``RESCAN_S`` old."""
     target = Path(path)
     suffix = re.escape(target.suffix) if target.suffix else ""
     pattern = re.compile(
         rf"\.{re.escape(target.name)}\.{host_tag()}\.(\d+)\.[a-z0-9_]{{8}}\.tmp(?:{suffix})?"
     )
-    removed = []
     try:
-        entries = list(os.scandir(target.parent))
+        names = _temporary_names(target.parent, rescan)
     except OSError:
-        return removed
-    for entry in entries:
-        match = pattern.fullmatch(entry.name)
+        return []
+    removed = []
+    for name in names:
+        match = pattern.fullmatch(name)
         if match is None or int(match[1]) == os.getpid() or process_alive(int(match[1])):
             continue
+        stale = target.parent / name
         with contextlib.suppress(OSError):  # best effort: a write never fails for this
-            if entry.is_file(follow_symlinks=False):
-                os.unlink(entry.path)
-                removed.append(Path(entry.path))
+            if stale.is_file() and not stale.is_symlink():
+                os.unlink(stale)
+                removed.append(stale)
+    if removed:
+        with _listings_lock:
+            cached = _listings.get(os.path.abspath(target.parent))
+            if cached is not None:
+                gone = {p.name for p in removed}
+                _listings[os.path.abspath(target.parent)] = (
+                    cached[0], [n for n in cached[1] if n not in gone],
+                )  # fmt: skip
     return removed
 
 
@@ -151,7 +184,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs) -> Ite
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
-    remove_stale_temporaries(target)
+    remove_stale_temporaries(target, rescan=False)
 
 
 @contextlib.contextmanager
@@ -172,7 +205,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
-    remove_stale_temporaries(target)
+    remove_stale_temporaries(target, rescan=False)
 
 
 def check_output(path: str | os.PathLike, what: str = "output") -> Path:

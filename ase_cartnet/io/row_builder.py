@@ -149,7 +149,7 @@ def build_rows(
     summary = BuildSummary(out=out)
     db = connect(out)
     claims = Claims(out, counted=executor is None) if isinstance(db, SQLite3Database) else None
-    if claims is not None:
+    if claims is not None and items:  # before any reading: ASE would create the tables racily
         claims.initialize_database()
     done = finished_ids(out, include_failed=not retry_failed)
     pending = []
