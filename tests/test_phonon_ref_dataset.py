@@ -244,22 +244,105 @@ def test_dataset_command_line(tmp_path, capsys):
     assert "2 already done" in capsys.readouterr().out
 
 
+CLAIM_AND_DIE = """
+import os, signal, sys
+sys.path.insert(0, {root!r})
+from ase_cartnet.io.claims import Claims
+claims = Claims(sys.argv[1])
+claims.initialize_database()
+print(claims.take(sys.argv[2]), flush=True)
+os.kill(os.getpid(), signal.SIGKILL)  # dies while computing the structure
+"""
+
+
+def die_holding_a_claim(out, source_id):
+    """A process that claims ``source_id`` on ``out`` and is killed; its printed attempt
+    count."""
+    code = CLAIM_AND_DIE.format(root=str(ROOT))
+    done = subprocess.run([sys.executable, "-c", code, str(out), source_id],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    return int(done.stdout)
+
+
 def test_a_structure_that_kills_the_process_twice_becomes_a_failed_row(tmp_path):
-    """In-process runs mark the structure in flight; a second death on it (e.g. the OOM killer)
-    turns it into a failed row on the next start instead of an endless retry."""
-    from ase_cartnet.io.row_builder import inflight_path as _inflight_path
+    """In-process runs claim the structure in flight; a second death on it (e.g. the OOM
+    killer) turns it into a failed row on the next start instead of an endless retry."""
+    from ase_cartnet.io.claims import TABLE
 
     out = tmp_path / "adp.db"
     structures = emt_structures()[:2]
-    _inflight_path(out).write_text('{"source_id": "Cu-fcc", "attempts": 1}')
+    assert die_holding_a_claim(out, "Cu-fcc") == 1
     summary = build_dataset(structures, out=out, **FAST)  # died once before: retried
-    assert sorted(summary.ok) == ["Al-fcc", "Cu-fcc"] and not _inflight_path(out).exists()
+    assert sorted(summary.ok) == ["Al-fcc", "Cu-fcc"] and not summary.elsewhere
+    with connect(out) as db:
+        assert db.count() == 2
 
     out2 = tmp_path / "adp2.db"
-    _inflight_path(out2).write_text('{"source_id": "Cu-fcc", "attempts": 2}')
+    assert [die_holding_a_claim(out2, "Cu-fcc") for _ in range(2)] == [1, 2]
     summary = build_dataset(structures, out=out2, **FAST)
     assert summary.failed == ["Cu-fcc"] and summary.ok == ["Al-fcc"]
     row = rows_by_id(out2)["Cu-fcc"]
     assert row.status == "failed" and "died 2 times" in row.data["error"]
     again = build_dataset(structures, out=out2, **FAST)
     assert sorted(again.skipped) == ["Al-fcc", "Cu-fcc"]
+    import sqlite3
+
+    for path in (out, out2):  # every claim released: the table is gone
+        with sqlite3.connect(path) as con:
+            tables = {name for (name,) in con.execute("SELECT name FROM sqlite_master")}
+        assert TABLE not in tables and "systems" in tables
+
+
+CONCURRENT_BUILDER = """
+import json, os, sys, time
+from pathlib import Path
+sys.path[:0] = [{tmp!r}, {tests!r}, {root!r}]
+from test_phonon_ref_dataset import emt_structures
+from phonon_ref.dataset import build_dataset
+structures = emt_structures()
+go = Path(sys.argv[2])
+while not go.exists():  # start together with the other builder
+    time.sleep(0.01)
+summary = build_dataset(structures, calculator="slow_emt:make", out=sys.argv[1],
+                        temperatures=[300.0], supercell=6.0, mesh=5, progress=False)
+print(json.dumps({{"ok": summary.ok, "elsewhere": summary.elsewhere,
+                  "skipped": summary.skipped}}))
+"""
+
+
+def test_two_builders_on_one_database_share_the_work(tmp_path):
+    """Two builder processes started together on one database: both exit 0, each structure is
+    stored once, each builder computed a part and left the rest to the other."""
+    import json
+
+    (tmp_path / "slow_emt.py").write_text(SLOW_CALCULATOR)
+    out, go = tmp_path / "shared.db", tmp_path / "go"
+    code = CONCURRENT_BUILDER.format(tmp=str(tmp_path), tests=str(ROOT / "tests"), root=str(ROOT))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(out), str(go)],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for _ in range(2)
+    ]
+    time.sleep(0.5)
+    go.touch()
+    results = []
+    for proc in procs:
+        stdout, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 0
+        results.append(json.loads(stdout.strip().splitlines()[-1]))
+    ids = {atoms.info["source_id"] for atoms in emt_structures()}
+    with connect(out) as db:
+        stored = [row.source_id for row in db.select()]
+    assert sorted(stored) == sorted(ids)  # every structure once
+    a, b = results
+    assert set(a["ok"]) | set(b["ok"]) == ids and not set(a["ok"]) & set(b["ok"])
+    assert a["ok"] and b["ok"], results  # the work was shared
+    for mine, other in ((a, b), (b, a)):
+        assert set(mine["elsewhere"]) | set(mine["skipped"]) == ids - set(mine["ok"])
+        assert set(mine["elsewhere"]) <= set(other["ok"])

@@ -3,13 +3,26 @@
 A reader never sees a half-written file, and an interrupted write leaves the old file intact.
 A new file gets the permissions the umask gives (not the temporary file's 0o600); a replaced
 file keeps its own.
+
+A temporary file is named after its target, its host and the writing process,
+``.<name>.<host>.<pid>.<random>.tmp`` (``atomic_path`` appends the target's suffix, so that
+writers that pick a format by suffix still can). A process killed mid-write (SIGKILL, the
+out-of-memory killer) cannot remove its own; the next atomic write to the same target removes
+those whose process no longer exists on this host, and nothing else. The folder is listed at a
+process's first write there and then at most once a minute (temporary names only are kept), so
+that writing many files into one folder stays linear in their number.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import re
+import socket
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -59,18 +72,107 @@ def _creation_mode(target: Path) -> int:
         return 0o666 & ~_umask()
 
 
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (a zombie, killed but not yet waited for,
+    counts as dead)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: it exists
+        return True
+    try:  # Linux: a zombie still answers kill(pid, 0)
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            return stat.read().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def host_tag() -> str:
+    """Six hex digits naming this host, so that a temporary file is judged by the host that
+    wrote it (a pid means nothing on another host sharing the folder)."""
+    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:6]
+
+
+def _temp_prefix(target: Path) -> str:
+    return f".{target.name}.{host_tag()}.{os.getpid()}."
+
+
+def _make_temp(target: Path, suffix: str = "") -> tuple[int, str]:
+    """``mkstemp`` beside ``target`` with the name pattern of the module docstring."""
+    return tempfile.mkstemp(prefix=_temp_prefix(target), suffix=".tmp" + suffix, dir=target.parent)
+
+
+RESCAN_S = 60.0
+"""s during which a process reuses its listing of a folder's temporary files."""
+_listings: dict[str, tuple[float, list[str]]] = {}
+_listings_lock = threading.Lock()
+
+
+def _temporary_names(folder: Path, rescan: bool) -> list[str]:
+    """Hidden ``*.tmp*`` names in ``folder``: listed afresh when ``rescan`` or after
+    ``RESCAN_S``, else from this process's last listing."""
+    key = os.path.abspath(folder)
+    now = time.monotonic()
+    with _listings_lock:
+        cached = _listings.get(key)
+        if rescan or cached is None or now - cached[0] > RESCAN_S:
+            names = [n for n in os.listdir(folder) if n.startswith(".") and ".tmp" in n]
+            cached = _listings[key] = (now, names)
+        return list(cached[1])
+
+
+def remove_stale_temporaries(path: str | os.PathLike, rescan: bool = True) -> list[Path]:
+    """Remove the temporary files of atomic writes to ``path`` whose writer was killed: names
+    that match the exact pattern for this target and this host, with a pid that no longer
+    exists. Returns the removed paths. A live writer's file, another host's file and any
+    other name are left alone. ``rescan=False`` uses this process's listing of the folder
+    when it is under ``RESCAN_S`` old."""
+    target = Path(path)
+    suffix = re.escape(target.suffix) if target.suffix else ""
+    pattern = re.compile(
+        rf"\.{re.escape(target.name)}\.{host_tag()}\.(\d+)\.[a-z0-9_]{{8}}\.tmp(?:{suffix})?"
+    )
+    try:
+        names = _temporary_names(target.parent, rescan)
+    except OSError:
+        return []
+    removed = []
+    for name in names:
+        match = pattern.fullmatch(name)
+        if match is None or int(match[1]) == os.getpid() or process_alive(int(match[1])):
+            continue
+        stale = target.parent / name
+        with contextlib.suppress(OSError):  # best effort: a write never fails for this
+            if stale.is_file() and not stale.is_symlink():
+                os.unlink(stale)
+                removed.append(stale)
+    if removed:
+        with _listings_lock:
+            cached = _listings.get(os.path.abspath(target.parent))
+            if cached is not None:
+                gone = {p.name for p in removed}
+                _listings[os.path.abspath(target.parent)] = (
+                    cached[0], [n for n in cached[1] if n not in gone],
+                )  # fmt: skip
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs) -> Iterator[IO]:
     """Open a temporary file next to ``path``; on success rename it to ``path`` (atomic on POSIX).
 
     ``mode`` is "w" (text) or "wb" (binary). On an exception the temporary file is removed and
-    ``path`` is left as it was.
+    ``path`` is left as it was; after a successful write, killed writers' temporary files of
+    ``path`` are removed (:func:`remove_stale_temporaries`).
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_write supports modes 'w' and 'wb', not {mode!r}")
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp_name = _make_temp(target)
     try:
         with os.fdopen(fd, mode, **open_kwargs) as handle:
             yield handle
@@ -82,17 +184,18 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs) -> Ite
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
+    remove_stale_temporaries(target, rescan=False)
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path`` for writers that want a file name (matplotlib,
-    torch.save, ase.io.write); it is renamed to ``path`` on success and removed on failure."""
+    torch.save, ase.io.write); it is renamed to ``path`` on success and removed on failure
+    (then killed writers' temporary files of ``path`` are removed, as by :func:`atomic_write`).
+    The temporary name ends in the target's suffix."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{target.stem}.", suffix=target.suffix, dir=target.parent
-    )
+    fd, tmp_name = _make_temp(target, target.suffix)
     os.close(fd)
     try:
         yield Path(tmp_name)
@@ -102,6 +205,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
+    remove_stale_temporaries(target, rescan=False)
 
 
 def check_output(path: str | os.PathLike, what: str = "output") -> Path:

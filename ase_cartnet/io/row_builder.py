@@ -12,20 +12,23 @@ The one pattern behind every teacher dataset of the project — phonon_ref's har
   ``dask.distributed.Client.get_executor()``), so it and ``settings`` must be picklable;
 * a *row writer* ``write_row(db, record)`` stores the finished record in one transaction, in
   this process only (``record["initial"]`` holds the input structure);
-* in-process, the id being computed is kept in ``<out>.inflight`` with an attempt count: a
-  structure during which the process dies (e.g. the out-of-memory killer) is retried once and
-  then written as a failed row, instead of killing every later run too.
+* builders on one SQLite database share the work: each structure is claimed before it is
+  computed (:mod:`ase_cartnet.io.claims`), so that two builders started on the same ``out``
+  (several jobs of a cluster, a resume while the first run still works) store every structure
+  once; ids claimed by another builder are reported as ``elsewhere``;
+* in-process, a structure during which the process dies (e.g. the out-of-memory killer) leaves
+  its claim behind; it is retried once and then written as a failed row, instead of killing
+  every later run too.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import Executor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,19 +52,23 @@ RowWriter = Callable[[Any, dict[str, Any]], None]
 @dataclass
 class BuildSummary:
     """What :func:`build_rows` did: ids written as ``ok``/``unstable``/``failed`` in this call,
-    ids ``skipped`` because a row already existed, and the total ``seconds``."""
+    ids ``skipped`` because a row already existed, ids done or in progress ``elsewhere`` (claimed
+    by another builder on the same database), and the total ``seconds``."""
 
     out: Path
     ok: list[str] = field(default_factory=list)
     unstable: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    elsewhere: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     def line(self, unstable: bool = True) -> str:
         """One line for the command line: counts per status and the time."""
         counts = [f"{len(self.ok)} ok"] + ([f"{len(self.unstable)} unstable"] if unstable else [])
         counts += [f"{len(self.failed)} failed", f"{len(self.skipped)} already done"]
+        if self.elsewhere:
+            counts.append(f"{len(self.elsewhere)} by another builder")
         return f"{self.out}: {', '.join(counts)} ({self.seconds:.0f} s)"
 
 
@@ -101,26 +108,6 @@ def _reads_as_number(text: str) -> bool:
     return any(str_represents(text, t) for t in (bool, int, float))
 
 
-def inflight_path(out: Path) -> Path:
-    """``<out>.inflight``: the id an in-process run is computing, with its attempt count."""
-    return out.with_name(out.name + ".inflight")
-
-
-def _read_inflight(out: Path) -> tuple[str, int] | None:
-    try:
-        marker = json.loads(inflight_path(out).read_text())
-        return str(marker["source_id"]), int(marker["attempts"])
-    except (FileNotFoundError, ValueError, KeyError, TypeError):
-        return None
-
-
-def _write_inflight(out: Path, source_id: str, attempts: int) -> None:
-    from ase_cartnet.io.atomic import atomic_write
-
-    with atomic_write(inflight_path(out)) as handle:
-        json.dump({"source_id": source_id, "attempts": attempts}, handle)
-
-
 def finished_ids(out: str | os.PathLike, include_failed: bool = True) -> set[str]:
     """source ids that already have a row in ``out`` (failed ones only if ``include_failed``)."""
     from ase.db import connect
@@ -145,15 +132,25 @@ def build_rows(
     *,
     retry_failed: bool = False,
     progress: bool = True,
+    max_pending: int | None = None,
 ) -> BuildSummary:
     """Run ``task`` on every (source_id, Atoms) of ``items`` without a row in ``out`` and store
-    each record with ``write_row`` as it finishes (module docstring). Returns a summary."""
+    each record with ``write_row`` as it finishes (module docstring). With an ``executor``, at
+    most ``max_pending`` structures are claimed and submitted at a time (default: twice its
+    workers, else 64), so that other builders on ``out`` get a share. Returns a summary."""
     from ase.db import connect
+    from ase.db.sqlite import SQLite3Database
+
+    from ase_cartnet.io.claims import Claims
 
     start = time.perf_counter()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     summary = BuildSummary(out=out)
+    db = connect(out)
+    claims = Claims(out, counted=executor is None) if isinstance(db, SQLite3Database) else None
+    if claims is not None and items:  # before any reading: ASE would create the tables racily
+        claims.initialize_database()
     done = finished_ids(out, include_failed=not retry_failed)
     pending = []
     for sid, atoms in items:
@@ -167,47 +164,46 @@ def build_rows(
         summary.seconds = time.perf_counter() - start
         return summary
     initial = dict(pending)
-    db = connect(out)
-    marker = _read_inflight(out) if executor is None else None
-    if marker is not None and marker[0] in initial and marker[1] >= MAX_ATTEMPTS:
-        sid = marker[0]
-        error = (
-            f"the process died {marker[1]} times while computing this structure (killed, e.g. "
-            "by the out-of-memory killer); not tried again"
-        )
-        record = {"source_id": sid, "atoms": initial[sid], "initial": initial[sid],
-                  "status": "failed", "error": error, "timings": {}}  # fmt: skip
-        write_row(db, record)
-        summary.failed.append(sid)
-        log.warning("%s failed: %s", sid, error)
-        pending = [(i, a) for i, a in pending if i != sid]
-        inflight_path(out).unlink(missing_ok=True)
     if retry_failed:
         stale = [row.id for row in db.select(status="failed") if row.source_id in initial]
         if stale:
             db.delete(stale)
-    unreadable = [(sid, atoms) for sid, atoms in pending if "read_error" in atoms.info]
-    for sid, atoms in unreadable:  # read_mp20(keep_unreadable=True): nothing to compute
-        record = {"source_id": sid, "atoms": atoms, "initial": atoms, "status": "failed",
-                  "error": atoms.info["read_error"], "timings": {}}  # fmt: skip
-        write_row(db, record)
-        summary.failed.append(sid)
-        log.warning("%s failed: %s", sid, record["error"])
-    pending = [(sid, atoms) for sid, atoms in pending if "read_error" not in atoms.info]
     bar = tqdm(total=len(pending), desc="structures", disable=not progress)
     try:
-        for record in _run(pending, task, settings, executor, out):
-            record["initial"] = initial[record["source_id"]]
-            write_row(db, record)
-            inflight_path(out).unlink(missing_ok=True)
-            getattr(summary, record["status"]).append(record["source_id"])
-            if record["status"] == "failed":
-                log.warning("%s failed: %s", record["source_id"], record["error"])
+        for record in _run(pending, task, settings, executor, claims, summary, max_pending):
+            if record is not None:
+                record["initial"] = initial[record["source_id"]]
+                write_row(db, record)
+                if claims is not None:
+                    claims.release(record["source_id"])
+                getattr(summary, record["status"]).append(record["source_id"])
+                if record["status"] == "failed":
+                    log.warning("%s failed: %s", record["source_id"], record["error"])
             bar.update()
     finally:
         bar.close()
+        if claims is not None:
+            claims.close()
+    if summary.elsewhere:
+        log.info("%s: %d structures done or in progress by another builder", out,
+                 len(summary.elsewhere))  # fmt: skip
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _ready_record(sid: str, atoms: Atoms, attempts: int, in_process: bool) -> dict | None:
+    """The failed record of a structure that is not computed (unreadable, or it killed the
+    process ``MAX_ATTEMPTS`` times), else None."""
+    if "read_error" in atoms.info:  # read_mp20(keep_unreadable=True): nothing to compute
+        error = atoms.info["read_error"]
+    elif in_process and attempts > MAX_ATTEMPTS:
+        error = (
+            f"the process died {attempts - 1} times while computing this structure (killed, "
+            "e.g. by the out-of-memory killer); not tried again"
+        )
+    else:
+        return None
+    return {"source_id": sid, "atoms": atoms, "status": "failed", "error": error, "timings": {}}
 
 
 def _run(
@@ -215,33 +211,73 @@ def _run(
     task: Task,
     settings: Any,
     executor: Executor | None,
-    out: Path,
-) -> Iterator[dict[str, Any]]:
-    """Yield finished records as they complete (in order in-process; the in-flight marker is
-    kept only in-process, where a dying structure takes the run down with it)."""
+    claims: Any,
+    summary: BuildSummary,
+    max_pending: int | None,
+) -> Iterator[dict[str, Any] | None]:
+    """Yield finished records as they complete (in order in-process), each structure claimed
+    first; None for a structure another builder claimed (listed in ``summary.elsewhere``)."""
     pid = os.getpid()
+
+    def claim(sid: str) -> int | None:
+        attempts = 1 if claims is None else claims.take(sid)
+        if attempts is None:
+            summary.elsewhere.append(sid)
+        return attempts
+
     if executor is None:
         for sid, atoms in pending:
-            marker = _read_inflight(out)
-            attempts = marker[1] if marker is not None and marker[0] == sid else 0
-            _write_inflight(out, sid, attempts + 1)
-            yield task(sid, atoms, settings, pid)
+            attempts = claim(sid)
+            if attempts is None:
+                yield None
+                continue
+            ready = _ready_record(sid, atoms, attempts, in_process=True)
+            yield ready if ready is not None else task(sid, atoms, settings, pid)
         return
-    futures = {
-        executor.submit(task, sid, atoms, settings, pid): (sid, atoms) for sid, atoms in pending
-    }
-    for fut in as_completed(futures):
-        sid, atoms = futures[fut]
+    window = max_pending or _window(executor)
+    queue = iter(pending)
+    futures: dict[Future, tuple[str, Atoms]] = {}
+    while True:
+        for sid, atoms in queue:  # claim and submit up to the window
+            attempts = claim(sid)
+            if attempts is None:
+                yield None
+                continue
+            ready = _ready_record(sid, atoms, attempts, in_process=False)
+            if ready is not None:
+                yield ready
+                continue
+            futures[executor.submit(task, sid, atoms, settings, pid)] = (sid, atoms)
+            if len(futures) >= window:
+                break
+        if not futures:
+            return
+        finished, _ = wait(futures, return_when=FIRST_COMPLETED)
+        for fut in finished:
+            sid, atoms = futures.pop(fut)
+            try:
+                yield fut.result()
+            except Exception as exc:  # the worker itself died (killed, out of memory, …)
+                yield {
+                    "source_id": sid,
+                    "atoms": atoms,
+                    "status": "failed",
+                    "error": f"{type(exc).__name__}: {exc}",
+                    "timings": {},
+                }
+
+
+def _window(executor: Executor) -> int:
+    """Twice the workers of ``executor`` (a process or thread pool, or dask.distributed's
+    executor, whose client knows its threads), else 64."""
+    workers = getattr(executor, "_max_workers", None)
+    client = getattr(executor, "_client", None)
+    if workers is None and client is not None:
         try:
-            yield fut.result()
-        except Exception as exc:  # the worker itself died (killed, out of memory, …)
-            yield {
-                "source_id": sid,
-                "atoms": atoms,
-                "status": "failed",
-                "error": f"{type(exc).__name__}: {exc}",
-                "timings": {},
-            }
+            workers = sum(client.nthreads().values())
+        except Exception:  # noqa: BLE001 - any client that cannot tell: the default
+            workers = None
+    return 2 * workers if workers else 64
 
 
 def teacher_row(record: dict[str, Any], teacher: dict[str, str], atoms: Atoms):
