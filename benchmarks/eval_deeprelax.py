@@ -48,6 +48,9 @@ def main(argv=None) -> int:
         action="store_true",
         help="feed the model the input's own listing (origin, images, basis, order)",
     )
+    parser.add_argument(
+        "--empnn", action="store_true", help="add the shipped EMPNN as the lattice stage (a row)"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     reports = {}
@@ -62,6 +65,7 @@ def main(argv=None) -> int:
             decay=args.decay,
             affine=not args.no_affine,
             canonical=not args.no_canonical,
+            empnn=args.empnn,
         )
         reports[Path(path).name] = report
         print(format_table(Path(path).name, report))
