@@ -452,7 +452,10 @@ def test_overlapping_prediction_falls_back_to_the_input():
         model.lattice_out[2].weight.zero_()
         model.lattice_out[2].bias.copy_(torch.tensor([-0.5, 0, 0, 0, 0.5, 0, 0, 0, 0.5]))
     ensemble = DeepRelaxEnsemble.from_members([model]).double()
-    atoms = Atoms("H2", positions=[[0.2, 0.3, 0.1], [1.1, 0.3, 0.1]], cell=np.eye(3) * 4, pbc=True)
+    # an orthorhombic cell: the shortest vector, along the bond, is the canonical a (in a cubic
+    # one the listing may take any axis as a)
+    cell = np.diag([4.0, 4.5, 5.0])
+    atoms = Atoms("H2", positions=[[0.2, 0.3, 0.1], [1.1, 0.3, 0.1]], cell=cell, pbc=True)
     with pytest.warns(UserWarning, match="apart"):  # 0.9 Å along a becomes 0.45 Å
         (result,) = predict(ensemble, [atoms], threshold=1e9, steps=0)
     assert result.uncertainty.trusted is False
