@@ -9,7 +9,12 @@ carries the prediction back to the input's listing. The canonical listing:
 
 * **basis**: the Niggli-reduced cell (``ase.build.tools.niggli_reduce_cell``), made
   right-handed, in the standard orientation (a along x, b in the xy plane; Q from a QR
-  factorisation), so that rotating the input leaves it unchanged;
+  factorisation), so that rotating the input leaves it unchanged. A lattice with more
+  symmetry than ±I (cubic, rhombohedral, …) has several reduced bases with one metric, and
+  which one the reduction returns depends on the basis it starts from; they map into each
+  other by the lattice's proper automorphisms A (A G Aᵀ = G, det A = 1, entries in {−1, 0, 1}
+  for a reduced basis), so the listing is made in every A-rotated basis and the one whose
+  sorted atoms come first (lexicographically; then its cell) is kept;
 * **origin** f₀: the point where three Fourier components S(G) = Σ_j Z_j exp(2πi G·f_j) of the
   Z-weighted atom density (G from a unimodular triple of small reciprocal vectors with
   |S(G)| ≥ 1 % of Σ Z) are real and positive. S(G) picks up exp(2πi G·t) under a translation t
@@ -38,6 +43,11 @@ DECIMALS = 9
 
 MIN_PHASE_WEIGHT = 0.01
 """|S(G)| / Σ Z below which a Fourier component's phase is not used to place the origin."""
+
+METRIC_TOLERANCE = 1e-4
+"""Relative tolerance (of the largest diagonal metric entry, Å²) under which two bases of a
+lattice count as having the same metric: above the reduction's own tolerance, so that bases it
+may return for one lattice written two ways are all considered."""
 
 
 @dataclass
@@ -110,25 +120,62 @@ def canonical_listing(atoms: Atoms) -> CanonicalListing:
     if np.linalg.det(basis @ cell) < 0:  # −I is a lattice automorphism: keep right-handed
         basis = -basis
     reduced = basis @ cell
+    frac = np.linalg.solve(reduced.T, atoms.positions.T).T  # in the reduced basis
+    numbers = np.asarray(atoms.numbers)
+    best = None
+    for auto in _proper_automorphisms(reduced):
+        # basis A @ reduced: fractional coordinates become frac @ A⁻¹ (an integer matrix)
+        inverse = np.rint(np.linalg.inv(auto))
+        candidate = _listing(frac @ inverse, numbers, auto @ reduced)
+        key = (tuple(candidate[2].ravel()), tuple(candidate[0].ravel()))
+        if best is None or key < best[0]:
+            best = key, auto, candidate
+    _, auto, (standard, q, wrapped, f0, images, order) = best
+    canonical = Atoms(numbers[order], positions=wrapped @ standard, cell=standard, pbc=True)
+    return CanonicalListing(
+        atoms=canonical,
+        order=order,
+        rotation=q,
+        basis=auto @ basis,
+        origin=f0,
+        images=images,
+    )
+
+
+def _listing(frac: np.ndarray, numbers: np.ndarray, reduced: np.ndarray):
+    """The listing in one right-handed reduced basis ``reduced`` (3, 3) of atoms at ``frac``
+    (N, 3): standard cell (3, 3), Q (3, 3), wrapped fractional coordinates (N, 3), f₀ (3,),
+    images (N, 3) and the input index of each row (N,), all in canonical order."""
     q, r = np.linalg.qr(reduced.T)
     q = q * np.where(np.diag(r) < 0, -1.0, 1.0)  # R with a positive diagonal: Q unique
     standard = np.round(reduced @ q, DECIMALS)  # lower-triangular rows
-    frac = np.linalg.solve(reduced.T, atoms.positions.T).T  # in the reduced basis
-    numbers = np.asarray(atoms.numbers)
     f0 = _phase_origin(frac, numbers, standard)
     shifted = frac - f0
     images = np.floor(shifted + WRAP_SHIFT).astype(np.int64)
     wrapped = np.round(shifted - images, DECIMALS)
     order = np.lexsort((wrapped[:, 2], wrapped[:, 1], wrapped[:, 0], numbers))
-    canonical = Atoms(numbers[order], positions=wrapped[order] @ standard, cell=standard, pbc=True)
-    return CanonicalListing(
-        atoms=canonical,
-        order=order,
-        rotation=q,
-        basis=basis,
-        origin=f0,
-        images=images[order],
+    return standard, q, wrapped[order], f0, images[order], order
+
+
+def _proper_automorphisms(reduced: np.ndarray) -> list[np.ndarray]:
+    """Integer A (3, 3), det A = 1, with A @ ``reduced`` of the same metric as ``reduced``
+    (within :data:`METRIC_TOLERANCE`), the identity first. In a reduced basis the vectors as
+    short as a basis vector have coefficients in {−1, 0, 1}, so the search is over those."""
+    metric = reduced @ reduced.T
+    tol = METRIC_TOLERANCE * float(np.max(np.diag(metric)))
+    vectors = np.array(
+        [v for v in itertools.product((-1, 0, 1), repeat=3) if any(v)], dtype=np.int64
     )
+    lengths = np.einsum("ij,jk,ik->i", vectors, metric, vectors)
+    rows = [vectors[np.abs(lengths - metric[i, i]) <= tol] for i in range(3)]
+    found = [np.eye(3, dtype=np.int64)]
+    for a, b, c in itertools.product(*rows):
+        auto = np.array([a, b, c])
+        if round(np.linalg.det(auto)) != 1 or np.array_equal(auto, found[0]):
+            continue
+        if np.abs(auto @ metric @ auto.T - metric).max() <= tol:
+            found.append(auto)
+    return found
 
 
 def _reducing_basis(cell: np.ndarray) -> np.ndarray:

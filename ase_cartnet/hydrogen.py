@@ -6,6 +6,7 @@ import numpy as np
 from ase import Atoms
 
 from ase_cartnet.adp import u_equiv, u_iso_to_u_cart
+from ase_cartnet.errors import InputError
 
 HYDROGEN_POLICIES = ("nan", "riding")
 RIDING_FACTOR = 1.2
@@ -13,6 +14,42 @@ RIDING_FACTOR = 1.2
 RIDING_FACTOR_METHYL_HYDROXYL = 1.5
 BOND_SEARCH_RADIUS = 1.35
 """Å; an X–H bond is at most about 1.1 Å (C–H, N–H, O–H ≈ 0.95–1.1 Å, longer for heavy X)."""
+NEAREST_SEARCH_RADIUS = 4.0
+"""Å; how far an error looks for the non-H atom nearest to an H without a parent."""
+
+
+def check_riding_parents(atoms: Atoms) -> None:
+    """Raise an ``InputError`` naming every H with no non-H atom within
+    :data:`BOND_SEARCH_RADIUS` (a hydride's H⁻, H₂, a misplaced H): the riding model has no
+    parent to take its U from, and CartNet predicts no H itself."""
+    from ase_cartnet.graph.neighbours import radius_graph
+
+    is_h = atoms.numbers == 1
+    if not is_h.any():
+        return
+    nl = radius_graph(atoms.positions, atoms.cell[:], atoms.pbc, NEAREST_SEARCH_RADIUS)
+    source, target = nl.edge_index
+    symbols = atoms.get_chemical_symbols()
+    lonely = []
+    for h in np.flatnonzero(is_h):
+        cand = (target == h) & ~is_h[source]
+        nearest = np.min(nl.distances[cand], initial=np.inf)
+        if nearest > BOND_SEARCH_RADIUS:
+            if np.isfinite(nearest):
+                k = np.flatnonzero(cand)[np.argmin(nl.distances[cand])]
+                what = f"nearest {symbols[source[k]]} {int(source[k])} at {nearest:.2f} Å"
+            else:
+                what = f"none within {NEAREST_SEARCH_RADIUS:g} Å"
+            lonely.append(f"H {int(h)} ({what})")
+    if lonely:
+        shown = ", ".join(lonely[:5]) + (f" and {len(lonely) - 5} more" if len(lonely) > 5 else "")
+        raise InputError(
+            f"hydrogen='riding' needs each H bonded to a non-H atom within "
+            f"{BOND_SEARCH_RADIUS} Å; {len(lonely)} {'has' if len(lonely) == 1 else 'have'} "
+            f"none: {shown} (a hydride, H2 or a "
+            "misplaced H?); CartNet predicts no H, so their U would be unknown: pass "
+            "hydrogen='nan' (CLI: --hydrogen nan) to leave them without a U (NaN rows)"
+        )
 
 
 def riding_hydrogen_adps(atoms: Atoms, adps: np.ndarray) -> np.ndarray:

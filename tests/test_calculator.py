@@ -102,6 +102,30 @@ def test_riding_hydrogen(checkpoint):
         np.testing.assert_allclose(u[h], factor * u_eq[parent] * np.eye(3), rtol=1e-10)
 
 
+def test_riding_hydrogen_without_a_parent_is_refused(checkpoint):
+    """An H with no non-H atom within 1.35 Å (here a fluorite-type YbH2 hydride, Yb–H 2.3 Å)
+    has no parent to ride on: refused under "riding", naming the atom, instead of a silent NaN
+    row (the robustness fuzz's crystal #36); "nan" leaves the H row NaN and predicts the rest."""
+    from ase import Atoms
+
+    hydride = Atoms(
+        "YbH2",
+        scaled_positions=[[0, 0, 0], [0.25, 0.25, 0.25], [0.75, 0.75, 0.75]],
+        cell=[[0, 2.65, 2.65], [2.65, 0, 2.65], [2.65, 2.65, 0]],
+        pbc=True,
+    )
+    riding = CartNetADP(checkpoint=checkpoint, temperature=300.0)
+    with pytest.raises(InputError, match=r"structure 1 \(H2Yb\).*H 1 \(nearest Yb 0 at 2\.29 Å\)"):
+        riding.predict_many([bulk("Cu"), hydride])
+    kept = riding.predict_many([bulk("Cu"), hydride], errors="skip")
+    assert kept[1] is None and np.isfinite(kept[0]).all()
+    u = CartNetADP(checkpoint=checkpoint, temperature=300.0, hydrogen="nan").get_property(
+        "adps", hydride
+    )
+    assert np.isnan(u[1:]).all()
+    assert (np.linalg.eigvalsh(u[0]) > 0).all()
+
+
 def test_molecule_without_pbc(checkpoint):
     mol = molecule("CH3CH2OH")
     calc = CartNetADP(checkpoint=checkpoint, temperature=100.0)

@@ -22,7 +22,8 @@ import warnings
 import numpy as np
 import pytest
 from ase import Atoms
-from crystal_strategies import BASES, crystals
+from ase.geometry import cellpar_to_cell
+from crystal_strategies import BASES, ELEMENTS, crystals
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -160,6 +161,48 @@ def test_deeprelax_outputs_are_finite(deeprelax_ensemble, structures):
         assert np.isfinite(result.atoms.positions).all()
         assert np.isfinite(result.atoms.cell[:]).all() and result.atoms.get_volume() > 0
         assert np.isfinite(result.uncertainty.global_uncertainty)
+
+
+LATTICES = {  # cells with lattice automorphisms beyond ±I: several reduced bases, one metric
+    "fcc": [[0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]],
+    "bcc": [[-0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.5, 0.5, -0.5]],
+    "cubic": np.eye(3),
+    "hexagonal": [[1, 0, 0], [-0.5, 0.75**0.5, 0], [0, 0, 1.6]],
+    "rhombohedral": cellpar_to_cell([1, 1, 1, 72, 72, 72]),
+}
+
+
+@st.composite
+def symmetric_crystals(draw) -> Atoms:
+    """2–5 atoms in a cubic, fcc, bcc, hexagonal or rhombohedral cell of 10–20 Å³ per atom."""
+    n = draw(st.integers(2, 5))
+    cell = np.asarray(LATTICES[draw(st.sampled_from(sorted(LATTICES)))], dtype=float)
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    cell = cell * (n * rng.uniform(10, 20) / abs(np.linalg.det(cell))) ** (1 / 3)
+    for _ in range(50):
+        atoms = Atoms(rng.choice(ELEMENTS, size=n), scaled_positions=rng.random((n, 3)),
+                      cell=cell, pbc=True)  # fmt: skip
+        if atoms.get_all_distances(mic=True)[np.triu_indices(n, 1)].min() > 1.5:
+            return atoms
+    raise AssertionError("no crystal drawn")
+
+
+@FAST
+@given(symmetric_crystals(), st.integers(0, 2**16), st.sampled_from(BASES))
+def test_deeprelax_covariance_on_symmetric_lattices(deeprelax_ensemble, atoms, seed, basis):
+    """Another basis of a lattice with automorphisms (the Niggli reduction then returns another
+    of its equivalent reduced bases) and a translation give the same prediction, re-expressed:
+    1e-6 Å (as ``test_deeprelax_covariance.py``)."""
+    from ase_cartnet.calculators.deeprelax import predict
+
+    _, _, translated, rebased = variants(atoms, seed, basis)
+    a, b, c = _quiet(predict, deeprelax_ensemble, [atoms, rebased, translated], threshold=0.1)
+    np.testing.assert_allclose(b.atoms.cell[:], np.asarray(basis) @ a.atoms.cell[:], atol=1e-6)
+    np.testing.assert_allclose(b.atoms.positions, a.atoms.positions, atol=1e-6)
+    t = translated.positions[0] - atoms.positions[0]
+    shift = t @ np.linalg.solve(atoms.cell[:], a.atoms.cell[:])  # the ASE cell-filter rule
+    np.testing.assert_allclose(c.atoms.positions, a.atoms.positions + shift, atol=1e-6)
+    np.testing.assert_allclose(c.atoms.cell[:], a.atoms.cell[:], atol=1e-6)
 
 
 @pytest.mark.slow

@@ -452,7 +452,10 @@ def test_overlapping_prediction_falls_back_to_the_input():
         model.lattice_out[2].weight.zero_()
         model.lattice_out[2].bias.copy_(torch.tensor([-0.5, 0, 0, 0, 0.5, 0, 0, 0, 0.5]))
     ensemble = DeepRelaxEnsemble.from_members([model]).double()
-    atoms = Atoms("H2", positions=[[0.2, 0.3, 0.1], [1.1, 0.3, 0.1]], cell=np.eye(3) * 4, pbc=True)
+    # an orthorhombic cell: the shortest vector, along the bond, is the canonical a (in a cubic
+    # one the listing may take any axis as a)
+    cell = np.diag([4.0, 4.5, 5.0])
+    atoms = Atoms("H2", positions=[[0.2, 0.3, 0.1], [1.1, 0.3, 0.1]], cell=cell, pbc=True)
     with pytest.warns(UserWarning, match="apart"):  # 0.9 Å along a becomes 0.45 Å
         (result,) = predict(ensemble, [atoms], threshold=1e9, steps=0)
     assert result.uncertainty.trusted is False
@@ -584,6 +587,68 @@ def test_canonical_listing_is_bitwise_the_same_for_every_way_of_writing_a_crysta
     back = ref.positions_to_input(ref.atoms.positions, ref.atoms.cell[:])
     np.testing.assert_allclose(back, atoms.positions, atol=1e-8)
     np.testing.assert_allclose(ref.cell_to_input(ref.atoms.cell[:]), atoms.cell[:], atol=1e-8)
+
+
+SYMMETRIC_LATTICES = {  # (cell, the lattice's proper point group order)
+    "fcc": (bulk("Cu", "fcc", a=3.6).cell[:], 24),
+    "bcc": (bulk("Fe", "bcc", a=2.9).cell[:], 24),
+    "cubic": (np.eye(3) * 3.1, 24),
+    "hexagonal": (bulk("Mg", "hcp", a=3.2, c=5.2).cell[:], 12),
+    "tetragonal": (np.diag([3.0, 3.0, 4.1]), 8),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SYMMETRIC_LATTICES))
+def test_canonical_listing_of_a_symmetric_lattice_does_not_depend_on_the_basis(name):
+    """A lattice with more symmetry than ±I has several reduced bases of one metric, and which
+    one the Niggli reduction returns depends on the basis it starts from (the robustness case
+    "equivalent cell basis": b → b + a of a rattled fcc crystal gave another reduced basis, the
+    crystal rotated in it, and 0.08 Å in the prediction). The listing is bitwise the same for
+    every basis, translation and image, and maps back to the input."""
+    from ase_cartnet.canonical_cell import _proper_automorphisms, canonical_listing
+
+    cell, order = SYMMETRIC_LATTICES[name]
+    rng = np.random.default_rng(11)
+    atoms = Atoms("NaCl2", scaled_positions=rng.random((3, 3)), cell=cell, pbc=True)
+    ref = canonical_listing(atoms)
+    assert len(_proper_automorphisms(ref.atoms.cell[:])) == order
+    bases = [[[1, 0, 0], [1, 1, 0], [0, 0, 1]], [[0, 1, 0], [0, 0, 1], [1, 0, 0]],
+             [[1, 0, 2], [0, -1, 0], [1, 1, 3]], [[0, 1, 0], [1, 0, 0], [0, 0, -1]]]  # fmt: skip
+    for basis in bases:
+        other = atoms.copy()
+        other.set_cell(np.asarray(basis) @ cell, scale_atoms=False)
+        other.wrap()
+        other.translate([0.3, -1.7, 0.9])
+        c = canonical_listing(other)
+        assert np.array_equal(c.atoms.positions, ref.atoms.positions)
+        assert np.array_equal(c.atoms.cell[:], ref.atoms.cell[:])
+        back = c.positions_to_input(c.atoms.positions, c.atoms.cell[:])
+        np.testing.assert_allclose(back, other.positions, atol=1e-8)
+        np.testing.assert_allclose(c.cell_to_input(c.atoms.cell[:]), other.cell[:], atol=1e-8)
+
+
+def test_translation_moves_an_ase_cell_filter_relaxation_by_t_inverse_l_l_hat():
+    """The convention DeepRelax's prediction follows (``positions_to_input``): an ASE relaxation
+    with a cell filter deforms the cell about the Cartesian origin, so translating the input by
+    t moves the relaxed positions by t L⁻¹L̂, not by t (here 0.17 Å apart, 8 % strain)."""
+    from ase.calculators.emt import EMT
+    from ase.filters import FrechetCellFilter
+    from ase.optimize import BFGS
+
+    start = bulk("Cu", "fcc", a=3.9).repeat((2, 1, 1))
+    start.rattle(0.05, seed=3)
+    t = np.array([0.7, -1.3, 2.1])
+    relaxed = []
+    for shift in (np.zeros(3), t):
+        atoms = start.copy()
+        atoms.translate(shift)
+        atoms.calc = EMT()
+        BFGS(FrechetCellFilter(atoms), logfile=None).run(fmax=1e-4, steps=200)
+        relaxed.append(atoms)
+    moved = relaxed[1].positions - relaxed[0].positions
+    expected = t @ np.linalg.solve(start.cell[:], relaxed[0].cell[:])
+    np.testing.assert_allclose(moved, np.broadcast_to(expected, moved.shape), atol=1e-8)
+    assert np.abs(moved - t).max() > 0.1
 
 
 def test_canonical_listing_of_a_cell_on_which_niggli_reduction_cycles():

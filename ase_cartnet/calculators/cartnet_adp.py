@@ -19,7 +19,11 @@ from ase_cartnet.adp import u_cart_to_u_cif, u_equiv
 from ase_cartnet.disorder import DisorderPlan, check_policy, disorder_plan, overlap_message
 from ase_cartnet.errors import ExtrapolationWarning, InputError
 from ase_cartnet.graph.neighbours import atoms_to_graph, batch_graphs
-from ase_cartnet.hydrogen import HYDROGEN_POLICIES, riding_hydrogen_adps
+from ase_cartnet.hydrogen import (
+    HYDROGEN_POLICIES,
+    check_riding_parents,
+    riding_hydrogen_adps,
+)
 from ase_cartnet.io.checkpoint import load_model, trained_temperatures
 from ase_cartnet.models.cartnet import CartNet, compile_blocks
 from ase_cartnet.models.so3 import averaging_rotations
@@ -80,7 +84,8 @@ class CartNetADP(Calculator):
     ``"u_cif"`` (N, 3, 3) the crystallographic U^ij (IUCr, N = diag(a*, b*, c*)); ``"u_equiv"``
     (N,) U_eq = tr(U)/3. The model predicts non-hydrogen atoms; H rows follow ``hydrogen``:
     "nan" (NaN rows) or "riding" (isotropic 1.2 × U_eq of the bonded atom, 1.5 for methyl and
-    hydroxyl H, as refinement programs constrain them).
+    hydroxyl H, as refinement programs constrain them; an H with no non-H atom within 1.35 Å,
+    as in a hydride, is refused with an ``InputError`` naming it).
 
     Parameters
     ----------
@@ -94,7 +99,7 @@ class CartNetADP(Calculator):
         where and in which precision the model runs (float32 default; float64 for
         reference-quality numbers).
     hydrogen
-        "nan" or "riding".
+        "nan" or "riding" (an H without a bonded non-H atom: ``InputError``, use "nan").
     max_neighbours
         neighbour cap per atom: "checkpoint" uses the checkpoint's own setting (64
         for official checkpoints, like the official app; none for ase-cartnet checkpoints,
@@ -312,7 +317,7 @@ class CartNetADP(Calculator):
             with _naming(k, atoms):
                 t = resolve_temperature(temperatures[k], atoms)
                 if errors == "skip" and id(atoms) not in checked:  # "raise" checks it below
-                    validate_structure(atoms)
+                    self._validate(atoms)
                     checked.add(id(atoms))
             return t
 
@@ -347,7 +352,7 @@ class CartNetADP(Calculator):
         for atoms in structures:
             if id(atoms) not in unique_graphs:
                 with _naming(*names.get(id(atoms), (None, atoms))):
-                    validate_structure(atoms)
+                    self._validate(atoms)
                 self._warn_untrained_elements(atoms)
                 name = atoms.info.get("source_file") or atoms.get_chemical_formula()
                 warn_outside_domain(atoms, self.domain, name, stacklevel=3)
@@ -574,6 +579,13 @@ class CartNetADP(Calculator):
                 for i, u in zip(group, stacked, strict=True):
                     out[i] = u
         return [self._apply_hydrogen_policy(a, u) for a, u in zip(structures, out, strict=True)]
+
+    def _validate(self, atoms: Atoms) -> None:
+        """``InputError`` for a structure this calculator cannot give every atom a U: an
+        invalid structure, or an H without a parent under the riding policy."""
+        validate_structure(atoms)
+        if self.hydrogen == "riding":
+            check_riding_parents(atoms)
 
     def _apply_hydrogen_policy(self, atoms: Atoms, adps: np.ndarray) -> np.ndarray:
         adps = adps.copy()
