@@ -2,9 +2,10 @@
 while the generator is writing, gzip-compressed), so that a later session resumes where this one
 stopped.
 
-    .venv/bin/python scripts/default_weights/snapshot.py [--restore]
+    .venv/bin/python scripts/default_weights/snapshot.py [--restore] [--name adp_v7]
 
-``--restore`` copies the snapshot back into runs/adp_default/ when that has no database yet.
+``--restore`` copies the snapshot back into runs/<name>/ when that has no database yet;
+``--name`` picks the generation (default adp_default; v7's SevenNet-0 labels are adp_v7).
 Prints the row counts and a content hash of the stable rows (source ids and ADPs), which does not
 depend on the order in which rows were written.
 """
@@ -21,8 +22,6 @@ from pathlib import Path
 from ase_cartnet.io.datasets import content_hash
 
 ROOT = Path(__file__).resolve().parents[2]
-RUNS = ROOT / "runs" / "adp_default"
-PROGRESS = ROOT / "data" / "adp_default" / "progress"
 
 
 def backup(source: Path, target: Path) -> None:
@@ -41,12 +40,14 @@ def backup(source: Path, target: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--restore", action="store_true")
+    parser.add_argument("--name", default="adp_default", help="runs/<name>, data/<name>/progress")
     args = parser.parse_args()
+    runs, progress = ROOT / "runs" / args.name, ROOT / "data" / args.name / "progress"
     for split in ("train", "test"):
-        run_db, saved = RUNS / f"{split}.db", PROGRESS / f"{split}.db.gz"
+        run_db, saved = runs / f"{split}.db", progress / f"{split}.db.gz"
         if args.restore:
             if saved.is_file() and not run_db.is_file():
-                RUNS.mkdir(parents=True, exist_ok=True)
+                runs.mkdir(parents=True, exist_ok=True)
                 with gzip.open(saved, "rb") as fin, open(run_db, "wb") as fout:
                     shutil.copyfileobj(fin, fout)
                 print(f"restored {run_db} from {saved}")
