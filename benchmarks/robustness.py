@@ -37,6 +37,8 @@ import numpy as np
 from ase import Atoms
 from ase.build import bulk
 
+from ase_cartnet.benchmarking import rattled_fcc_crystal
+
 ROOT = Path(__file__).resolve().parents[1]
 
 SHARED = Path(os.environ.get("ASE_CARTNET_SHARED", ROOT.parent / "shared"))
@@ -526,18 +528,7 @@ def _relax_positions(atoms_list, **kwargs):
 
 def _crystals(n: int, seed: int = 0) -> list[Atoms]:
     rng = np.random.default_rng(seed)
-    out = []
-    for k in range(n):
-        proto = [
-            bulk("NaCl", "rocksalt", a=5.64),
-            bulk("MgO", "rocksalt", a=4.21),
-            bulk("Si", "diamond", a=5.43),
-            bulk("GaAs", "zincblende", a=5.65),
-        ][k % 4]
-        atoms = proto.repeat((1, 1, 2)) if k >= 4 else proto.copy()
-        atoms.rattle(0.05, seed=int(rng.integers(1 << 30)))
-        out.append(atoms)
-    return out
+    return [rattled_fcc_crystal(k, int(rng.integers(1 << 30))) for k in range(n)]
 
 
 def _wrapped_diff(a: Atoms, b: Atoms) -> float:

@@ -19,6 +19,7 @@ from crystal_strategies import BASES, crystals
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ase_cartnet.benchmarking import rattled_fcc_crystal
 from ase_cartnet.calculators.deeprelax import load_deeprelax, predict
 from ase_cartnet.weights import DEFAULT_DEEPRELAX
 
@@ -108,19 +109,8 @@ def test_batch_independence(ensemble, structures):
 
 
 def _symmetric_crystal(k: int) -> Atoms:
-    """The robustness benchmark's crystals: rattled rocksalt, diamond and zincblende cells
-    (primitive fcc lattices, 24 proper automorphisms), k ≥ 4 doubled along c."""
-    from ase.build import bulk
-
-    proto = [
-        bulk("NaCl", "rocksalt", a=5.64),
-        bulk("MgO", "rocksalt", a=4.21),
-        bulk("Si", "diamond", a=5.43),
-        bulk("GaAs", "zincblende", a=5.65),
-    ][k % 4]
-    atoms = proto.repeat((1, 1, 2)) if k >= 4 else proto.copy()
-    atoms.rattle(0.05, seed=100 + k)
-    return atoms
+    """The robustness benchmark's crystals (primitive fcc lattices), k ≥ 4 doubled along c."""
+    return rattled_fcc_crystal(k, seed=100 + k)
 
 
 @pytest.mark.parametrize(("k", "symmetrize"), [(0, False), (1, False), (2, False), (3, False),

@@ -70,3 +70,20 @@ def molecular_crystal(
         m.translate(frac * length - m.get_center_of_mass())
         atoms += m
     return atoms
+
+
+def rattled_fcc_crystal(k: int, seed: int) -> Atoms:
+    """Prototype ``k % 4`` of rocksalt NaCl, MgO, diamond Si and zincblende GaAs (primitive fcc
+    lattices, 24 proper automorphisms: the hard case for a canonical basis), doubled along c for
+    ``k >= 4``, rattled by 0.05 Å with ``seed``."""
+    from ase.build import bulk
+
+    proto = [
+        bulk("NaCl", "rocksalt", a=5.64),
+        bulk("MgO", "rocksalt", a=4.21),
+        bulk("Si", "diamond", a=5.43),
+        bulk("GaAs", "zincblende", a=5.65),
+    ][k % 4]
+    atoms = proto.repeat((1, 1, 2)) if k >= 4 else proto.copy()
+    atoms.rattle(0.05, seed=seed)
+    return atoms
