@@ -65,8 +65,9 @@ def default_output(path: str | os.PathLike, tag: str) -> Path:
 
 def write_structure(path: str | os.PathLike, atoms: Atoms, fmt: str) -> Path:
     """Write ``atoms`` atomically in ASE format ``fmt``: a CIF through
-    :func:`ase_cartnet.io.cif.write_cif` without ADPs (moved atoms' ADPs would be
-    meaningless), VASP in direct coordinates with the atom order kept."""
+    :func:`ase_cartnet.io.cif.write_cif` in P1 without ADPs (the structure was moved: the input
+    CIF's cell and symmetry block no longer describe it, and old ADPs would be meaningless), VASP
+    in direct coordinates with the atom order kept."""
     import numpy as np
 
     from ase_cartnet.io.atomic import atomic_path
@@ -74,7 +75,7 @@ def write_structure(path: str | os.PathLike, atoms: Atoms, fmt: str) -> Path:
     if fmt == "cif":
         from ase_cartnet.io.cif import write_cif
 
-        return write_cif(path, atoms, adps=np.full((len(atoms), 3, 3), np.nan))
+        return write_cif(path, atoms, adps=np.full((len(atoms), 3, 3), np.nan), p1=True)
     from ase.io import write
 
     kwargs = {"direct": True, "sort": False} if fmt == "vasp" else {}
