@@ -31,3 +31,8 @@ class BatchItemWarning(UserWarning):
 class ExtrapolationWarning(UserWarning):
     """A prediction outside what the model was trained on (a temperature outside its range, an
     atom without neighbours within the cutoff): computed, but an extrapolation."""
+
+
+class MissingADPWarning(UserWarning):
+    """Atoms left without a U (NaN rows), named in the message: e.g. an H with no parent atom to
+    ride on under the riding-hydrogen policy."""

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from ase import Atoms
 
 from ase_cartnet.adp import u_equiv, u_iso_to_u_cart
-from ase_cartnet.errors import InputError
+from ase_cartnet.errors import MissingADPWarning
 
 HYDROGEN_POLICIES = ("nan", "riding")
 RIDING_FACTOR = 1.2
@@ -18,10 +20,11 @@ NEAREST_SEARCH_RADIUS = 4.0
 """Å; how far an error looks for the non-H atom nearest to an H without a parent."""
 
 
-def check_riding_parents(atoms: Atoms) -> None:
-    """Raise an ``InputError`` naming every H with no non-H atom within
-    :data:`BOND_SEARCH_RADIUS` (a hydride's H⁻, H₂, a misplaced H): the riding model has no
-    parent to take its U from, and CartNet predicts no H itself."""
+def check_riding_parents(atoms: Atoms, name: str = "structure") -> None:
+    """Warn (:class:`~ase_cartnet.errors.MissingADPWarning`) naming every H with no non-H atom
+    within :data:`BOND_SEARCH_RADIUS` (a hydride's H⁻, H₂, a misplaced H): the riding model has
+    no parent to take its U from and CartNet predicts no H itself, so those H get NaN rows. A
+    warning, not an error, so that screening a dataset with hydrides keeps every other atom."""
     from ase_cartnet.graph.neighbours import radius_graph
 
     is_h = atoms.numbers == 1
@@ -43,12 +46,14 @@ def check_riding_parents(atoms: Atoms) -> None:
             lonely.append(f"H {int(h)} ({what})")
     if lonely:
         shown = ", ".join(lonely[:5]) + (f" and {len(lonely) - 5} more" if len(lonely) > 5 else "")
-        raise InputError(
-            f"hydrogen='riding' needs each H bonded to a non-H atom within "
+        warnings.warn(
+            f"{name}: hydrogen='riding' needs each H bonded to a non-H atom within "
             f"{BOND_SEARCH_RADIUS} Å; {len(lonely)} {'has' if len(lonely) == 1 else 'have'} "
-            f"none: {shown} (a hydride, H2 or a "
-            "misplaced H?); CartNet predicts no H, so their U would be unknown: pass "
-            "hydrogen='nan' (CLI: --hydrogen nan) to leave them without a U (NaN rows)"
+            f"none: {shown} (a hydride, H2 or a misplaced H?); CartNet predicts no H, so their "
+            "U is unknown and left NaN (hydrogen='nan', CLI --hydrogen nan, does this for every "
+            "H)",
+            MissingADPWarning,
+            stacklevel=3,
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import Executor
@@ -317,7 +318,7 @@ class CartNetADP(Calculator):
             with _naming(k, atoms):
                 t = resolve_temperature(temperatures[k], atoms)
                 if errors == "skip" and id(atoms) not in checked:  # "raise" checks it below
-                    self._validate(atoms)
+                    validate_structure(atoms)
                     checked.add(id(atoms))
             return t
 
@@ -352,9 +353,11 @@ class CartNetADP(Calculator):
         for atoms in structures:
             if id(atoms) not in unique_graphs:
                 with _naming(*names.get(id(atoms), (None, atoms))):
-                    self._validate(atoms)
+                    validate_structure(atoms)
                 self._warn_untrained_elements(atoms)
                 name = atoms.info.get("source_file") or atoms.get_chemical_formula()
+                if self.hydrogen == "riding":
+                    check_riding_parents(atoms, name)
                 warn_outside_domain(atoms, self.domain, name, stacklevel=3)
                 unique_graphs[id(atoms)] = atoms_to_graph(
                     atoms,
@@ -580,13 +583,6 @@ class CartNetADP(Calculator):
                     out[i] = u
         return [self._apply_hydrogen_policy(a, u) for a, u in zip(structures, out, strict=True)]
 
-    def _validate(self, atoms: Atoms) -> None:
-        """``InputError`` for a structure this calculator cannot give every atom a U: an
-        invalid structure, or an H without a parent under the riding policy."""
-        validate_structure(atoms)
-        if self.hydrogen == "riding":
-            check_riding_parents(atoms)
-
     def _apply_hydrogen_policy(self, atoms: Atoms, adps: np.ndarray) -> np.ndarray:
         adps = adps.copy()
         if self.hydrogen == "riding":
@@ -741,11 +737,20 @@ def _checked_option(key: str, value: Any) -> Any:
     return value
 
 
+_WORKER_CALCULATORS: dict[tuple[int, str], CartNetADP] = {}
+"""Calculators rebuilt in this worker, by (thread, settings): a worker loads a checkpoint once,
+not once per chunk."""
+
+
 def _predict_chunk(settings: dict[str, Any], structures, temperatures, batch_size: int):
     """Worker body of :meth:`CartNetADP.predict_many` with an executor (module level:
-    picklable): a calculator rebuilt from ``settings`` predicts one chunk."""
-    torch.set_num_threads(1)
-    calc = CartNetADP(**settings)
+    picklable): a calculator rebuilt from ``settings`` (once per worker thread) predicts one
+    chunk."""
+    key = (threading.get_ident(), repr(sorted(settings.items())))
+    calc = _WORKER_CALCULATORS.get(key)
+    if calc is None:
+        torch.set_num_threads(1)
+        calc = _WORKER_CALCULATORS[key] = CartNetADP(**settings)
     return calc.predict_many(structures, temperatures=temperatures, batch_size=batch_size)
 
 
