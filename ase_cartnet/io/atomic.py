@@ -5,12 +5,12 @@ A new file gets the permissions the umask gives (not the temporary file's 0o600)
 file keeps its own.
 
 A temporary file is named after its target, its host and the writing process,
-``.<name>.<host>.<pid>.<random>.tmp`` (``atomic_path`` appends the target's suffix, so that
-writers that pick a format by suffix still can). A process killed mid-write (SIGKILL, the
-out-of-memory killer) cannot remove its own; the next atomic write to the same target removes
-those whose process no longer exists on this host, and nothing else. The folder is listed at a
-process's first write there and then at most once a minute (temporary names only are kept), so
-that writing many files into one folder stays linear in their number.
+``.<name>.<host>.<pid>.<random>.tmp<suffix>`` (the target's suffix last, so that writers that
+pick a format by suffix, given :func:`atomic_path`, still can). A process killed mid-write
+(SIGKILL, the out-of-memory killer) cannot remove its own; the next atomic write to the same
+target removes those whose process no longer exists on this host, and nothing else. The folder
+is listed at a process's first write there and then at most once a minute (temporary names only
+are kept), so that writing many files into one folder stays linear in their number.
 """
 
 from __future__ import annotations
@@ -170,21 +170,10 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs) -> Ite
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_write supports modes 'w' and 'wb', not {mode!r}")
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = _make_temp(target)
-    try:
-        with os.fdopen(fd, mode, **open_kwargs) as handle:
-            yield handle
-            handle.flush()
-            os.fchmod(handle.fileno(), _creation_mode(target))
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
-    remove_stale_temporaries(target, rescan=False)
+    with atomic_path(path) as tmp, open(tmp, mode, **open_kwargs) as handle:
+        yield handle
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 @contextlib.contextmanager
