@@ -227,6 +227,7 @@ def add_teacher_arguments(parser: argparse.ArgumentParser, fmax: float, max_step
         help="kind of worker pool: a dask LocalCluster, or the standard library's process pool "
         "(spawned workers; no dask needed, e.g. on a GPU machine)",
     )
+    parser.add_argument("--device", default="cpu", help="where the teacher runs (cpu, cuda)")
     parser.add_argument("--retry-failed", action="store_true")
     parser.add_argument("--no-progress", action="store_true")
 
@@ -239,6 +240,7 @@ def teacher_options(args: argparse.Namespace) -> dict:
         "max_steps": args.max_steps,
         "retry_failed": args.retry_failed,
         "progress": not args.no_progress,
+        "device": args.device,
     }
 
 

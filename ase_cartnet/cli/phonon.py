@@ -312,7 +312,6 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("csv", help="MP-20 style CSV(.gz) with material_id and cif columns")
     parser.add_argument("-o", "--out", default="adp.db", help="ASE database (resumed if present)")
     add_teacher_arguments(parser, DEFAULT_FMAX, DEFAULT_MAX_STEPS)
-    parser.add_argument("--device", default="cpu", help="where the teacher runs (cpu, cuda)")
     parser.add_argument(
         "-T", "--temperatures", type=temperature, nargs="+", default=list(DEFAULT_TEMPERATURES)
     )
@@ -349,7 +348,6 @@ def run_dataset(args: argparse.Namespace) -> int:
             supercell=args.supercell_length,
             mesh=args.mesh_length,
             cache_dir=args.cache_dir,
-            device=args.device,
         )
     print(summary.line())
     return 0

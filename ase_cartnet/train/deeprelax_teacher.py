@@ -180,6 +180,7 @@ def build_teacher_pairs(
     progress: bool = True,
     substitutions: int = 1,
     keep_frames: int = 0,
+    device: str = "cpu",
 ) -> row_builder.BuildSummary:
     """Substitute and relax every prototype (module docstring); one row each in ``out``.
 
@@ -187,6 +188,7 @@ def build_teacher_pairs(
     ``"<id>~s1"``, … beside ``"<id>"``; each draws its own species pattern). ``keep_frames``
     stores up to that many intermediate frames of each teacher trajectory
     (``data["frames_positions"]`` (F, N, 3) Å, ``data["frames_cells"]`` (F, 3, 3) Å).
+    ``device`` is where a teacher given by name runs ("cpu", "cuda").
 
     ``structures`` as :func:`ase_cartnet.io.row_builder.as_items` (e.g. ``read_mp20(csv)``);
     ``executor`` any ``concurrent.futures.Executor`` (pass the calculator by name), None for
@@ -205,6 +207,7 @@ def build_teacher_pairs(
         fix_symmetry=bool(fix_symmetry),
         n_threads=worker_threads,
         keep_frames=int(keep_frames),
+        device=str(device),
     )
     # ids as the pair reader stores them (ASE databases refuse strings that read as numbers);
     # substitution rounds interleave so that every prototype gets its first pattern first
