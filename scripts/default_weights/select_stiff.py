@@ -37,8 +37,9 @@ SOURCES = ("val", "train_subset_847")
 
 def dft_example_formulas() -> set[str]:
     """Reduced formulas of every phonopy example (stable or not)."""
-    from phonon_ref.phonopy_examples import example_names, load_example
     from pymatgen.core import Composition
+
+    from phonon_ref.phonopy_examples import example_names, load_example
 
     formulas = set()
     for name in example_names(stable=True) + example_names(stable=False):
