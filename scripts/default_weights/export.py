@@ -95,6 +95,12 @@ def main() -> None:
         help="card (JSON) of the weights the run was initialised from (training with --init)",
     )
     parser.add_argument("--pretrained-sha256", default="", help="sha256 of those weights")
+    parser.add_argument(
+        "--training-candidates",
+        default="data/adp_default/train_ids.txt (val splits of MP-20, Perov-5 and Carbon-24; "
+        "≤ 10 atoms per cell)",
+        help="where the training candidates are listed, for the card",
+    )
     args = parser.parse_args()
 
     metrics = json.loads(Path(args.metrics).read_text()) if args.metrics else None
@@ -117,8 +123,7 @@ def main() -> None:
             "settings": train["phonon_settings"],
         },
         "data": {
-            "training_candidates": "data/adp_default/train_ids.txt (val splits of MP-20, Perov-5 "
-            "and Carbon-24; ≤ 10 atoms per cell)",
+            "training_candidates": args.training_candidates,
             "test_candidates": "data/adp_default/test_ids.txt (test splits; held out)",
             "generation_command": args.generation_command,
             "train_db": {

@@ -2,10 +2,12 @@
 # The v7 recipe on every stable SevenNet-0 row the training database holds now (v6 weights
 # fine-tuned 25 epochs, lr 3e-4, one validation split), two seeds side by side, then both on
 # the held-out set and the DFT phonopy examples: the next point of the learning curve.
+#   RUN=runs/v8b bash scripts/default_weights/more_labels.sh   (RUN: a fresh folder per data point;
+#   its train.db is a fixed copy of runs/adp_v7/train.db taken at the first call)
 set -e
 cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
-RUN=runs/v8b
+RUN=${RUN:-runs/v8b}
 mkdir -p "$RUN"
 [ -f "$RUN/v6_weights.pt" ] || git show dab3a00:ase_cartnet/weights/cartnet_adp_default.pt > "$RUN/v6_weights.pt"
 # a fixed copy: the generation may still be writing to runs/adp_v7/train.db
