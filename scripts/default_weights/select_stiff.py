@@ -12,11 +12,15 @@ for the teacher (``select_structures.teacher_cost``).
 Compositions of the phonopy DFT examples (any polymorph) are left out, so the DFT benchmark
 stays unseen in composition as well as in structure.
 
-Writes ``<out>/stiff_ids.txt`` (committed) and ``<csv-dir>/stiff.csv.gz`` (``material_id``,
-``cif``) for ``python -m phonon_ref.dataset``:
+Writes ``<out>/<name>_ids.txt`` (committed) and ``<csv-dir>/<name>.csv.gz`` (``material_id``,
+``cif``) for ``python -m phonon_ref.dataset``. The first list (``stiff``, 625 ids) and its
+extension (``stiff2``: every id listed so far excluded, a looser bound and larger cells):
 
     .venv/bin/python scripts/default_weights/select_stiff.py --out data/adp_v7 \
         --csv-dir runs/adp_v7
+    .venv/bin/python scripts/default_weights/select_stiff.py --out data/adp_v7 \
+        --csv-dir runs/adp_v7 --name stiff2 --below 0.010 --max-atoms 16 \
+        --listed data/adp_default/train_ids.txt data/adp_v7/stiff_ids.txt
 """
 
 from __future__ import annotations
@@ -96,13 +100,14 @@ def main() -> None:
     parser.add_argument("--out", default="data/adp_v7", help="folder for stiff_ids.txt")
     parser.add_argument("--csv-dir", default="runs/adp_v7", help="folder for stiff.csv.gz")
     parser.add_argument(
-        "--listed", default="data/adp_default/train_ids.txt", help="ids already listed"
+        "--listed", nargs="+", default=["data/adp_default/train_ids.txt"], help="ids already listed"
     )
+    parser.add_argument("--name", default="stiff", help="output name: <name>_ids.txt, .csv.gz")
     parser.add_argument("--below", type=float, default=0.008, help="predicted U_eq at 300 K, Å²")
     parser.add_argument("--max-atoms", type=int, default=12)
     args = parser.parse_args()
 
-    listed = set(Path(args.listed).read_text().split())
+    listed = {key for path in args.listed for key in Path(path).read_text().split()}
     excluded = dft_example_formulas()
     table = candidates(listed, args.max_atoms, excluded)
     table["u_eq_300"] = predicted_stiffness(table["atoms"])
@@ -112,8 +117,8 @@ def main() -> None:
     out, csv_dir = Path(args.out), Path(args.csv_dir)
     out.mkdir(parents=True, exist_ok=True)
     csv_dir.mkdir(parents=True, exist_ok=True)
-    (out / "stiff_ids.txt").write_text("\n".join(chosen["material_id"]) + "\n")
-    chosen[["material_id", "cif"]].to_csv(csv_dir / "stiff.csv.gz", index=False)
+    (out / f"{args.name}_ids.txt").write_text("\n".join(chosen["material_id"]) + "\n")
+    chosen[["material_id", "cif"]].to_csv(csv_dir / f"{args.name}.csv.gz", index=False)
     print(
         f"{len(chosen)} of {len(table)} unlisted MP-20 candidates (≤ {args.max_atoms} atoms, "
         f"{len(excluded)} DFT-example compositions excluded) predicted below {args.below} Å² at "
