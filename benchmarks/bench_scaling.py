@@ -13,6 +13,9 @@ Sections (``--sections``, default symmetry, forward and scaling):
   for molecular crystals of growing size, the layer-by-layer path against the blocked one;
   a log-log plot (``--plot``).
 * ``screening``: ``CartNetADP.predict_many`` on MP-20 test structures, structures per second.
+* ``threads``: torch's intra-op threads (1 against every core) for one prediction of the default
+  model on NaCl supercells of growing size and for screening MP-20 structures in one process:
+  the measurement behind the thread defaults.
 * ``deeprelax``: the shipped DeepRelax ensemble on NaCl supercells (4³ × 8 = 512 atoms, …),
   displacement heads in one pass against blocks, time and peak RSS in fresh processes.
 * ``pe``: CrysToGraph's positional encodings (Laplacian eigenvectors, random-walk returns),
@@ -240,6 +243,49 @@ def section_screening(csv_path: Path, count: int, repeats: int) -> dict:
     return out
 
 
+def section_threads(csv_path: Path, count: int, repeats: int) -> dict:
+    """Wall time of the default model at 1 intra-op thread and at every core, interleaved in this
+    process: one prediction (300 K) of NaCl supercells of 216, 1,728 and 4,096 atoms, and
+    ``predict_many`` on ``count`` MP-20 structures (batches of 16)."""
+    import os
+    import warnings
+
+    from ase.build import bulk
+
+    from ase_cartnet.calculators.cartnet_adp import CartNetADP
+    from ase_cartnet.io.datasets import read_mp20
+
+    warnings.simplefilter("ignore")
+    cores = os.cpu_count() or 1
+    calc = CartNetADP(temperature=300.0)
+    nacl = bulk("NaCl", "rocksalt", a=5.64, cubic=True)
+    workloads = {f"NaCl, {8 * m**3} atoms": [nacl * (m, m, m)] for m in (3, 6, 8)}
+    workloads[f"{count} MP-20 structures"] = read_mp20(csv_path, limit=count)
+
+    def at(threads: int, structures: list) -> Callable[[], object]:
+        def run() -> object:
+            torch.set_num_threads(threads)
+            return calc.predict_many(structures, batch_size=16)
+
+        return run
+
+    out = {}
+    for name, structures in workloads.items():
+        at(cores, structures)()  # warm-up
+        times = interleaved_medians(
+            {"1": at(1, structures), str(cores): at(cores, structures)}, repeats
+        )
+        one, every = times["1"][0], times[str(cores)][0]
+        out[name] = {"1_thread_s": one, f"{cores}_threads_s": every, "speed_up": one / every}
+        print(
+            f"  {name:<24} 1 thread {one:8.3f} s   {cores} threads {every:8.3f} s   "
+            f"({one / every:4.2f}x)",
+            flush=True,
+        )
+    torch.set_num_threads(1)
+    return out
+
+
 def deeprelax_worker(mode: str, repeats: int) -> None:
     """One DeepRelax point in a fresh process: the shipped ensemble's ``predict`` on a rattled
     NaCl supercell; ``mode`` "one_pass" puts every displacement edge in one block (as before)."""
@@ -397,6 +443,8 @@ def main() -> None:
         results["forward"] = section_forward(args.repeats, args.compile)
     if "screening" in args.sections:
         results["screening"] = section_screening(args.mp20, args.count, args.repeats)
+    if "threads" in args.sections:
+        results["threads"] = section_threads(args.mp20, min(args.count, 300), args.repeats)
     if "deeprelax" in args.sections:
         results["deeprelax"] = section_deeprelax(args.deeprelax_repeats, args.threads)
     if "pe" in args.sections:
