@@ -60,6 +60,13 @@ def structure_metrics(pred, true, index, shift, matchers) -> dict[str, float]:
     return out
 
 
+def _rank_correlation(scores, errors) -> float:
+    """Spearman correlation of two equally long sequences (NaN for fewer than 3 items)."""
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(scores, errors).statistic) if len(scores) > 2 else float("nan")
+
+
 def evaluate(
     model,
     pairs,
@@ -75,7 +82,6 @@ def evaluate(
     also the shipped EMPNN lattice denoiser as the lattice stage (input fractional coordinates
     in EMPNN's cell)."""
     from pymatgen.analysis.structure_matcher import StructureMatcher
-    from scipy.stats import spearmanr
 
     ensemble, metadata = _resolve_model(model, torch.float32)
     matchers = {
@@ -106,7 +112,7 @@ def evaluate(
                               r.uncertainty.bond_shift, matchers)
             for pair, r, denoised in zip(pairs, results, _empnn_lattices(inputs), strict=True)
         ]  # fmt: skip
-    globals_, dist_err = [], []
+    globals_, dist_err, components = [], [], []
     for k, (pair, result) in enumerate(zip(pairs, results, strict=True)):
         u = result.uncertainty
         index, shift = u.bond_index, u.bond_shift
@@ -119,13 +125,14 @@ def evaluate(
         )
         true_d = _edge_distances(pair.relaxed, index, shift)
         globals_.append(u.global_uncertainty)
+        components.append((u.aleatoric, u.epistemic))
         dist_err.append(float(np.abs(u.bond_length - true_d).mean()))
     table = {}
     for name, metrics in rows.items():
         table[name] = {k: float(np.mean([m[k] for m in metrics])) for k in metrics[0]}
         for k in MATCHERS:
             table[name][f"match_{k}"] *= 100.0
-    rho = float(spearmanr(globals_, dist_err).statistic) if len(pairs) > 2 else float("nan")
+    rho = _rank_correlation(globals_, dist_err)
     trusted = [r.uncertainty.trusted for r in results]
     err_coord = np.array([m["coordinates"] for m in rows["DeepRelax"]])
     return {
@@ -133,6 +140,12 @@ def evaluate(
         "n_atoms_max": max(len(p.initial) for p in pairs),
         "table": table,
         "spearman_uncertainty_vs_distance_error": rho,
+        # which part of Û carries the ranking, and Û against the coordinate error as well
+        "spearman_components": {
+            "aleatoric_vs_distance_error": _rank_correlation([a for a, _ in components], dist_err),
+            "epistemic_vs_distance_error": _rank_correlation([e for _, e in components], dist_err),
+            "global_vs_coordinate_error": _rank_correlation(globals_, err_coord),
+        },
         "seconds_per_structure": seconds / len(pairs),
         "batch_size": batch_size,
         "threshold": metadata.get("uncertainty_threshold"),
@@ -163,9 +176,13 @@ def format_table(label: str, report: dict) -> str:
             f"| {name} | {m['coordinates']:.3f} | {m['bond_length']:.3f} | {m['lattice']:.3f} | "
             f"{m['volume']:.2f} | {m['match_pymatgen']:.1f} | {m['match_cdvae']:.1f} |"
         )
+    parts = report["spearman_components"]
     lines.append("")
     lines.append(
-        f"Spearman(Û, distance MAE) = {report['spearman_uncertainty_vs_distance_error']:.2f}; "
+        f"Spearman(Û, distance MAE) = {report['spearman_uncertainty_vs_distance_error']:.2f} "
+        f"(Û_a {parts['aleatoric_vs_distance_error']:.2f}, Û_e "
+        f"{parts['epistemic_vs_distance_error']:.2f}; Û against the coordinate MAE "
+        f"{parts['global_vs_coordinate_error']:.2f}); "
         f"{1000 * report['seconds_per_structure']:.0f} ms per structure (model + solver, "
         f"batches of {report['batch_size']}); trusted {100 * report['trusted_fraction']:.0f} % "
         f"(threshold {report['threshold']})"
