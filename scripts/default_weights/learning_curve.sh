@@ -25,7 +25,13 @@ for k, row in enumerate(src.select(status='ok', sort='id')):
             --threads 1 --epochs 25 --lr 3e-4 --init ase_cartnet/weights/cartnet_adp_default.pt \
             > "$RUN/n$n.log" 2>&1
 done
-.venv/bin/python benchmarks/learning_curve.py --test-db runs/adp_v7/test.db \
+# the later points (all labels, two seeds) come from the reports of more_labels.sh runs
+.venv/bin/python -m benchmarks.learning_curve --test-db runs/adp_v7/test.db \
     --run 100="$RUN/n100/best.pt" --run 200="$RUN/n200/best.pt" --run 400="$RUN/n400/best.pt" \
-    --run 551=runs/adp_v7/finetune.best.pt --png docs/learning_curve_v7.png \
-    --json benchmarks/results_learning_curve_v7.json
+    --run 551=runs/adp_v7/finetune.best.pt \
+    --report 551=benchmarks/results_cartnet_default.json \
+    --report 804=benchmarks/results_more_labels_seed0.json \
+    --report 804=benchmarks/results_more_labels_seed1.json \
+    --report 1425=benchmarks/results_stiff_labels_seed0.json \
+    --report 1425=benchmarks/results_stiff_labels_seed1.json \
+    --png docs/learning_curve_v7.png --json benchmarks/results_learning_curve_v7.json
