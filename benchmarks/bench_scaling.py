@@ -269,6 +269,7 @@ def section_threads(csv_path: Path, count: int, repeats: int) -> dict:
 
         return run
 
+    before = torch.get_num_threads()
     out = {}
     for name, structures in workloads.items():
         at(cores, structures)()  # warm-up
@@ -282,7 +283,7 @@ def section_threads(csv_path: Path, count: int, repeats: int) -> dict:
             f"({one / every:4.2f}x)",
             flush=True,
         )
-    torch.set_num_threads(1)
+    torch.set_num_threads(before)
     return out
 
 

@@ -90,11 +90,12 @@ def same_process_speed(
     teacher_total = sum(r["teacher_s"] for r in rows)
     model_total = sum(r["cartnet_s"] for r in rows)
     # The same sweeps in one call, as a user screening many structures would make it.
-    sweeps = [(structures[i].atoms, float(t)) for i in picks for t in structures[i].temperatures]
+    atoms = [structures[i].atoms for i in picks for _ in structures[i].temperatures]
+    temperatures = [float(t) for i in picks for t in structures[i].temperatures]
     batched_runs = []
     for _ in range(5):
         start = time.perf_counter()
-        calc.predict_many([a for a, _ in sweeps], temperatures=[t for _, t in sweeps])
+        calc.predict_many(atoms, temperatures=temperatures)
         batched_runs.append(time.perf_counter() - start)
     batched = float(np.median(batched_runs))
     return {

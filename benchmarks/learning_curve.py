@@ -25,7 +25,7 @@ from ase_cartnet.adp import adp_metrics
 from ase_cartnet.calculators.cartnet_adp import CartNetADP
 from ase_cartnet.train.adp_data import structures_from_db
 from ase_cartnet.train.cartnet import cartnet_predictions
-from benchmarks.eval_cartnet_default import DFT_TEN
+from benchmarks.eval_cartnet_default import DFT_TEN, pooled
 
 
 def held_out_metrics(checkpoint: str, test) -> tuple[dict, int]:
@@ -40,8 +40,7 @@ def report_point(n_train: int, path: str) -> dict:
     with open(path) as handle:
         report = json.load(handle)
     ten = [m for m in report["dft_phonopy_examples"] if m["material"] in DFT_TEN]
-    atoms = sum(m["n_atoms"] for m in ten)  # per-material IoU is a mean over atom-temperatures
-    dft = sum(m["iou"] * m["n_atoms"] for m in ten) / atoms
+    dft = pooled(ten)["iou"]  # also for reports older than their "dft_pooled" entry
     return {"report": path, "n_train": n_train, "iou": report["cartnet"]["iou"], "dft_ten_iou": dft}
 
 

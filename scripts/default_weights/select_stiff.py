@@ -97,8 +97,8 @@ def predicted_stiffness(atoms_list, temperature: float = 300.0) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="data/adp_v7", help="folder for stiff_ids.txt")
-    parser.add_argument("--csv-dir", default="runs/adp_v7", help="folder for stiff.csv.gz")
+    parser.add_argument("--out", default="data/adp_v7", help="folder for <name>_ids.txt")
+    parser.add_argument("--csv-dir", default="runs/adp_v7", help="folder for <name>.csv.gz")
     parser.add_argument(
         "--listed", nargs="+", default=["data/adp_default/train_ids.txt"], help="ids already listed"
     )
