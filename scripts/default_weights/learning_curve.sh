@@ -9,6 +9,8 @@ cd "$(dirname "$0")/../.."
 RUN=runs/adp_v7/curve
 mkdir -p "$RUN"
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+# v6, the weights v7 was fine-tuned from (the shipped file is now v7, trained on all 551)
+[ -f "$RUN/v6_weights.pt" ] || git show dab3a00:ase_cartnet/weights/cartnet_adp_default.pt > "$RUN/v6_weights.pt"
 for n in ${SIZES:-100 200 400}; do
     [ -f "$RUN/n$n.db" ] || .venv/bin/python -c "
 import sys
@@ -22,7 +24,7 @@ for k, row in enumerate(src.select(status='ok', sort='id')):
     grep -q "^best epoch" "$RUN/n$n.log" 2>/dev/null ||
         .venv/bin/python -W ignore -m ase_cartnet.cli train cartnet --db "$RUN/n$n.db" \
             --out "$RUN/n$n" --head harmonic --dim 256 --batch-size 32 --loss l1 --select iou \
-            --threads 1 --epochs 25 --lr 3e-4 --init ase_cartnet/weights/cartnet_adp_default.pt \
+            --threads 1 --epochs 25 --lr 3e-4 --init "$RUN/v6_weights.pt" \
             > "$RUN/n$n.log" 2>&1
 done
 # the later points (all labels, two seeds) come from the reports of more_labels.sh runs
@@ -34,4 +36,6 @@ done
     --report 804=benchmarks/results_more_labels_seed1.json \
     --report 1425=benchmarks/results_stiff_labels_seed0.json \
     --report 1425=benchmarks/results_stiff_labels_seed1.json \
+    --report 1921=benchmarks/results_all_labels_seed0.json \
+    --report 1921=benchmarks/results_all_labels_seed1.json \
     --png docs/learning_curve_v7.png --json benchmarks/results_learning_curve_v7.json

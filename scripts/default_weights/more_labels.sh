@@ -4,6 +4,8 @@
 # the held-out set and the DFT phonopy examples: the next point of the learning curve.
 #   RUN=runs/v8b bash scripts/default_weights/more_labels.sh   (RUN: a fresh folder per data point;
 #   its train.db is a fixed copy of runs/adp_v7/train.db taken at the first call)
+# SEEDS (default "0 1") picks the seeds; EXTRA adds training options to the recipe, e.g.
+#   RUN=runs/v10ctx SEEDS=0 EXTRA=--structure-context bash scripts/default_weights/more_labels.sh
 set -e
 cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
@@ -16,14 +18,14 @@ import sqlite3, sys
 with sqlite3.connect(sys.argv[1]) as src, sqlite3.connect(sys.argv[2]) as dst:
     src.backup(dst)
 " runs/adp_v7/train.db "$RUN/train.db"
-for seed in 0 1; do
+for seed in ${SEEDS:-0 1}; do
     .venv/bin/python -W ignore -m ase_cartnet.cli train cartnet --db "$RUN/train.db" \
         --out "$RUN/seed$seed" --head harmonic --dim 256 --batch-size 32 --loss l1 --select iou \
         --threads 1 --epochs 25 --lr 3e-4 --init "$RUN/v6_weights.pt" --seed "$seed" \
-        --split-seed 0 > "$RUN/seed$seed.log" 2>&1 &
+        --split-seed 0 ${EXTRA:-} > "$RUN/seed$seed.log" 2>&1 &
 done
 wait
-for seed in 0 1; do
+for seed in ${SEEDS:-0 1}; do
     PYTHONPATH=. .venv/bin/python -W ignore benchmarks/eval_cartnet_default.py \
         --train-db "$RUN/train.db" --test-db runs/adp_v7/test.db --model "$RUN/seed$seed/best.pt" \
         --json "$RUN/eval_seed$seed.json" --speed-structures 0 > "$RUN/eval_seed$seed.log" 2>&1 &
