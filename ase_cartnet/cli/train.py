@@ -114,6 +114,7 @@ def register(subparsers) -> None:
         register_deeprelax,
         register_empnn,
         register_crystograph,
+        register_average,
     ):
         register_model(models)
 
@@ -449,3 +450,21 @@ def register_crystograph(models) -> None:
     )
     add_threads(p, default=1)
     p.set_defaults(func=_run_crystograph)
+
+
+def _run_average(args: argparse.Namespace) -> int:
+    from ase_cartnet.train.average import average_checkpoints
+
+    out = average_checkpoints(args.checkpoints, args.out, command=_command_line())
+    print(f"wrote {out}: the weight mean of {len(args.checkpoints)} runs (evaluate it before use)")
+    return 0
+
+
+def register_average(models) -> None:
+    """Add ``average`` (the weight mean of several runs) to ``ase-cartnet train``."""
+    p = models.add_parser(
+        "average", help="one checkpoint with the mean weights of runs of one architecture"
+    )
+    p.add_argument("checkpoints", nargs="+", help="best.pt of each run (two or more)")
+    p.add_argument("--out", required=True, help="the averaged checkpoint to write")
+    p.set_defaults(func=_run_average)

@@ -24,6 +24,7 @@ KEEP_METADATA = (
     "elements",
     "temperature_range",
     "command",
+    "averaged_from",
     "validation",
     "epoch",
     "train_config",

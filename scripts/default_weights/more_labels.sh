@@ -1,7 +1,8 @@
 #!/bin/bash
 # The v7 recipe on every stable SevenNet-0 row the training database holds now (v6 weights
 # fine-tuned 25 epochs, lr 3e-4, one validation split), two seeds side by side, then both on
-# the held-out set and the DFT phonopy examples: the next point of the learning curve.
+# the held-out set and the DFT phonopy examples: the next point of the learning curve; then the
+# weight mean of the seeds, evaluated the same way (with the same-process speed test).
 #   RUN=runs/v8b bash scripts/default_weights/more_labels.sh   (RUN: a fresh folder per data point;
 #   its train.db is a fixed copy of runs/adp_v7/train.db taken at the first call)
 # SEEDS (default "0 1") picks the seeds; EXTRA adds training options to the recipe, e.g.
@@ -31,3 +32,10 @@ for seed in ${SEEDS:-0 1}; do
         --json "$RUN/eval_seed$seed.json" --speed-structures 0 > "$RUN/eval_seed$seed.log" 2>&1 &
 done
 wait
+# the weight mean of the seeds (ase-cartnet train average), evaluated like each of them
+if [ "$(echo ${SEEDS:-0 1} | wc -w)" -gt 1 ]; then
+    .venv/bin/ase-cartnet train average "$RUN"/seed*/best.pt --out "$RUN/average.pt"
+    PYTHONPATH=. .venv/bin/python -W ignore benchmarks/eval_cartnet_default.py \
+        --train-db "$RUN/train.db" --test-db runs/adp_v7/test.db --model "$RUN/average.pt" \
+        --json "$RUN/eval_average.json" --speed-structures 6 > "$RUN/eval_average.log" 2>&1
+fi
