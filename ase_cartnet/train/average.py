@@ -31,6 +31,8 @@ def average_checkpoints(
     its validation figures) and ``command``. Returns ``out``."""
     if len(paths) < 2:
         raise InputError(f"averaging needs at least two checkpoints, got {len(paths)}")
+    if any(Path(out).resolve() == Path(p).resolve() for p in paths):
+        raise InputError(f"--out {out} is one of the runs to average; it would be overwritten")
     payloads = [read_checkpoint(p) for p in paths]
     first = payloads[0]
     for path, payload in zip(paths[1:], payloads[1:], strict=True):

@@ -33,8 +33,9 @@ for seed in ${SEEDS:-0 1}; do
 done
 wait
 # the weight mean of the seeds (ase-cartnet train average), evaluated like each of them
-if [ "$(echo ${SEEDS:-0 1} | wc -w)" -gt 1 ]; then
-    .venv/bin/ase-cartnet train average "$RUN"/seed*/best.pt --out "$RUN/average.pt"
+runs=(); for seed in ${SEEDS:-0 1}; do runs+=("$RUN/seed$seed/best.pt"); done
+if [ "${#runs[@]}" -gt 1 ]; then
+    .venv/bin/ase-cartnet train average "${runs[@]}" --out "$RUN/average.pt"
     PYTHONPATH=. .venv/bin/python -W ignore benchmarks/eval_cartnet_default.py \
         --train-db "$RUN/train.db" --test-db runs/adp_v7/test.db --model "$RUN/average.pt" \
         --json "$RUN/eval_average.json" --speed-structures 6 > "$RUN/eval_average.log" 2>&1
