@@ -61,9 +61,11 @@ def test_refuses_one_run_and_runs_of_other_architectures(runs, tmp_path):
     with pytest.raises(InputError, match="at least two"):
         average_checkpoints(runs[:1], tmp_path / "one.pt")
     before = runs[0].read_bytes()
-    with pytest.raises(InputError, match="one of the runs"):
+    with pytest.raises(InputError, match="refusing to overwrite the input file"):
         average_checkpoints(runs, runs[0])
     assert runs[0].read_bytes() == before
+    with pytest.raises(InputError, match="is a folder"):
+        average_checkpoints(runs, tmp_path)
     wider = small_checkpoint(tmp_path, seed=2, dim=48)
     with pytest.raises(InputError, match=r"cartnet_small_2\.pt.*config \(dim"):
         average_checkpoints([runs[0], wider], tmp_path / "mixed.pt")

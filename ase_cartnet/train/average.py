@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from ase_cartnet.errors import InputError
-from ase_cartnet.io.atomic import atomic_path
+from ase_cartnet.io.atomic import atomic_path, check_output, ensure_not_input
 from ase_cartnet.io.checkpoint import read_checkpoint
 
 
@@ -31,8 +31,7 @@ def average_checkpoints(
     its validation figures) and ``command``. Returns ``out``."""
     if len(paths) < 2:
         raise InputError(f"averaging needs at least two checkpoints, got {len(paths)}")
-    if any(Path(out).resolve() == Path(p).resolve() for p in paths):
-        raise InputError(f"--out {out} is one of the runs to average; it would be overwritten")
+    out = check_output(ensure_not_input(out, *paths), "averaged checkpoint")
     payloads = [read_checkpoint(p) for p in paths]
     first = payloads[0]
     for path, payload in zip(paths[1:], payloads[1:], strict=True):
@@ -67,7 +66,7 @@ def average_checkpoints(
     }
     with atomic_path(out) as tmp:
         torch.save(averaged, tmp)
-    return Path(out)
+    return out
 
 
 def _check_compatible(first: dict, first_path, payload: dict, path) -> None:
