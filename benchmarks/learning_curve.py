@@ -10,7 +10,7 @@ are gone still count; ``--reuse`` takes the checkpoint points of an earlier ``--
 
     .venv/bin/python -m benchmarks.learning_curve --test-db runs/adp_v7/test.db \
         --run 100=runs/adp_v7/curve/n100/best.pt ... \
-        --report 551=benchmarks/results_cartnet_default.json ... --png docs/learning_curve_v7.png
+        --report 551=benchmarks/results_cartnet_v7.json ... --png docs/learning_curve_v7.png
 """
 
 from __future__ import annotations

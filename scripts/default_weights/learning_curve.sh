@@ -31,7 +31,7 @@ done
 .venv/bin/python -m benchmarks.learning_curve --test-db runs/adp_v7/test.db \
     --run 100="$RUN/n100/best.pt" --run 200="$RUN/n200/best.pt" --run 400="$RUN/n400/best.pt" \
     --run 551=runs/adp_v7/finetune.best.pt \
-    --report 551=benchmarks/results_cartnet_default.json \
+    --report 551=benchmarks/results_cartnet_v7.json \
     --report 804=benchmarks/results_more_labels_seed0.json \
     --report 804=benchmarks/results_more_labels_seed1.json \
     --report 1425=benchmarks/results_stiff_labels_seed0.json \
