@@ -30,8 +30,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="docs")
     args = parser.parse_args()
-    if find_chromium() is None:
-        raise SystemExit("no chromium: apt-get install -y chromium")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     calc = CartNetADP()
@@ -55,6 +53,9 @@ def main() -> None:
             dpi=80,
         )
     )
+    if find_chromium() is None:  # the ORTEP figures need no browser; the screenshot does
+        print("no chromium (apt-get install -y chromium): view_l_alanine.png not rebuilt")
+        return
     html = write_view(out / "view_l_alanine.html", alanine, u, reference)
     screenshot(html, out / "view_l_alanine.png")
     html.unlink()  # 1 MB of embedded three.js: rebuilt by the command, not committed
