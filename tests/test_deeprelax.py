@@ -343,7 +343,10 @@ def trained(tmp_path_factory):
     weights, card = export_deeprelax(
         out / "run", out / "ensemble.pt", {"name": "test"}, uncertainty_threshold=1e3
     )
-    return {"summaries": summaries, "weights": weights, "card": card, "out": out}
+    return {
+        "summaries": summaries, "weights": weights, "card": card, "out": out, "pairs": pairs,
+        "architecture": arch,
+    }  # fmt: skip
 
 
 def test_tiny_training_and_export(trained):
@@ -359,6 +362,24 @@ def test_tiny_training_and_export(trained):
     assert card["ensemble_size"] == 2 and len(card["sha256"]) == 64
     seeds = [r["seed"] for r in card["training"]["replicates"]]
     assert seeds == [0, 1]
+
+
+def test_a_replicate_trained_alone_equals_the_same_member_of_the_joint_run(trained, tmp_path):
+    """--first-replicate: another process can train member 1 with the same seed and split."""
+    from ase_cartnet.train.deeprelax import train_deeprelax
+    from ase_cartnet.train.loop import TrainConfig
+
+    (alone,) = train_deeprelax(
+        trained["pairs"], tmp_path / "run", architecture=trained["architecture"],
+        train_config=TrainConfig(epochs=2, lr=3e-3), replicates=1, first_replicate=1,
+        val_fraction=0.25, batch_size=4, progress=False,
+    )  # fmt: skip
+    assert Path(alone["run_dir"]).name == "replicate_1"
+    joint = torch.load(trained["out"] / "run" / "replicate_1" / "best.pt", weights_only=True)
+    single = torch.load(tmp_path / "run" / "replicate_1" / "best.pt", weights_only=True)
+    assert single["metadata"]["val_ids"] == joint["metadata"]["val_ids"]
+    for key, tensor in joint["model_state"].items():
+        assert torch.equal(single["model_state"][key], tensor), key
 
 
 def test_adapter_mutates_in_place_unwraps_filters_and_writes_trajectory(trained, tmp_path):

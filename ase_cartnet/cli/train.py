@@ -223,6 +223,7 @@ def _run_deeprelax(args: argparse.Namespace) -> int:
         architecture=architecture,
         **_fit_options(args, "mae"),
         replicates=args.replicates,
+        first_replicate=args.first_replicate,
         data_source=source,
         command=_command_line(),
         progress=not args.no_progress,
@@ -263,6 +264,12 @@ def register_deeprelax(models) -> None:
     )
     p.add_argument("--out", required=True, help="run folder (replicate_<t>/ each resumable)")
     p.add_argument("--replicates", type=int, default=5, help="ensemble size T")
+    p.add_argument(
+        "--first-replicate",
+        type=int,
+        default=0,
+        help="train replicates FIRST … FIRST+T-1 only (several processes, one ensemble)",
+    )
     p.add_argument(
         "--frames-per-pair",
         type=int,

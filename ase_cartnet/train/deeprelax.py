@@ -27,6 +27,7 @@ def train_deeprelax(
     architecture: dict[str, Any] | None = None,
     train_config: TrainConfig | None = None,
     replicates: int = 5,
+    first_replicate: int = 0,
     val_fraction: float = 0.05,
     batch_size: int = 32,
     data_source: str = "",
@@ -40,6 +41,8 @@ def train_deeprelax(
     """Train ``replicates`` members in ``out/replicate_<t>`` with seeds ``seed + t`` (eqns
     21–24 need independently initialised replicates); each run resumes where it stopped.
     The validation split is the same for all (seeded by ``train_config.seed``).
+    ``first_replicate``: train members ``first_replicate … first_replicate + replicates − 1``
+    only, so that several processes can share one ensemble (e.g. ``replicates=1`` each).
 
     ``init``: fine-tune — replicate t starts from member t (mod T) of this ensemble, whose
     architecture then replaces ``architecture``; the replicates stay distinct because their
@@ -52,6 +55,12 @@ def train_deeprelax(
     train_config = train_config or TrainConfig(select_metric="mae")
     if isinstance(replicates, bool) or not isinstance(replicates, int) or replicates < 1:
         raise InputError(f"replicates must be a positive integer, got {replicates!r}")
+    if (
+        isinstance(first_replicate, bool)
+        or not isinstance(first_replicate, int)
+        or (first_replicate < 0)
+    ):
+        raise InputError(f"first_replicate must be an integer >= 0, got {first_replicate!r}")
     config = init.config if init is not None else DeepRelaxConfig(**(architecture or {}))
     train, val = random_split(pairs, val_fraction, train_config.seed, "pairs")
     n_relaxations = len(train)
@@ -61,7 +70,7 @@ def train_deeprelax(
     task = DeepRelaxTask(train, val, config, batch_size=batch_size)
     elements = sorted({int(z) for p in train for z in p.relaxed.numbers})
     summaries = []
-    for t in range(replicates):
+    for t in range(first_replicate, first_replicate + replicates):
         seed = train_config.seed + t
         member_config = TrainConfig(**{**train_config.__dict__, "seed": seed})
         torch.manual_seed(seed)
