@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ase_cartnet.cli import add_command
-from ase_cartnet.cli.options import add_threads, set_threads
+from ase_cartnet.cli.options import add_threads, non_negative_int, set_threads
 
 if TYPE_CHECKING:
     from ase_cartnet.train.loop import TrainConfig
@@ -266,7 +266,7 @@ def register_deeprelax(models) -> None:
     p.add_argument("--replicates", type=int, default=5, help="ensemble size T")
     p.add_argument(
         "--first-replicate",
-        type=int,
+        type=non_negative_int,
         default=0,
         help="train replicates FIRST … FIRST+T-1 only (several processes, one ensemble)",
     )

@@ -55,11 +55,7 @@ def train_deeprelax(
     train_config = train_config or TrainConfig(select_metric="mae")
     if isinstance(replicates, bool) or not isinstance(replicates, int) or replicates < 1:
         raise InputError(f"replicates must be a positive integer, got {replicates!r}")
-    if (
-        isinstance(first_replicate, bool)
-        or not isinstance(first_replicate, int)
-        or (first_replicate < 0)
-    ):
+    if type(first_replicate) is not int or first_replicate < 0:  # bool is no index either
         raise InputError(f"first_replicate must be an integer >= 0, got {first_replicate!r}")
     config = init.config if init is not None else DeepRelaxConfig(**(architecture or {}))
     train, val = random_split(pairs, val_fraction, train_config.seed, "pairs")

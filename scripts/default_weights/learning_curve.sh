@@ -9,8 +9,8 @@ cd "$(dirname "$0")/../.."
 RUN=runs/adp_v7/curve
 mkdir -p "$RUN"
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
-# v6, the weights v7 was fine-tuned from (the shipped file is now v7, trained on all 551)
-[ -f "$RUN/v6_weights.pt" ] || git show dab3a00:ase_cartnet/weights/cartnet_adp_default.pt > "$RUN/v6_weights.pt"
+# v6, the weights the v7 recipe starts from (the shipped file is trained on all labels)
+bash scripts/default_weights/v6_weights.sh "$RUN"
 for n in ${SIZES:-100 200 400}; do
     [ -f "$RUN/n$n.db" ] || .venv/bin/python -c "
 import sys

@@ -12,7 +12,7 @@ cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 RUN=${RUN:-runs/v8b}
 mkdir -p "$RUN"
-[ -f "$RUN/v6_weights.pt" ] || git show dab3a00:ase_cartnet/weights/cartnet_adp_default.pt > "$RUN/v6_weights.pt"
+bash scripts/default_weights/v6_weights.sh "$RUN"
 # a fixed copy: the generation may still be writing to runs/adp_v7/train.db
 [ -f "$RUN/train.db" ] || .venv/bin/python -c "
 import sqlite3, sys
